@@ -1,0 +1,97 @@
+"""Configuration classes. This module is the only reader of ``os.environ``.
+
+``MUSTER_ENV`` picks the class (``development``, ``testing``, ``production``);
+production is the default so that a forgotten variable fails safe: it refuses to
+start without a real ``SECRET_KEY``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parent
+INSTANCE_DIR = BASE_DIR / "instance"
+
+# A well-known key: good enough to sign a developer's local session, never production.
+DEFAULT_SECRET_KEY = "muster-development-key-not-secret"
+
+
+def normalise_database_url(url: str) -> str:
+    """Point ``postgres://`` and ``postgresql://`` URLs at the psycopg 3 driver we ship."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def _csv(value: str) -> list[str]:
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
+class Config:
+    SECRET_KEY = os.environ.get("SECRET_KEY", DEFAULT_SECRET_KEY)
+    SQLALCHEMY_DATABASE_URI = normalise_database_url(
+        os.environ.get("DATABASE_URL", f"sqlite:///{INSTANCE_DIR / 'muster.db'}")
+    )
+    SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True}
+    INDEX_DIR = os.environ.get("MUSTER_INDEX_DIR", str(INSTANCE_DIR / "index"))
+    # Marking labels offered on lessons; the first is the default.
+    CLASSIFICATIONS = _csv(os.environ.get("MUSTER_CLASSIFICATIONS", "UNCLASSIFIED"))
+    # Werkzeug's scrypt: memory-hard and salted. Tests lower the cost (see TestingConfig).
+    PASSWORD_HASH_METHOD = "scrypt"
+    LESSONS_PER_PAGE = 20
+    # Eight 50,000-character fields of multi-byte text, percent-encoded, fit well inside.
+    MAX_CONTENT_LENGTH = 8 * 1024 * 1024
+    SESSION_COOKIE_HTTPONLY = True
+    SESSION_COOKIE_SAMESITE = "Lax"
+    REMEMBER_COOKIE_HTTPONLY = True
+    WTF_CSRF_TIME_LIMIT = None  # tied to the session instead of a clock
+    DEMO_DATA_ALLOWED = True
+
+
+class DevelopmentConfig(Config):
+    DEBUG = False  # `flask run --debug` when wanted; never a debugger on by default
+
+
+class TestingConfig(Config):
+    TESTING = True
+    SECRET_KEY = "testing"
+    SQLALCHEMY_DATABASE_URI = normalise_database_url(
+        os.environ.get("TEST_DATABASE_URL", "sqlite://")
+    )
+    # Most tests post forms directly; tests/test_csrf.py and the browser test turn it on.
+    WTF_CSRF_ENABLED = False
+    PASSWORD_HASH_METHOD = "pbkdf2:sha256:1000"
+
+
+class ProductionConfig(Config):
+    SESSION_COOKIE_SECURE = True
+    REMEMBER_COOKIE_SECURE = True
+    DEMO_DATA_ALLOWED = False
+
+    @classmethod
+    def check(cls) -> None:
+        if not cls.SECRET_KEY or cls.SECRET_KEY == DEFAULT_SECRET_KEY or len(cls.SECRET_KEY) < 16:
+            raise RuntimeError(
+                "SECRET_KEY must be set to a random value of at least 16 characters in "
+                "production (e.g. python -c 'import secrets; print(secrets.token_hex(32))')."
+            )
+
+
+CONFIGS: dict[str, type[Config]] = {
+    "development": DevelopmentConfig,
+    "testing": TestingConfig,
+    "production": ProductionConfig,
+}
+
+
+def get_config(name: str | None = None) -> type[Config]:
+    """Return the config class named by ``name`` or ``MUSTER_ENV`` (default production)."""
+    name = name or os.environ.get("MUSTER_ENV", "production")
+    try:
+        return CONFIGS[name]
+    except KeyError:
+        raise RuntimeError(
+            f"MUSTER_ENV={name!r} is not one of {', '.join(sorted(CONFIGS))}"
+        ) from None

@@ -1,0 +1,76 @@
+"""Muster: lessons-learned capture and exercise integration for combined operations."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from flask import Flask
+from sqlalchemy import event
+from sqlalchemy.engine import Engine, make_url
+
+from config import Config, ProductionConfig, get_config
+from lessons.extensions import csrf, db, login_manager, migrate
+
+
+def create_app(config: type[Config] | str | None = None, **overrides: object) -> Flask:
+    """Build the app: extensions, blueprints, CLI and error pages.
+
+    ``config`` is a Config class or its name; ``MUSTER_ENV`` decides when omitted.
+    Production refuses to start with the development ``SECRET_KEY``.
+    """
+    config_class = get_config(config) if config is None or isinstance(config, str) else config
+    if issubclass(config_class, ProductionConfig):
+        config_class.check()
+    app = Flask(__name__, template_folder="../templates", static_folder="../static",
+                instance_relative_config=True)
+    app.config.from_object(config_class)
+    app.config.update(overrides)
+    _ensure_sqlite_folder(app.config["SQLALCHEMY_DATABASE_URI"])
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(app.root_path + "/../migrations"))
+    csrf.init_app(app)
+    login_manager.init_app(app)
+    login_manager.login_view = "auth.login"
+    login_manager.login_message = "Please log in to see that page."
+    login_manager.login_message_category = "info"
+    login_manager.session_protection = "strong"
+
+    from lessons.services.users import load_user
+
+    login_manager.user_loader(load_user)
+
+    from lessons.errors import register_error_pages
+    from lessons.views import register_blueprints
+
+    register_blueprints(app)
+    register_error_pages(app)
+
+    from lessons.cli import register_cli
+
+    register_cli(app)
+
+    from lessons.views.helpers import register_template_helpers
+
+    register_template_helpers(app)
+    return app
+
+
+def _ensure_sqlite_folder(url: str) -> None:
+    """The one filesystem touch at start-up: SQLite cannot create its file's folder, and a
+    fresh clone has no ``instance/`` yet."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+
+
+@event.listens_for(Engine, "connect")
+def _sqlite_pragmas(dbapi_connection, connection_record) -> None:  # noqa: ARG001
+    """WAL lets readers work during a write; the busy timeout makes writers queue, not fail."""
+    module = type(dbapi_connection).__module__
+    if module.startswith("sqlite3"):
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA busy_timeout=10000")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()

@@ -1,0 +1,94 @@
+"""Lesson capture, review and action forms; field names are the contract keys."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask_wtf import FlaskForm
+from wtforms import (
+    DateField,
+    HiddenField,
+    SelectChoice,
+    SelectField,
+    StringField,
+    TextAreaField,
+)
+from wtforms.validators import Optional
+
+from lessons.forms.fields import CodeListField, MultiCheckboxField
+from lessons.rules import (
+    ACTION_STATUSES,
+    DOMAIN_LABELS,
+    FUNCTION_LABELS,
+    KIND_LABELS,
+    NOTE_MAX,
+    SHORT_MAX,
+    TEXT_MAX,
+    TITLE_MAX,
+)
+
+
+def _choices(labels: dict[str, str]) -> list[SelectChoice]:
+    return [SelectChoice(value, label) for value, label in labels.items()]
+
+
+def _text(label: str, description: str = "") -> TextAreaField:
+    return TextAreaField(label, description=description, render_kw={"maxlength": TEXT_MAX})
+
+
+def _short(label: str, description: str = "") -> StringField:
+    return StringField(label, description=description, render_kw={"maxlength": SHORT_MAX})
+
+
+class LessonForm(FlaskForm):
+    title = StringField(
+        "Title", render_kw={"maxlength": TITLE_MAX},
+        description="One line that a staff officer would search for; 75 characters or "
+                    "fewer is best.")
+    observation = _text("Observation", "What happened: facts, not opinions.")
+    discussion = _text("Discussion", "Why it happened and what it affected.")
+    conclusion = _text("Conclusion", "What the observation means.")
+    recommendation = _text("Recommendation", "What should change, and who should change it. "
+                                              "Required to submit.")
+    kind = SelectField("Kind", choices=_choices(KIND_LABELS), default="lesson")
+    friction = _text("Friction", "The partnering problem the workaround gets around.")
+    workaround = _text("Workaround", "What the unit actually did.")
+    limits = _text("Limits", "Where the workaround stops working.")
+    permanence = SelectField("Permanence", choices=_choices(
+        {"": "—", "interim": "Interim", "permanent": "Permanent"}), default="")
+    source_event = _short("Operation or exercise")
+    observed_on = DateField("Observed on", validators=[Optional()], format="%Y-%m-%d")
+    location = _short("Location")
+    unit = _short("Unit")
+    domains = MultiCheckboxField("DOTMLPF-P domains",
+                                 choices=_choices(DOMAIN_LABELS))
+    functions = MultiCheckboxField("Warfighting functions",
+                                   choices=_choices(FUNCTION_LABELS))
+    tags = StringField("Tags", description="Comma separated, e.g. liaison, mission-network",
+                       render_kw={"maxlength": 2000})
+    nations = CodeListField("Partner nations involved")
+    classification = SelectField("Classification")
+    releasable_to = CodeListField("Releasable to")
+
+    def contract_data(self) -> dict[str, Any]:
+        """The submitted values keyed by contract key, for the lesson services."""
+        return {name: field.data for name, field in self._fields.items()
+                if name not in ("csrf_token",)}
+
+
+class TransitionForm(FlaskForm):
+    to = HiddenField()
+    note = TextAreaField("Comment", render_kw={"maxlength": NOTE_MAX})
+
+
+class ActionForm(FlaskForm):
+    description = TextAreaField("Action", render_kw={"maxlength": NOTE_MAX})
+    owner_org = _short("Owning organisation")
+    owner_nation = StringField("Owning nation", render_kw={"maxlength": 3})
+    due_on = DateField("Due", validators=[Optional()], format="%Y-%m-%d")
+    status = SelectField("Status", choices=_choices({s: s.title() for s in ACTION_STATUSES}),
+                         default="open")
+
+
+class ActionStatusForm(FlaskForm):
+    status = SelectField("Status", choices=_choices({s: s.title() for s in ACTION_STATUSES}))

@@ -1,0 +1,8 @@
+"""ORM models. Import from here so every table is registered before use."""
+
+from lessons.models.audit import AuditRecord
+from lessons.models.lesson import Lesson, RemedialAction, Tag
+from lessons.models.nation import Nation, NationGroup
+from lessons.models.user import User
+
+__all__ = ["AuditRecord", "Lesson", "Nation", "NationGroup", "RemedialAction", "Tag", "User"]

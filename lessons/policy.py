@@ -1,0 +1,213 @@
+"""Who may see and do what: the only home of these rules (DESIGN.md section 2).
+
+Visibility is written once, as a small backend-neutral rule (``visibility_rule``). From
+it come ``can_view`` (Python, one lesson), ``visible_lessons`` (an SQL filter) and the
+search index filter, so the three cannot drift; tests check that they agree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from flask_login import AnonymousUserMixin
+from sqlalchemy import ColumnElement, false, true
+
+from lessons.errors import InvalidTransition, NotAllowed, NotFound
+from lessons.models import Lesson, User
+from lessons.models.lesson import LessonRelease
+from lessons.rules import STATUSES
+from lessons.workflow import TRANSITIONS, Transition
+
+# Statuses that anyone of a REL TO nation may see. Drafts and withdrawn lessons are the
+# author's alone; rejected ones the author's and the originator's analysts'.
+SHARED_STATUSES = frozenset({"submitted", "validated", "action_assigned", "learned", "archived"})
+
+
+# --- the rule language ----------------------------------------------------------------
+@dataclass(frozen=True)
+class Match:
+    """True when the lesson's ``field`` (or any of its values, for list fields) is in
+    ``values``."""
+
+    field: str
+    values: frozenset
+
+
+@dataclass(frozen=True)
+class AllOf:
+    parts: tuple[Rule, ...]
+
+
+@dataclass(frozen=True)
+class AnyOf:
+    parts: tuple[Rule, ...]
+
+
+Rule = Match | AllOf | AnyOf
+NEVER: Rule = AnyOf(())
+
+# The fields a rule may name; each compiler below knows how to read all of them.
+RULE_FIELDS = ("releasable_to", "status", "author_id", "originator_nation")
+LIST_FIELDS = frozenset({"releasable_to"})
+
+UserLike = User | AnonymousUserMixin | None
+
+
+def _real_user(user: UserLike) -> User | None:
+    if isinstance(user, User) and user.is_active:
+        return user
+    return None
+
+
+def visibility_rule(user: UserLike) -> Rule:
+    """The lessons ``user`` may see, as a rule any backend can evaluate."""
+    user = _real_user(user)
+    if user is None:
+        return NEVER
+    own_status = AnyOf((
+        Match("status", SHARED_STATUSES),
+        Match("author_id", frozenset({user.id})),
+    ))
+    if user.has_role("analyst"):
+        own_status = AnyOf(own_status.parts + (AllOf((
+            Match("status", frozenset({"rejected"})),
+            Match("originator_nation", frozenset({user.nation_code})),
+        )),))
+    return AllOf((Match("releasable_to", frozenset({user.nation_code})), own_status))
+
+
+def evaluate(rule: Rule, lesson: Lesson) -> bool:
+    """Evaluate ``rule`` against one loaded lesson."""
+    if isinstance(rule, Match):
+        value: Any = getattr(lesson, rule.field)
+        if rule.field in LIST_FIELDS:
+            return any(v in rule.values for v in value)
+        return value in rule.values
+    if isinstance(rule, AllOf):
+        return all(evaluate(p, lesson) for p in rule.parts)
+    return any(evaluate(p, lesson) for p in rule.parts)
+
+
+_SQL_FIELDS: dict[str, Callable[[frozenset], ColumnElement[bool]]] = {
+    "releasable_to": lambda v: Lesson.release_rows.any(LessonRelease.nation_code.in_(sorted(v))),
+    "status": lambda v: Lesson.status.in_(sorted(v)),
+    "author_id": lambda v: Lesson.author_id.in_(sorted(v)),
+    "originator_nation": lambda v: Lesson.originator_nation.in_(sorted(v)),
+}
+
+
+def to_sql(rule: Rule) -> ColumnElement[bool]:
+    """Compile ``rule`` into a WHERE clause over ``Lesson``."""
+    from sqlalchemy import and_, or_
+
+    if isinstance(rule, Match):
+        return _SQL_FIELDS[rule.field](rule.values)
+    if isinstance(rule, AllOf):
+        return and_(true(), *(to_sql(p) for p in rule.parts))
+    return or_(false(), *(to_sql(p) for p in rule.parts))
+
+
+# --- lessons ---------------------------------------------------------------------------
+def can_view(user: UserLike, lesson: Lesson) -> bool:
+    """May ``user`` see ``lesson`` at all (its page, a search hit, a count)?"""
+    return evaluate(visibility_rule(user), lesson)
+
+
+def visible_lessons(user: UserLike) -> ColumnElement[bool]:
+    """SQL filter selecting exactly the lessons ``can_view`` allows for ``user``."""
+    return to_sql(visibility_rule(user))
+
+
+def require_view(user: UserLike, lesson: Lesson | None) -> Lesson:
+    """Return ``lesson`` if visible, else raise ``NotFound`` (never 403: no existence leak)."""
+    if lesson is None or not can_view(user, lesson):
+        raise NotFound("No such lesson.")
+    return lesson
+
+
+def is_author(user: UserLike, lesson: Lesson) -> bool:
+    user = _real_user(user)
+    return user is not None and lesson.author_id == user.id
+
+
+def is_analyst_for(user: UserLike, lesson: Lesson) -> bool:
+    """An analyst of the lesson's originator nation: validates it and decides release."""
+    user = _real_user(user)
+    return (user is not None and user.has_role("analyst")
+            and user.nation_code == lesson.originator_nation)
+
+
+def can_edit(user: UserLike, lesson: Lesson) -> bool:
+    """The author while draft; the originator's analysts while not archived."""
+    if not can_view(user, lesson):
+        return False
+    if lesson.status == "draft" and is_author(user, lesson):
+        return True
+    return is_analyst_for(user, lesson) and lesson.status != "archived"
+
+
+def require_edit(user: UserLike, lesson: Lesson) -> None:
+    require_view(user, lesson)
+    if not can_edit(user, lesson):
+        raise NotAllowed("You may not edit this lesson in its current status.")
+
+
+def can_create_lesson(user: UserLike) -> bool:
+    user = _real_user(user)
+    return user is not None and user.has_role("contributor")
+
+
+def can_manage_actions(user: UserLike, lesson: Lesson) -> bool:
+    """Remedial actions are the originator's analysts' to assign and close."""
+    return can_view(user, lesson) and is_analyst_for(user, lesson) and lesson.status not in (
+        "draft", "withdrawn", "rejected", "archived")
+
+
+def require_manage_actions(user: UserLike, lesson: Lesson) -> None:
+    require_view(user, lesson)
+    if not can_manage_actions(user, lesson):
+        raise NotAllowed("Only an analyst of the originator nation can manage remedial actions, "
+                         "and only once the lesson is submitted and until it is archived.")
+
+
+def _is_actor(user: UserLike, lesson: Lesson, transition: Transition) -> bool:
+    if transition.actor == "author":
+        return is_author(user, lesson)
+    return is_analyst_for(user, lesson)
+
+
+def check_transition(user: UserLike, lesson: Lesson, to: str) -> Transition:
+    """Return the transition to ``to`` if ``user`` may make it now.
+
+    Raises ``NotFound`` if the lesson is not visible, ``InvalidTransition`` if the
+    status table has no such move from the current status, ``NotAllowed`` if the move
+    exists but is someone else's to make. What the move *needs* (a reason, an open
+    action) is checked by the service.
+    """
+    require_view(user, lesson)
+    transition = TRANSITIONS.get(to)
+    if transition is None or lesson.status not in transition.sources:
+        if to not in STATUSES:
+            raise InvalidTransition(f"Unknown status {to!r}.")
+        raise InvalidTransition(f"A {lesson.status} lesson cannot be moved to {to}.")
+    if not _is_actor(user, lesson, transition):
+        who = "its author" if transition.actor == "author" else (
+            f"an analyst of {lesson.originator_nation}")
+        raise NotAllowed(f"Only {who} can move this lesson to {to}.")
+    return transition
+
+
+def allowed_transitions(user: UserLike, lesson: Lesson) -> list[Transition]:
+    """The moves ``user`` could make now, in table order (the page shows these buttons)."""
+    if not can_view(user, lesson):
+        return []
+    return [t for t in TRANSITIONS.values()
+            if lesson.status in t.sources and _is_actor(user, lesson, t)]
+
+
+# --- users -----------------------------------------------------------------------------
+def can_admin(user: UserLike) -> bool:
+    user = _real_user(user)
+    return user is not None and user.has_role("admin")

@@ -1,0 +1,192 @@
+"""The one rule set: allowed values and limits of the data contract.
+
+HTML forms, the importer and the API all check lessons through ``check_lesson`` so a
+value accepted by one door is accepted by all of them (DESIGN.md section 4.6).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from datetime import date
+from typing import Any
+
+KINDS = ("lesson", "workaround", "best_practice")
+KIND_LABELS = {"lesson": "Lesson", "workaround": "Workaround", "best_practice": "Best practice"}
+PERMANENCE = ("interim", "permanent")
+DOMAINS = (
+    "doctrine", "organization", "training", "materiel",
+    "leadership_education", "personnel", "facilities", "policy",
+)
+DOMAIN_LABELS = {
+    "doctrine": "Doctrine", "organization": "Organization", "training": "Training",
+    "materiel": "Materiel", "leadership_education": "Leadership and education",
+    "personnel": "Personnel", "facilities": "Facilities", "policy": "Policy",
+}
+FUNCTIONS = (
+    "command_control", "movement_maneuver", "intelligence", "fires", "sustainment", "protection",
+)
+FUNCTION_LABELS = {
+    "command_control": "Command and control", "movement_maneuver": "Movement and maneuver",
+    "intelligence": "Intelligence", "fires": "Fires", "sustainment": "Sustainment",
+    "protection": "Protection",
+}
+STATUSES = (
+    "draft", "submitted", "validated", "action_assigned", "learned",
+    "rejected", "withdrawn", "archived",
+)
+STATUS_LABELS = {
+    "draft": "Draft", "submitted": "Submitted", "validated": "Validated",
+    "action_assigned": "Action assigned", "learned": "Learned", "rejected": "Rejected",
+    "withdrawn": "Withdrawn", "archived": "Archived",
+}
+ACTION_STATUSES = ("open", "done")
+ROLES = ("contributor", "analyst", "planner", "admin")
+
+TITLE_MAX = 300
+TITLE_ADVISED = 75  # JULLS advice; longer titles are allowed up to TITLE_MAX
+TEXT_MAX = 50_000
+SHORT_MAX = 200  # source_event, location, unit, owner_org
+TAG_MAX = 64
+TAGS_MAX = 30
+NATIONS_MAX = 60
+ACTIONS_MAX = 50
+NOTE_MAX = 10_000  # review comments, reasons, evidence
+USERNAME_MAX = 64
+
+LESSON_TEXT_FIELDS = (
+    "observation", "discussion", "conclusion", "recommendation",
+    "friction", "workaround", "limits",
+)
+WORKAROUND_FIELDS = ("friction", "workaround", "limits", "permanence")
+REQUIRED_ON_SAVE = ("title", "observation")
+REQUIRED_ON_SUBMIT = ("title", "observation", "recommendation")
+
+NATION_CODE = re.compile(r"^[A-Z][A-Z0-9]{2,9}$")
+
+
+def normalise_tags(raw: str | Iterable[str]) -> list[str]:
+    """Lower-case, trim, squeeze spaces and deduplicate, keeping first-seen order."""
+    items = raw.split(",") if isinstance(raw, str) else list(raw)
+    seen: dict[str, None] = {}
+    for item in items:
+        tag = " ".join(str(item).split()).lower()
+        if tag:
+            seen.setdefault(tag, None)
+    return list(seen)
+
+
+def normalise_codes(raw: str | Iterable[str]) -> list[str]:
+    """Upper-case and deduplicate nation or group codes given as a list or ``A, B``."""
+    items = raw.split(",") if isinstance(raw, str) else list(raw)
+    seen: dict[str, None] = {}
+    for item in items:
+        code = str(item).strip().upper()
+        if code:
+            seen.setdefault(code, None)
+    return list(seen)
+
+
+def _check_length(errors: dict[str, str], data: Mapping[str, Any], key: str, limit: int) -> None:
+    value = data.get(key)
+    if isinstance(value, str) and len(value) > limit:
+        errors[key] = f"At most {limit:,} characters (this has {len(value):,})."
+
+
+def check_lesson(data: Mapping[str, Any], *, submitting: bool,
+                 known_nations: set[str], classifications: Iterable[str]) -> dict[str, str]:
+    """Return ``{contract key: message}`` for every rule ``data`` breaks (empty if none).
+
+    ``data`` holds already-normalised values (tags and codes as lists, dates as ``date``).
+    ``known_nations`` holds nation *and* group codes; groups are expanded later.
+    """
+    errors: dict[str, str] = {}
+    required = REQUIRED_ON_SUBMIT if submitting else REQUIRED_ON_SAVE
+    for key in required:
+        if not str(data.get(key) or "").strip():
+            errors[key] = ("Required before the lesson can be submitted."
+                           if submitting and key not in REQUIRED_ON_SAVE else "Required.")
+    for key in ("title",):
+        if key not in errors:
+            _check_length(errors, data, key, TITLE_MAX)
+    for key in LESSON_TEXT_FIELDS:
+        if key not in errors:
+            _check_length(errors, data, key, TEXT_MAX)
+    for key in ("source_event", "location", "unit"):
+        _check_length(errors, data, key, SHORT_MAX)
+
+    kind = data.get("kind") or "lesson"
+    if kind not in KINDS:
+        errors["kind"] = f"Must be one of: {', '.join(KINDS)}."
+    permanence = data.get("permanence") or ""
+    if permanence and permanence not in PERMANENCE:
+        errors["permanence"] = f"Must be one of: {', '.join(PERMANENCE)}."
+    if kind != "workaround":
+        for key in WORKAROUND_FIELDS:
+            if data.get(key):
+                errors.setdefault(key, "Only a workaround has this field; set kind to workaround.")
+    elif submitting:
+        for key in ("friction", "workaround"):
+            if not str(data.get(key) or "").strip():
+                errors.setdefault(key, "Required for a workaround before it can be submitted.")
+
+    for key, allowed in (("domains", DOMAINS), ("functions", FUNCTIONS)):
+        bad = [v for v in data.get(key) or [] if v not in allowed]
+        if bad:
+            errors[key] = f"Unknown: {', '.join(bad)}. Allowed: {', '.join(allowed)}."
+
+    tags = data.get("tags") or []
+    if len(tags) > TAGS_MAX:
+        errors["tags"] = f"At most {TAGS_MAX} tags."
+    elif any(len(t) > TAG_MAX for t in tags):
+        errors["tags"] = f"Each tag at most {TAG_MAX} characters."
+
+    for key in ("nations", "releasable_to"):
+        codes = data.get(key) or []
+        unknown = [c for c in codes if c not in known_nations]
+        if unknown:
+            errors[key] = f"Unknown nation or group: {', '.join(unknown)}."
+        elif len(codes) > NATIONS_MAX:
+            errors[key] = f"At most {NATIONS_MAX} nations."
+    originator = data.get("originator_nation")
+    if originator is not None and originator not in known_nations:
+        errors["originator_nation"] = f"Unknown nation: {originator}."
+
+    classification = data.get("classification")
+    allowed_classifications = list(classifications)
+    if classification and classification not in allowed_classifications:
+        errors["classification"] = f"Must be one of: {', '.join(allowed_classifications)}."
+
+    observed_on = data.get("observed_on")
+    if observed_on is not None and not isinstance(observed_on, date):
+        errors["observed_on"] = "Must be a date (YYYY-MM-DD)."
+    return errors
+
+
+def check_action(data: Mapping[str, Any], *, known_nations: set[str]) -> dict[str, str]:
+    """Rules for one remedial action; same shape as ``check_lesson``."""
+    errors: dict[str, str] = {}
+    if not str(data.get("description") or "").strip():
+        errors["description"] = "Required."
+    else:
+        _check_length(errors, data, "description", NOTE_MAX)
+    _check_length(errors, data, "owner_org", SHORT_MAX)
+    owner_nation = data.get("owner_nation")
+    if owner_nation and owner_nation not in known_nations:
+        errors["owner_nation"] = f"Unknown nation: {owner_nation}."
+    if (data.get("status") or "open") not in ACTION_STATUSES:
+        errors["status"] = f"Must be one of: {', '.join(ACTION_STATUSES)}."
+    due_on = data.get("due_on")
+    if due_on is not None and not isinstance(due_on, date):
+        errors["due_on"] = "Must be a date (YYYY-MM-DD)."
+    return errors
+
+
+def check_note(text: str | None, *, label: str, required: bool) -> str | None:
+    """Check a review comment, reason or evidence; return a message or ``None``."""
+    text = (text or "").strip()
+    if required and not text:
+        return f"A {label} is required."
+    if len(text) > NOTE_MAX:
+        return f"At most {NOTE_MAX:,} characters."
+    return None

@@ -1,0 +1,27 @@
+"""Blueprints, one per area. Every route requires login unless listed in PUBLIC_ENDPOINTS."""
+
+from __future__ import annotations
+
+from flask import Flask, request
+from flask_login import current_user
+
+from lessons.extensions import login_manager
+
+# Endpoints reachable without logging in; everything else is refused server-side.
+PUBLIC_ENDPOINTS = frozenset({"auth.login", "static"})
+
+
+def register_blueprints(app: Flask) -> None:
+    from lessons.views import auth, lessons, main
+
+    app.register_blueprint(auth.bp)
+    app.register_blueprint(main.bp)
+    app.register_blueprint(lessons.bp)
+
+    @app.before_request
+    def require_login():
+        if request.endpoint in PUBLIC_ENDPOINTS or request.endpoint is None:
+            return None
+        if not current_user.is_authenticated:
+            return login_manager.unauthorized()
+        return None

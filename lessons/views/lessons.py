@@ -1,0 +1,137 @@
+"""Lesson pages: list, capture, edit, review actions. Thin: parse, call a service, render."""
+
+from __future__ import annotations
+
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
+from flask_login import current_user
+from wtforms import SelectChoice
+
+from lessons import policy
+from lessons.errors import ValidationFailed
+from lessons.forms.lessons import ActionForm, ActionStatusForm, LessonForm, TransitionForm
+from lessons.models import Lesson
+from lessons.rules import KINDS, STATUSES
+from lessons.services import lessons as service
+from lessons.views.helpers import apply_errors
+
+bp = Blueprint("lessons", __name__, url_prefix="/lessons")
+
+
+def _lesson_form(**kwargs) -> LessonForm:
+    form = LessonForm(**kwargs)
+    form.classification.choices = [SelectChoice(c) for c in current_app.config["CLASSIFICATIONS"]]
+    return form
+
+
+@bp.get("")
+def index():
+    flt = service.LessonFilter.from_args(request.args)
+    page = request.args.get("page", 1, type=int) or 1
+    pagination = service.list_lessons(current_user, flt, page=max(page, 1))
+    counts = {tab: service.count_lessons(current_user, service.LessonFilter(tab=tab))
+              for tab in service.TABS}
+    return render_template("lessons/index.html", pagination=pagination, flt=flt,
+                           counts=counts, statuses=STATUSES, kinds=KINDS)
+
+
+@bp.route("/new", methods=["GET", "POST"])
+def new():
+    if not policy.can_create_lesson(current_user):
+        abort(403, "Only contributors can write lessons.")
+    form = _lesson_form()
+    if request.method == "GET":
+        form.unit.data = current_user.unit
+    if form.validate_on_submit():
+        submit = request.form.get("action") == "submit"
+        try:
+            lesson = service.create_lesson(current_user, form.contract_data(), submit=submit)
+        except ValidationFailed as exc:
+            apply_errors(form, exc.errors)
+        else:
+            flash("Lesson submitted for review." if submit else "Draft saved.", "success")
+            return redirect(url_for("lessons.detail", public_id=lesson.public_id))
+    status = 422 if form.is_submitted() else 200
+    return render_template("lessons/form.html", form=form, lesson=None), status
+
+
+def _detail_page(lesson: Lesson, *, status: int = 200, transition_errors=None,
+                 action_form: ActionForm | None = None):
+    return render_template(
+        "lessons/detail.html",
+        lesson=lesson,
+        history=service.history(current_user, lesson),
+        transitions=policy.allowed_transitions(current_user, lesson),
+        transition_errors=transition_errors or {},
+        can_edit=policy.can_edit(current_user, lesson),
+        can_manage_actions=policy.can_manage_actions(current_user, lesson),
+        action_form=action_form or ActionForm(),
+        transition_form=TransitionForm(),
+        action_status_form=ActionStatusForm(),
+    ), status
+
+
+@bp.get("/<public_id>")
+def detail(public_id: str):
+    return _detail_page(service.get_lesson(current_user, public_id))
+
+
+@bp.route("/<public_id>/edit", methods=["GET", "POST"])
+def edit(public_id: str):
+    lesson = service.get_lesson(current_user, public_id)
+    policy.require_edit(current_user, lesson)
+    values = service.lesson_values(lesson)
+    values["tags"] = ", ".join(values["tags"])
+    form = _lesson_form(data=values)
+    if form.validate_on_submit():
+        try:
+            service.update_lesson(current_user, public_id, form.contract_data())
+        except ValidationFailed as exc:
+            apply_errors(form, exc.errors)
+        else:
+            flash("Changes saved.", "success")
+            return redirect(url_for("lessons.detail", public_id=public_id))
+    status = 422 if form.is_submitted() else 200
+    return render_template("lessons/form.html", form=form, lesson=lesson), status
+
+
+@bp.post("/<public_id>/transition")
+def transition(public_id: str):
+    form = TransitionForm()
+    lesson = service.get_lesson(current_user, public_id)
+    if not form.validate_on_submit():
+        abort(400, "The form was incomplete or expired; reload the page and try again.")
+    try:
+        lesson = service.transition_lesson(current_user, public_id, form.to.data or "",
+                                           form.note.data or "")
+    except ValidationFailed as exc:
+        return _detail_page(lesson, status=422,
+                            transition_errors={form.to.data: list(exc.errors.values())})
+    flash(f"Lesson is now {lesson.status.replace('_', ' ')}.", "success")
+    return redirect(url_for("lessons.detail", public_id=public_id))
+
+
+@bp.post("/<public_id>/actions")
+def add_action(public_id: str):
+    lesson = service.get_lesson(current_user, public_id)
+    policy.require_manage_actions(current_user, lesson)
+    form = ActionForm()
+    if form.validate_on_submit():
+        try:
+            service.add_action(current_user, public_id, form.data)
+        except ValidationFailed as exc:
+            apply_errors(form, exc.errors)
+        else:
+            flash("Remedial action added.", "success")
+            return redirect(url_for("lessons.detail", public_id=public_id) + "#actions")
+    return _detail_page(lesson, status=422, action_form=form)
+
+
+@bp.post("/<public_id>/actions/<int:position>")
+def action_status(public_id: str, position: int):
+    service.get_lesson(current_user, public_id)
+    form = ActionStatusForm()
+    if not form.validate_on_submit():
+        abort(400, "Choose open or done.")
+    service.set_action_status(current_user, public_id, position, form.status.data)
+    flash(f"Action {position} marked {form.status.data}.", "success")
+    return redirect(url_for("lessons.detail", public_id=public_id) + "#actions")
