@@ -124,7 +124,7 @@ class Lesson(db.Model):
     classification: Mapped[str] = mapped_column(String(40), default="UNCLASSIFIED")
 
     author_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
-    author: Mapped[User] = relationship(lazy="joined")
+    author: Mapped[User] = relationship(lazy="joined", innerjoin=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow,
                                                  index=True)

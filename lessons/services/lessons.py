@@ -128,7 +128,7 @@ def _apply(lesson: Lesson, values: Mapping[str, Any]) -> list[str]:
 def _load(user: User, public_id: str, *, for_update: bool = False) -> Lesson:
     query = select(Lesson).where(Lesson.public_id == public_id)
     if for_update:
-        query = query.with_for_update()
+        query = query.with_for_update(of=Lesson)
     return policy.require_view(user, db.session.scalar(query))
 
 
