@@ -43,6 +43,11 @@ def register_template_helpers(app: Flask) -> None:
         COMMON_PARTNERS=COMMON_PARTNERS,
     )
 
+    @app.template_filter("labels")
+    def labels(values, mapping: dict[str, str]) -> str:
+        """Readable labels for slugs, e.g. domains; an unknown slug shows as itself."""
+        return ", ".join(mapping.get(v, v) for v in values)
+
     @app.context_processor
     def per_request():
         return {"logout_form": LogoutForm()}

@@ -1,0 +1,116 @@
+"""Login, logout and the login requirement on every page."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import login
+
+
+def test_login_page_has_username_and_password_fields(client):
+    page = client.get("/login").text
+    assert 'name="username"' in page and 'name="password"' in page
+
+
+def test_login_with_right_password_redirects_home(client, make_user):
+    make_user("gb.one", "GBR")
+    response = client.post("/login", data={"username": "gb.one", "password": "demo"})
+    assert response.status_code == 302
+    assert response.headers["Location"] == "/"
+    assert "gb.one" in client.get("/").text or "Welcome" in client.get("/").text
+
+
+def test_login_is_case_insensitive_on_username(client, make_user):
+    make_user("gb.one", "GBR")
+    assert client.post("/login", data={"username": " GB.One ", "password": "demo"}).status_code == 302
+
+
+@pytest.mark.parametrize("username,password", [("gb.one", "wrong"), ("nobody", "demo")])
+def test_wrong_credentials_are_refused_with_one_message(client, make_user, username, password):
+    make_user("gb.one", "GBR")
+    response = client.post("/login", data={"username": username, "password": password})
+    assert response.status_code == 401
+    assert "Unknown username or wrong password." in response.text
+    assert client.get("/lessons").status_code == 302  # still logged out
+
+
+def test_empty_login_form_is_a_422_with_field_messages(client):
+    response = client.post("/login", data={"username": "", "password": ""})
+    assert response.status_code == 422
+    assert "This field is required." in response.text
+
+
+def test_inactive_user_cannot_log_in(client, make_user):
+    make_user("gb.gone", "GBR", active=False)
+    assert client.post("/login", data={"username": "gb.gone", "password": "demo"}).status_code == 401
+
+
+def test_deactivated_user_is_logged_out_at_next_request(app, client, make_user):
+    from lessons.extensions import db
+    from lessons.models import User
+
+    user = make_user("gb.soon", "GBR")
+    login(client, "gb.soon")
+    assert client.get("/lessons").status_code == 200
+    with app.app_context():
+        db.session.get(User, user.id).active = False
+        db.session.commit()
+    assert client.get("/lessons").status_code == 302
+
+
+@pytest.mark.parametrize("path", ["/", "/lessons", "/lessons/new", "/lessons/abc",
+                                  "/lessons/abc/edit", "/logout"])
+def test_pages_need_login(client, path):
+    response = client.get(path)
+    assert response.status_code == 302
+    assert response.headers["Location"].startswith("/login")
+
+
+@pytest.mark.parametrize("path", ["/lessons/abc/transition", "/lessons/abc/actions",
+                                  "/lessons/new"])
+def test_posts_need_login(client, path):
+    response = client.post(path, data={"to": "validated"})
+    assert response.status_code == 302
+    assert response.headers["Location"].startswith("/login")
+
+
+def test_login_returns_to_the_page_asked_for(client, make_user):
+    make_user("gb.one", "GBR")
+    response = client.post("/login?next=/lessons", data={
+        "username": "gb.one", "password": "demo", "next": "/lessons"})
+    assert response.headers["Location"] == "/lessons"
+
+
+@pytest.mark.parametrize("target", ["https://evil.example/", "//evil.example/", "/\\evil"])
+def test_login_never_redirects_off_site(client, make_user, target):
+    make_user("gb.one", "GBR")
+    response = client.post("/login", data={"username": "gb.one", "password": "demo",
+                                           "next": target})
+    assert response.headers["Location"] == "/"
+
+
+def test_logout_get_asks_and_post_logs_out(client, make_user):
+    make_user("gb.one", "GBR")
+    login(client, "gb.one")
+    assert "Log out" in client.get("/logout").text
+    assert client.get("/lessons").status_code == 200  # GET did not log out
+    response = client.post("/logout")
+    assert response.status_code == 302
+    assert client.get("/lessons").status_code == 302
+
+
+def test_passwords_are_stored_hashed(app, make_user):
+    from lessons.extensions import db
+    from lessons.models import User
+
+    user = make_user("gb.one", "GBR", password="correct horse battery")
+    with app.app_context():
+        stored = db.session.get(User, user.id).password_hash
+    assert "correct horse" not in stored
+    assert stored.startswith(("scrypt:", "pbkdf2:"))
+
+
+def test_production_hashes_with_scrypt():
+    from config import ProductionConfig
+
+    assert ProductionConfig.PASSWORD_HASH_METHOD == "scrypt"
