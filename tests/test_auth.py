@@ -22,7 +22,8 @@ def test_login_with_right_password_redirects_home(client, make_user):
 
 def test_login_is_case_insensitive_on_username(client, make_user):
     make_user("gb.one", "GBR")
-    assert client.post("/login", data={"username": " GB.One ", "password": "demo"}).status_code == 302
+    response = client.post("/login", data={"username": " GB.One ", "password": "demo"})
+    assert response.status_code == 302
 
 
 @pytest.mark.parametrize("username,password", [("gb.one", "wrong"), ("nobody", "demo")])
@@ -42,7 +43,8 @@ def test_empty_login_form_is_a_422_with_field_messages(client):
 
 def test_inactive_user_cannot_log_in(client, make_user):
     make_user("gb.gone", "GBR", active=False)
-    assert client.post("/login", data={"username": "gb.gone", "password": "demo"}).status_code == 401
+    response = client.post("/login", data={"username": "gb.gone", "password": "demo"})
+    assert response.status_code == 401
 
 
 def test_deactivated_user_is_logged_out_at_next_request(app, client, make_user):
