@@ -116,3 +116,9 @@ def test_production_hashes_with_scrypt():
     from config import ProductionConfig
 
     assert ProductionConfig.PASSWORD_HASH_METHOD == "scrypt"
+
+
+def test_pages_carry_security_headers(client):
+    headers = client.get("/login").headers
+    assert "frame-ancestors 'none'" in headers["Content-Security-Policy"]
+    assert headers["X-Content-Type-Options"] == "nosniff"
