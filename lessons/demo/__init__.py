@@ -56,17 +56,6 @@ def _by_username() -> dict[str, User]:
     return {u.username: u for u in db.session.scalars(select(User))}
 
 
-def _author(record: dict[str, Any], users: dict[str, User]) -> User:
-    """The named author, or a contributor of the originator nation if the named one
-    cannot write lessons (the admin account, say)."""
-    user = users.get(record["author"])
-    if user is not None and user.has_role("contributor"):
-        return user
-    nation = record["originator_nation"]
-    return next(u for u in users.values()
-                if u.nation_code == nation and u.has_role("contributor"))
-
-
 def _analyst(nation: str, users: dict[str, User]) -> User:
     return next(u for u in users.values() if u.nation_code == nation and u.has_role("analyst"))
 
@@ -96,7 +85,7 @@ def load_demo() -> dict[str, int]:
     records = [json.loads(line) for line in DEMO_LESSONS.read_text("utf-8").splitlines()
                if line.strip()]
     for record in records:
-        author = _author(record, users)
+        author = users[record["author"]]
         route = _ROUTES[record["status"]]
         lesson = lesson_service.create_lesson(author, _lesson_data(record),
                                               submit=bool(route))

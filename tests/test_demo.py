@@ -1,0 +1,81 @@
+"""Demo data: loaded through the services, varied enough to show the policy, never in
+production."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from sqlalchemy import func, select
+
+from config import ProductionConfig
+from lessons import create_app
+from lessons.extensions import db
+from lessons.models import AuditRecord, Lesson, User
+
+
+def test_demo_load_creates_users_and_lessons_and_prints_logins(app, runner):
+    result = runner.invoke(args=["demo", "load"])
+    assert result.exit_code == 0, result.output
+    assert "Loaded 7 demo users and 46 lessons." in result.output
+    for username in ("admin", "us.analyst", "gb.planner", "gb.analyst", "au.contributor",
+                     "ca.analyst"):
+        assert username in result.output
+    with app.app_context():
+        roles = {u.username: (u.nation_code, u.roles) for u in db.session.scalars(select(User))}
+    assert roles["admin"] == ("USA", {"admin"})
+    assert roles["us.analyst"] == ("USA", {"contributor", "analyst"})
+    assert roles["gb.planner"] == ("GBR", {"contributor", "planner"})
+    assert roles["gb.analyst"] == ("GBR", {"contributor", "analyst"})
+    assert roles["au.contributor"] == ("AUS", {"contributor"})
+    assert roles["ca.analyst"] == ("CAN", {"contributor", "analyst"})
+
+
+def test_demo_lessons_spread_over_kinds_statuses_originators_and_markings(app, demo):
+    with app.app_context():
+        lessons = db.session.scalars(select(Lesson)).all()
+        assert len(lessons) >= 40
+        assert set(Counter(lesson.kind for lesson in lessons)) == {
+            "lesson", "workaround", "best_practice"}
+        assert set(Counter(lesson.status for lesson in lessons)) == {
+            "draft", "submitted", "validated", "action_assigned", "learned", "rejected",
+            "withdrawn", "archived"}
+        assert {lesson.originator_nation for lesson in lessons} >= {"USA", "GBR", "AUS", "CAN"}
+        shapes = Counter(
+            "originator only" if list(lesson.releasable_to) == [lesson.originator_nation]
+            else "FVEY" if list(lesson.releasable_to) == ["AUS", "CAN", "GBR", "NZL", "USA"]
+            else "bilateral" if len(lesson.releasable_to) == 2 else "other"
+            for lesson in lessons)
+        assert shapes["originator only"] >= 5 and shapes["FVEY"] >= 5 and shapes["bilateral"] >= 5
+        assert any(lesson.actions for lesson in lessons if lesson.status == "action_assigned")
+        # Reviewed through the state machine, so every move is in the audit trail.
+        learned = next(lesson for lesson in lessons if lesson.status == "learned")
+        moves = db.session.scalars(select(AuditRecord.action).where(
+            AuditRecord.lesson_id == learned.id).order_by(AuditRecord.id)).all()
+        assert moves[:3] == ["created", "submitted", "validated"] and moves[-1] == "learned"
+
+
+def test_demo_load_if_empty_does_nothing_when_users_exist(app, runner, make_user):
+    make_user("someone", "GBR")
+    result = runner.invoke(args=["demo", "load", "--if-empty"])
+    assert result.exit_code == 0
+    assert "not loaded" in result.output
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(Lesson)) == 0
+
+
+def test_demo_logins_work(demo, client):
+    response = client.post("/login", data={"username": "au.contributor", "password": "demo"})
+    assert response.status_code == 302
+
+
+def test_demo_data_is_refused_in_production(monkeypatch, database_url, schema):
+    monkeypatch.setattr(ProductionConfig, "SECRET_KEY", "p" * 32)
+    monkeypatch.setattr(ProductionConfig, "SQLALCHEMY_DATABASE_URI", database_url)
+    app = create_app(ProductionConfig)
+    result = app.test_cli_runner().invoke(args=["demo", "load"])
+    assert result.exit_code == 2
+    assert "refused in production" in result.output
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(User)) == 0
+        db.engine.dispose()
+
