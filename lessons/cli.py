@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import click
 from flask import Flask, current_app
 from flask.cli import AppGroup
 from sqlalchemy import func, select
 
+from lessons import search
 from lessons.errors import ValidationFailed
 from lessons.extensions import db
 from lessons.models import User
@@ -16,6 +18,8 @@ from lessons.services import users as user_service
 
 users_cli = AppGroup("users", help="Create and list user accounts.")
 demo_cli = AppGroup("demo", help="Demo data for trying Muster out (refused in production).")
+search_cli = AppGroup("search", help="Keep the search index in step with the database.")
+lessons_cli = AppGroup("lessons", help="Import and export lessons (JSON Lines exchange format).")
 
 
 def _fail(errors: dict[str, str]) -> None:
@@ -84,6 +88,109 @@ def load_demo_command(if_empty: bool) -> None:
         click.echo(f"  {username:<16} {nation}  {', '.join(roles)}")
 
 
+@search_cli.command("sync")
+def search_sync_command() -> None:
+    """Apply lesson changes still waiting for the index (after a crash or lock timeout)."""
+    try:
+        applied = search.sync()
+    except search.IndexBusy as exc:
+        click.echo(f"error: {exc}; try again", err=True)
+        sys.exit(1)
+    click.echo(f"Applied {applied} pending change(s).")
+
+
+@search_cli.command("reindex")
+def search_reindex_command() -> None:
+    """Rebuild the index from the database aside, then swap it in."""
+    with click.progressbar(length=1, label="Indexing lessons", show_pos=True,
+                           file=sys.stderr) as bar:
+        def progress(done: int, total: int) -> None:
+            bar.length = max(total, 1)
+            bar.update(done - bar.pos)
+
+        report = search.reindex(progress)
+    click.echo(f"Indexed {report.documents} lessons in {report.seconds:.1f} s "
+               f"({report.replayed} concurrent change(s) replayed).")
+
+
+@search_cli.command("check")
+def search_check_command() -> None:
+    """Report drift between the index and the database; exit code 1 when drifted."""
+    drift = search.check()
+    if drift.clean:
+        click.echo("Index is in step with the database.")
+        return
+    for label, ids in (("missing from the index", drift.missing),
+                       ("indexed at an old version", drift.stale),
+                       ("indexed but not in the database", drift.extra)):
+        if ids:
+            click.echo(f"{len(ids)} lesson(s) {label}")
+    if drift.pending:
+        click.echo(f"{drift.pending} change(s) waiting to be applied (run `flask search sync`)")
+    if drift.reindex_interrupted:
+        click.echo("a reindex is running or was interrupted (run `flask search reindex`)")
+    sys.exit(1)
+
+
+@lessons_cli.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, allow_dash=True))
+@click.option("--as", "as_user", required=True, metavar="USERNAME",
+              help="Submitter of new lessons; their nation is the default originator.")
+@click.option("--map", "map_file", type=click.Path(exists=True, dir_okay=False),
+              help="JSON map from another system's keys to the contract keys.")
+@click.option("--skip-invalid", is_flag=True,
+              help="Store the good lines and report the bad ones (default: all or nothing).")
+def import_command(file: str, as_user: str, map_file: str | None, skip_invalid: bool) -> None:
+    """Import lessons from FILE (JSON Lines; - for standard input)."""
+    from lessons.services import exchange
+
+    try:
+        submitter = exchange.require_user(as_user)
+        field_map = (exchange.FieldMap.from_json(Path(map_file).read_text("utf-8"))
+                     if map_file else None)
+    except ValidationFailed as exc:
+        _fail(exc.errors)
+    except ValueError as exc:
+        _fail({"--map": str(exc)})
+    with click.open_file(file, "r", encoding="utf-8-sig") as handle:
+        lines = handle.read().splitlines()
+    with click.progressbar(lines, label="Checking lines", file=sys.stderr) as bar:
+        report = exchange.import_lines(bar, submitter, field_map=field_map,
+                                       skip_invalid=skip_invalid)
+    for error in report.errors:
+        click.echo(f"error: {error}", err=True)
+    if report.stored:
+        click.echo(f"Imported {report.created} new, {report.updated} updated, "
+                   f"{report.unchanged} unchanged; {len(report.rejected_lines)} line(s) "
+                   f"rejected.")
+    else:
+        click.echo(f"Nothing imported: {len(report.rejected_lines)} line(s) rejected "
+                   f"(use --skip-invalid to store the good lines).", err=True)
+        sys.exit(1)
+
+
+@lessons_cli.command("export")
+@click.argument("file", type=click.Path(dir_okay=False, writable=True, allow_dash=True))
+@click.option("--as", "as_user", metavar="USERNAME",
+              help="Export only what this user may see (default: every lesson).")
+def export_command(file: str, as_user: str | None) -> None:
+    """Export lessons to FILE (JSON Lines; - for standard output)."""
+    from lessons.services import exchange
+
+    try:
+        viewer = exchange.require_user(as_user) if as_user else None
+    except ValidationFailed as exc:
+        _fail(exc.errors)
+    count = 0
+    with click.open_file(file, "w", encoding="utf-8", atomic=file != "-") as handle:
+        for line in exchange.export_lines(viewer):
+            handle.write(line)
+            count += 1
+    click.echo(f"Exported {count} lesson(s).", err=file == "-")
+
+
 def register_cli(app: Flask) -> None:
     app.cli.add_command(users_cli)
     app.cli.add_command(demo_cli)
+    app.cli.add_command(search_cli)
+    app.cli.add_command(lessons_cli)

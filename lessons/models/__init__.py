@@ -3,6 +3,10 @@
 from lessons.models.audit import AuditRecord
 from lessons.models.lesson import Lesson, RemedialAction, Tag
 from lessons.models.nation import Nation, NationGroup
+from lessons.models.outbox import IndexOutbox
 from lessons.models.user import User
 
-__all__ = ["AuditRecord", "Lesson", "Nation", "NationGroup", "RemedialAction", "Tag", "User"]
+__all__ = [
+    "AuditRecord", "IndexOutbox", "Lesson", "Nation", "NationGroup", "RemedialAction", "Tag",
+    "User",
+]

@@ -17,7 +17,7 @@ from flask_sqlalchemy.pagination import Pagination
 from sqlalchemy import Select, select
 from sqlalchemy.exc import IntegrityError
 
-from lessons import policy
+from lessons import policy, search
 from lessons.errors import NotAllowed, NotFound, ValidationFailed
 from lessons.extensions import db
 from lessons.models import AuditRecord, Lesson, RemedialAction, Tag, User
@@ -125,6 +125,14 @@ def _apply(lesson: Lesson, values: Mapping[str, Any]) -> list[str]:
     return changed
 
 
+def _commit(lesson: Lesson) -> None:
+    """Commit the use case with its index-outbox row, then bring the index up to date."""
+    db.session.flush()
+    search.queue_lesson(lesson)
+    db.session.commit()
+    search.after_commit()
+
+
 def _load(user: User, public_id: str, *, for_update: bool = False) -> Lesson:
     query = select(Lesson).where(Lesson.public_id == public_id)
     if for_update:
@@ -163,7 +171,7 @@ def create_lesson(user: User, data: Mapping[str, Any], *, submit: bool = False) 
     audit.record("created", actor=user, lesson=lesson, to_status="draft")
     if submit:
         _move(user, lesson, "submitted", "")
-    db.session.commit()
+    _commit(lesson)
     return lesson
 
 
@@ -181,7 +189,7 @@ def update_lesson(user: User, public_id: str, data: Mapping[str, Any]) -> Lesson
     if changed:
         lesson.version += 1
         audit.record("edited", actor=user, lesson=lesson, changes=changed)
-        db.session.commit()
+        _commit(lesson)
     return lesson
 
 
@@ -215,7 +223,7 @@ def transition_lesson(user: User, public_id: str, to: str, note: str = "") -> Le
     """
     lesson = _load(user, public_id, for_update=True)
     _move(user, lesson, to, note)
-    db.session.commit()
+    _commit(lesson)
     return lesson
 
 
@@ -245,7 +253,7 @@ def add_action(user: User, public_id: str, data: Mapping[str, Any]) -> Lesson:
     lesson.version += 1
     audit.record("action_added", actor=user, lesson=lesson,
                  comment=f"Action {position}: {values['description'][:200]}")
-    db.session.commit()
+    _commit(lesson)
     return lesson
 
 
@@ -263,7 +271,7 @@ def set_action_status(user: User, public_id: str, position: int, status: str) ->
         lesson.version += 1
         audit.record("action_updated", actor=user, lesson=lesson,
                      comment=f"Action {position} marked {status}.")
-        db.session.commit()
+        _commit(lesson)
     return lesson
 
 

@@ -1,0 +1,290 @@
+"""The on-disk index: generations, the one writer, per-thread searchers, and keeping the
+index in step with the database through the outbox (DESIGN.md section 4.3).
+
+Layout of ``INDEX_DIR``::
+
+    CURRENT         name of the live generation (replaced atomically by reindex)
+    REINDEXING      present while a reindex runs: appliers then keep outbox rows so
+                    the reindex can replay them into the new generation
+    gen-.../        one Whoosh index per generation
+
+Whoosh allows one writer per index; every writer is taken with a timeout, and a
+timeout leaves the outbox rows in place for the next apply.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import shutil
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import selectinload
+from whoosh import index as whoosh_index
+from whoosh.filedb.filestore import FileStorage
+from whoosh.index import FileIndex, LockError
+from whoosh.searching import Searcher
+from whoosh.writing import SegmentWriter
+
+from lessons.extensions import db
+from lessons.models import IndexOutbox, Lesson
+from lessons.search.documents import lesson_document
+from lessons.search.schema import build_schema
+
+log = logging.getLogger(__name__)
+
+WRITER_TIMEOUT_S = 10.0
+REINDEX_BATCH = 500
+# Keep this many generations on disk: searchers in other processes may still be
+# reading the previous one until their next refresh.
+GENERATIONS_KEPT = 2
+
+_local = threading.local()
+
+
+class IndexBusy(Exception):
+    """The writer lock could not be taken in time; pending changes stay queued."""
+
+
+def _new_generation_name() -> str:
+    return f"gen-{time.strftime('%Y%m%dT%H%M%S')}-{secrets.token_hex(3)}"
+
+
+@dataclass
+class IndexStore:
+    """One index folder. Cheap to construct; all state lives on disk."""
+
+    root: Path
+
+    @property
+    def current_file(self) -> Path:
+        return self.root / "CURRENT"
+
+    @property
+    def reindex_flag(self) -> Path:
+        return self.root / "REINDEXING"
+
+    def current_generation(self) -> str | None:
+        try:
+            return self.current_file.read_text("utf-8").strip() or None
+        except FileNotFoundError:
+            return None
+
+    def _set_current(self, generation: str) -> None:
+        tmp = self.root / f"CURRENT.{os.getpid()}.tmp"
+        tmp.write_text(generation, "utf-8")
+        os.replace(tmp, self.current_file)  # atomic: readers see old or new, never neither
+
+    @contextmanager
+    def _create_lock(self) -> Iterator[None]:
+        self.root.mkdir(parents=True, exist_ok=True)
+        lock = FileStorage(str(self.root)).lock("create")
+        lock.acquire(blocking=True)
+        try:
+            yield
+        finally:
+            lock.release()
+
+    def open(self) -> tuple[str, FileIndex]:
+        """The live generation, creating an empty index on first use."""
+        generation = self.current_generation()
+        if generation is None:
+            with self._create_lock():
+                generation = self.current_generation()
+                if generation is None:
+                    generation = _new_generation_name()
+                    path = self.root / generation
+                    path.mkdir(parents=True)
+                    whoosh_index.create_in(str(path), build_schema())
+                    self._set_current(generation)
+        return generation, whoosh_index.open_dir(str(self.root / generation))
+
+    @contextmanager
+    def writer(self, ix: FileIndex | None = None) -> Iterator[SegmentWriter]:
+        """The index's single writer, committed on success (no merge: fast single
+        updates; merging happens on reindex), cancelled on error."""
+        if ix is None:
+            _, ix = self.open()
+        try:
+            writer = ix.writer(timeout=WRITER_TIMEOUT_S, delay=0.05, compound=False)
+        except LockError as exc:
+            raise IndexBusy(f"index writer busy for {WRITER_TIMEOUT_S:.0f} s") from exc
+        try:
+            yield writer
+        except BaseException:
+            writer.cancel()
+            raise
+        writer.commit(merge=False)
+
+    def searcher(self) -> Searcher:
+        """A searcher for this thread, refreshed so it sees every committed change."""
+        cache: dict[Path, tuple[str, Searcher]] = _local.__dict__.setdefault("searchers", {})
+        generation = self.current_generation()
+        cached = cache.get(self.root)
+        if cached is not None and cached[0] == generation and generation is not None:
+            searcher = cached[1].refresh()
+        else:
+            if cached is not None:
+                cached[1].close()
+            generation, ix = self.open()
+            searcher = ix.searcher()
+        cache[self.root] = (generation, searcher)
+        return searcher
+
+    def reindexing(self) -> bool:
+        return self.reindex_flag.exists()
+
+    def prune_generations(self) -> None:
+        live = self.current_generation()
+        generations = sorted(p for p in self.root.glob("gen-*") if p.is_dir())
+        stale = [p for p in generations if p.name != live][: -(GENERATIONS_KEPT - 1) or None]
+        for path in stale:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _load_lessons(ids: list[int]) -> dict[int, Lesson]:
+    query = (select(Lesson).where(Lesson.id.in_(ids))
+             .options(selectinload(Lesson.tag_objects))
+             .execution_options(populate_existing=True))
+    return {lesson.id: lesson for lesson in db.session.scalars(query)}
+
+
+def _write(writer: SegmentWriter, lesson_ids: set[int]) -> None:
+    lessons = _load_lessons(sorted(lesson_ids))
+    for lesson_id in lesson_ids:
+        lesson = lessons.get(lesson_id)
+        if lesson is None:
+            writer.delete_by_term("lesson_id", str(lesson_id))
+        else:
+            writer.update_document(**lesson_document(lesson))
+
+
+def apply_pending(store: IndexStore) -> int:
+    """Apply queued lesson changes to the live index; return how many rows were applied.
+
+    Reads the database *after* taking the writer lock, so two processes applying at
+    once both write the newest committed state and an older version never overwrites
+    a newer one. Rows are deleted only after the index commit (a crash in between
+    re-applies them, which is harmless) and not at all while a reindex runs (it replays
+    them). Raises ``IndexBusy`` when the writer stays locked.
+    """
+    db.session.rollback()  # a fresh snapshot; nothing of the caller's is pending here
+    if db.session.scalar(select(func.count()).select_from(IndexOutbox)) == 0:
+        return 0
+    with store.writer() as writer:
+        db.session.rollback()  # re-read under the lock: see everything committed before it
+        rows = db.session.execute(select(IndexOutbox.id, IndexOutbox.lesson_id)).all()
+        _write(writer, {row.lesson_id for row in rows})
+    if rows and not store.reindexing():
+        db.session.execute(delete(IndexOutbox).where(IndexOutbox.id.in_([r.id for r in rows])))
+    db.session.commit()
+    return len(rows)
+
+
+def apply_after_commit(store: IndexStore) -> None:
+    """Called by services after their commit. Never fails the user's request: what
+    cannot be applied now stays in the outbox for the next apply or ``search sync``."""
+    try:
+        apply_pending(store)
+    except Exception:  # noqa: BLE001 - the change is committed; the index catches up later
+        db.session.rollback()
+        log.exception("search index update deferred; `flask search sync` will apply it")
+
+
+@dataclass
+class ReindexReport:
+    generation: str
+    documents: int
+    replayed: int
+    seconds: float
+
+
+def reindex(store: IndexStore, progress: Callable[[int, int], None] | None = None
+            ) -> ReindexReport:
+    """Build a new generation from the database, swap it in, replay what changed meanwhile.
+
+    While it runs, appliers keep writing the live generation but leave their outbox rows,
+    so nothing committed during the rebuild is lost: after the swap those rows are
+    applied to the new generation.
+    """
+    started = time.perf_counter()
+    store.root.mkdir(parents=True, exist_ok=True)
+    store.reindex_flag.write_text(str(os.getpid()), "utf-8")
+    try:
+        generation = _new_generation_name()
+        path = store.root / generation
+        path.mkdir()
+        ix = whoosh_index.create_in(str(path), build_schema())
+        db.session.rollback()
+        ids = list(db.session.scalars(select(Lesson.id).order_by(Lesson.id)))
+        writer = ix.writer(limitmb=256, compound=False)
+        try:
+            for start in range(0, len(ids), REINDEX_BATCH):
+                batch = ids[start:start + REINDEX_BATCH]
+                for lesson in _load_lessons(batch).values():
+                    writer.add_document(**lesson_document(lesson))
+                db.session.expunge_all()  # keep memory flat on large databases
+                if progress:
+                    progress(min(start + REINDEX_BATCH, len(ids)), len(ids))
+        except BaseException:
+            writer.cancel()
+            raise
+        writer.commit(optimize=True)
+        store._set_current(generation)
+    except BaseException:
+        store.reindex_flag.unlink(missing_ok=True)
+        raise
+    # Replay into the new generation, then let appliers delete rows again.
+    try:
+        with store.writer() as writer:
+            db.session.rollback()
+            rows = db.session.execute(select(IndexOutbox.id, IndexOutbox.lesson_id)).all()
+            _write(writer, {row.lesson_id for row in rows})
+        store.reindex_flag.unlink(missing_ok=True)
+        if rows:
+            db.session.execute(delete(IndexOutbox).where(
+                IndexOutbox.id.in_([r.id for r in rows])))
+        db.session.commit()
+    finally:
+        store.reindex_flag.unlink(missing_ok=True)
+    store.prune_generations()
+    return ReindexReport(generation, len(ids), len(rows), time.perf_counter() - started)
+
+
+@dataclass
+class Drift:
+    missing: list[int] = field(default_factory=list)  # in the database, not the index
+    stale: list[int] = field(default_factory=list)  # indexed at an older version
+    extra: list[int] = field(default_factory=list)  # indexed, gone from the database
+    pending: int = 0  # outbox rows not yet applied
+    reindex_interrupted: bool = False
+
+    @property
+    def clean(self) -> bool:
+        return not (self.missing or self.stale or self.extra or self.pending
+                    or self.reindex_interrupted)
+
+
+def check(store: IndexStore) -> Drift:
+    """Compare every lesson's version in the database with the index."""
+    db.session.rollback()
+    in_db = dict(db.session.execute(select(Lesson.id, Lesson.version)).tuples().all())
+    _, ix = store.open()
+    with ix.searcher() as searcher:
+        in_index = {int(fields["lesson_id"]): fields["version"]
+                    for fields in searcher.all_stored_fields()}
+    drift = Drift(
+        missing=sorted(set(in_db) - set(in_index)),
+        stale=sorted(i for i in set(in_db) & set(in_index) if in_index[i] != in_db[i]),
+        extra=sorted(set(in_index) - set(in_db)),
+        pending=db.session.scalar(select(func.count()).select_from(IndexOutbox)) or 0,
+        reindex_interrupted=store.reindexing(),
+    )
+    return drift
