@@ -36,6 +36,8 @@ class Config:
     )
     SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True}
     INDEX_DIR = os.environ.get("MUSTER_INDEX_DIR", str(INSTANCE_DIR / "index"))
+    # Seconds to wait for the index's single writer before leaving a change queued.
+    SEARCH_WRITER_TIMEOUT = 10.0
     # Marking labels offered on lessons; the first is the default.
     CLASSIFICATIONS = _csv(os.environ.get("MUSTER_CLASSIFICATIONS", "UNCLASSIFIED"))
     # Werkzeug's scrypt: memory-hard and salted. Tests lower the cost (see TestingConfig).
@@ -63,6 +65,7 @@ class TestingConfig(Config):
     # Most tests post forms directly; tests/test_csrf.py and the browser test turn it on.
     WTF_CSRF_ENABLED = False
     PASSWORD_HASH_METHOD = "pbkdf2:sha256:1000"
+    SEARCH_WRITER_TIMEOUT = 1.0
 
 
 class ProductionConfig(Config):

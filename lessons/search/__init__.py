@@ -31,7 +31,8 @@ MAX_PAGE = 500
 
 
 def store() -> index.IndexStore:
-    return index.IndexStore(Path(current_app.config["INDEX_DIR"]))
+    return index.IndexStore(Path(current_app.config["INDEX_DIR"]),
+                            writer_timeout=current_app.config["SEARCH_WRITER_TIMEOUT"])
 
 
 def queue_lesson(lesson: Lesson) -> None:

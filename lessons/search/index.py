@@ -40,7 +40,6 @@ from lessons.search.schema import build_schema
 
 log = logging.getLogger(__name__)
 
-WRITER_TIMEOUT_S = 10.0
 REINDEX_BATCH = 500
 # Keep this many generations on disk: searchers in other processes may still be
 # reading the previous one until their next refresh.
@@ -62,6 +61,7 @@ class IndexStore:
     """One index folder. Cheap to construct; all state lives on disk."""
 
     root: Path
+    writer_timeout: float = 10.0
 
     @property
     def current_file(self) -> Path:
@@ -113,9 +113,9 @@ class IndexStore:
         if ix is None:
             _, ix = self.open()
         try:
-            writer = ix.writer(timeout=WRITER_TIMEOUT_S, delay=0.05, compound=False)
+            writer = ix.writer(timeout=self.writer_timeout, delay=0.05, compound=False)
         except LockError as exc:
-            raise IndexBusy(f"index writer busy for {WRITER_TIMEOUT_S:.0f} s") from exc
+            raise IndexBusy(f"index writer busy for {self.writer_timeout:g} s") from exc
         try:
             yield writer
         except BaseException:
@@ -124,17 +124,20 @@ class IndexStore:
         writer.commit(merge=False)
 
     def searcher(self) -> Searcher:
-        """A searcher for this thread, refreshed so it sees every committed change."""
+        """A searcher for this thread that sees every committed change."""
         cache: dict[Path, tuple[str, Searcher]] = _local.__dict__.setdefault("searchers", {})
         generation = self.current_generation()
         cached = cache.get(self.root)
-        if cached is not None and cached[0] == generation and generation is not None:
-            searcher = cached[1].refresh()
-        else:
-            if cached is not None:
-                cached[1].close()
-            generation, ix = self.open()
-            searcher = ix.searcher()
+        if (cached is not None and cached[0] == generation and generation is not None
+                and cached[1].up_to_date()):
+            return cached[1]
+        # Not Searcher.refresh(): it reuses a segment's reader even when that segment has
+        # gained deletions, so an updated lesson's old terms (e.g. a nation just removed
+        # from REL TO) would still match filters. A new searcher reads them correctly.
+        if cached is not None:
+            cached[1].close()
+        generation, ix = self.open()
+        searcher = ix.searcher()
         cache[self.root] = (generation, searcher)
         return searcher
 
@@ -275,7 +278,7 @@ class Drift:
 def check(store: IndexStore) -> Drift:
     """Compare every lesson's version in the database with the index."""
     db.session.rollback()
-    in_db = dict(db.session.execute(select(Lesson.id, Lesson.version)).tuples().all())
+    in_db = {row.id: row.version for row in db.session.execute(select(Lesson.id, Lesson.version))}
     _, ix = store.open()
     with ix.searcher() as searcher:
         in_index = {int(fields["lesson_id"]): fields["version"]

@@ -1,0 +1,226 @@
+"""The index follows the database: outbox applied after commit, repaired by sync,
+rebuilt by reindex, drift reported by check."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+from sqlalchemy import func, select
+from whoosh import index as whoosh_index
+
+from lessons import search
+from lessons.extensions import db
+from lessons.models import IndexOutbox, Lesson, User
+from lessons.services import lessons as service
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _indexed(app) -> dict[int, int]:
+    """lesson id -> indexed version, read straight from the live generation."""
+    with app.app_context():
+        _, ix = search.store().open()
+        with ix.searcher() as searcher:
+            return {int(f["lesson_id"]): f["version"] for f in searcher.all_stored_fields()}
+
+
+def _found(app, username: str, text: str) -> list[str]:
+    """Public ids of every lesson ``username`` finds with ``text``."""
+    with app.app_context():
+        user = db.session.scalar(select(User).where(User.username == username))
+        ids = search.matching_ids(user, text)
+        return list(db.session.scalars(select(Lesson.public_id).where(Lesson.id.in_(ids))))
+
+
+def test_each_committed_change_is_indexed_at_its_version(app, make_user, make_lesson):
+    make_user("gb.author", "GBR")
+    make_user("gb.an", "GBR", ("analyst",))
+    lesson = make_lesson("gb.author", "validated", analyst="gb.an")
+    with app.app_context():
+        row = db.session.scalar(select(Lesson).where(Lesson.public_id == lesson.public_id))
+        assert _indexed(app) == {row.id: row.version}
+        assert db.session.scalar(select(func.count()).select_from(IndexOutbox)) == 0
+        assert search.check().clean
+
+
+def test_a_lock_timeout_leaves_the_change_queued_and_sync_repairs_it(app, make_user,
+                                                                     make_lesson, runner):
+    make_user("gb.author", "GBR")
+    lesson = make_lesson("gb.author", "draft", title="Before the outage")
+    with app.app_context():
+        _, ix = search.store().open()
+        blocker = ix.writer()  # another writer holds the only lock
+        try:
+            user = db.session.scalar(select(User).where(User.username == "gb.author"))
+            service.update_lesson(user, lesson.public_id, {"title": "Radio crypto fill"})
+        finally:
+            blocker.cancel()
+        assert db.session.scalar(select(func.count()).select_from(IndexOutbox)) == 1
+        drift = search.check()
+        assert drift.stale and drift.pending == 1
+    assert _found(app, "gb.author", "crypto") == []
+    result = runner.invoke(args=["search", "check"])
+    assert result.exit_code == 1 and "waiting to be applied" in result.output
+    result = runner.invoke(args=["search", "sync"])
+    assert result.exit_code == 0 and "Applied 1 pending change(s)." in result.output
+    assert _found(app, "gb.author", "crypto") == [lesson.public_id]
+    assert runner.invoke(args=["search", "check"]).exit_code == 0
+
+
+def test_the_next_apply_also_repairs_an_earlier_failure(app, make_user, make_lesson):
+    make_user("gb.author", "GBR")
+    first = make_lesson("gb.author", "draft", title="First")
+    with app.app_context():
+        _, ix = search.store().open()
+        blocker = ix.writer()
+        try:
+            user = db.session.scalar(select(User).where(User.username == "gb.author"))
+            service.update_lesson(user, first.public_id, {"title": "Interpreter shortage"})
+        finally:
+            blocker.cancel()
+    make_lesson("gb.author", "draft", title="Second")  # its apply carries the first along
+    assert _found(app, "gb.author", "interpreter") == [first.public_id]
+    with app.app_context():
+        assert search.check().clean
+
+
+def test_a_rolled_back_change_never_reaches_the_index(app, make_user, make_lesson):
+    make_user("gb.author", "GBR")
+    lesson = make_lesson("gb.author", "draft", title="Original title")
+    with app.app_context():
+        row = db.session.scalar(select(Lesson).where(Lesson.public_id == lesson.public_id))
+        row.title = "Leaked secret word zanzibar"
+        row.version += 1
+        db.session.flush()
+        search.queue_lesson(row)
+        db.session.rollback()
+        assert search.sync() == 0
+        assert search.check().clean
+    assert _found(app, "gb.author", "zanzibar") == []
+
+
+def test_a_refused_request_queues_nothing(app, make_user, make_lesson, login_as):
+    make_user("gb.author", "GBR")
+    lesson = make_lesson("gb.author", "draft")
+    client = login_as("gb.author")
+    response = client.post(f"/lessons/{lesson.public_id}/edit",
+                           data={"title": "x" * 301, "observation": "o", "kind": "lesson",
+                                 "classification": "UNCLASSIFIED"})
+    assert response.status_code == 422
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(IndexOutbox)) == 0
+        assert search.check().clean
+
+
+def test_narrowing_rel_to_removes_the_lesson_from_other_nations_results_at_once(
+        app, make_user, make_lesson, login_as):
+    make_user("gb.author", "GBR")
+    make_user("gb.an", "GBR", ("analyst",))
+    make_user("au.user", "AUS")
+    lesson = make_lesson("gb.author", "validated", analyst="gb.an", releasable_to=["FVEY"],
+                         title="Bowser coupling mismatch")
+    au = login_as("au.user")
+    assert lesson.public_id in au.get("/search?q=bowser").text
+    assert '<p class="total" data-testid="total">1 lesson found' in au.get(
+        "/search?q=bowser").text
+    analyst = login_as("gb.an")
+    response = analyst.post(f"/lessons/{lesson.public_id}/edit", data={
+        "title": "Bowser coupling mismatch", "observation": "o", "recommendation": "r",
+        "kind": "lesson", "classification": "UNCLASSIFIED", "releasable_to": ["GBR"]})
+    assert response.status_code == 302
+    page = au.get("/search?q=bowser").text
+    assert lesson.public_id not in page
+    assert "0 lessons found" in page
+
+
+def test_reindex_rebuilds_swaps_and_reports_clean(app, make_user, make_lesson, runner):
+    make_user("gb.author", "GBR")
+    for n in range(3):
+        make_lesson("gb.author", "draft", title=f"Lesson {n}")
+    with app.app_context():
+        old_generation = search.store().current_generation()
+    result = runner.invoke(args=["search", "reindex"])
+    assert result.exit_code == 0, result.output
+    assert "Indexed 3 lessons" in result.output
+    with app.app_context():
+        assert search.store().current_generation() != old_generation
+        assert search.check().clean
+    assert len(_found(app, "gb.author", "lesson")) == 3
+
+
+def test_check_reports_a_lesson_missing_from_the_index(app, make_user, make_lesson, runner):
+    make_user("gb.author", "GBR")
+    lesson = make_lesson("gb.author", "draft")
+    with app.app_context():
+        row = db.session.scalar(select(Lesson).where(Lesson.public_id == lesson.public_id))
+        generation, ix = search.store().open()
+        with ix.writer() as writer:
+            writer.delete_by_term("lesson_id", str(row.id))
+    result = runner.invoke(args=["search", "check"])
+    assert result.exit_code == 1
+    assert "1 lesson(s) missing from the index" in result.output
+
+
+WRITER_SCRIPT = textwrap.dedent("""
+    import sys
+    from sqlalchemy import select
+    from lessons import create_app
+    from lessons.extensions import db
+    from lessons.models import User
+    from lessons.services import lessons as service
+
+    app = create_app("testing", SQLALCHEMY_DATABASE_URI=sys.argv[1], INDEX_DIR=sys.argv[2],
+                     SEARCH_WRITER_TIMEOUT=30.0)
+    with app.app_context():
+        user = db.session.scalar(select(User).where(User.username == "gb.author"))
+        for n in range(int(sys.argv[3])):
+            service.create_lesson(user, {"title": f"Concurrent lesson {n}",
+                                         "observation": "Written during a reindex."})
+            if n == 0:
+                print("started", flush=True)
+""")
+
+
+def test_reindex_while_another_process_writes_loses_nothing(app, make_user, make_lesson,
+                                                            database_url):
+    make_user("gb.author", "GBR")
+    for n in range(40):
+        make_lesson("gb.author", "draft", title=f"Existing lesson {n}")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    writer = subprocess.Popen(
+        [sys.executable, "-c", WRITER_SCRIPT, database_url, app.config["INDEX_DIR"], "30"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    reindexes = 0
+    try:
+        assert writer.stdout.readline().strip() == "started"
+        with app.app_context():
+            # Rebuild again and again for as long as the other process is writing.
+            while writer.poll() is None or reindexes < 2:
+                search.reindex()
+                reindexes += 1
+    finally:
+        out, err = writer.communicate(timeout=120)
+    assert writer.returncode == 0, err
+    with app.app_context():
+        search.sync()
+        drift = search.check()
+        assert drift.clean, drift
+        assert db.session.scalar(select(func.count()).select_from(Lesson)) == 70
+    assert len(_found(app, "gb.author", "concurrent")) == 30
+    assert len(_found(app, "gb.author", "lesson")) == 70
+
+
+def test_old_generations_are_pruned(app, make_user, make_lesson):
+    make_user("gb.author", "GBR")
+    make_lesson("gb.author", "draft")
+    with app.app_context():
+        for _ in range(4):
+            search.reindex()
+        generations = sorted(p.name for p in search.store().root.glob("gen-*"))
+        assert len(generations) == 2
+        assert search.store().current_generation() in generations
+        assert whoosh_index.exists_in(str(search.store().root / generations[-1]))
