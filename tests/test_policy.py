@@ -49,6 +49,7 @@ def test_visibility_rule_on_crafted_lessons(app, viewers, make_lesson, login_as,
                 policy.visible_lessons(user))))
             assert policy.can_view(user, row) is expected[key], key
             assert (row.id in sql_ids) is expected[key], key
+            assert (row.id in _index_ids(user)) is expected[key], key
     for key, viewer in viewers.items():
         status_code = login_as(viewer.username).get(f"/lessons/{lesson.public_id}").status_code
         assert status_code == (200 if expected[key] else 404), key
@@ -75,7 +76,19 @@ def test_anonymous_and_inactive_users_see_nothing(app, make_user, make_lesson):
                 policy.visible_lessons(user))).all() == []
 
 
-def test_can_view_and_sql_filter_agree_for_every_demo_user_and_lesson(app, demo):
+def _index_ids(user: User) -> set[int]:
+    """Every indexed lesson the index filter lets ``user`` see."""
+    from whoosh.query import Every
+
+    from lessons import search
+    from lessons.search.query import to_whoosh
+
+    searcher = search.store().searcher()
+    found = searcher.search(Every(), limit=None, filter=to_whoosh(policy.visibility_rule(user)))
+    return {int(hit["lesson_id"]) for hit in found}
+
+
+def test_can_view_sql_filter_and_index_filter_agree_for_every_demo_user_and_lesson(app, demo):
     with app.app_context():
         users = db.session.scalars(select(User)).all()
         lessons = db.session.scalars(select(Lesson)).all()
@@ -85,6 +98,7 @@ def test_can_view_and_sql_filter_agree_for_every_demo_user_and_lesson(app, demo)
                 policy.visible_lessons(user))))
             python_ids = {lesson.id for lesson in lessons if policy.can_view(user, lesson)}
             assert python_ids == sql_ids, user.username
+            assert python_ids == _index_ids(user), user.username
             if user.has_role("contributor"):
                 # The matrix is not trivial: every contributor sees some lessons, not all.
                 assert 0 < len(python_ids) < len(lessons), user.username

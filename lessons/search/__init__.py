@@ -117,6 +117,8 @@ def search_lessons(user: User, text: str, page: int = 1, per_page: int = 20) -> 
     found = searcher.search_page(parsed, page, pagelen=per_page,
                                  filter=query.to_whoosh(policy.visibility_rule(user)))
     result.total = found.total
+    if found.pagenum != page:  # Whoosh answers a page past the end with the last page
+        return result
     ids = [int(hit["lesson_id"]) for hit in found]
     if not ids:
         return result
