@@ -1,5 +1,5 @@
 # Muster - developer and CI entry points (GNU make, recipes run by /bin/sh).
-#   make run      create .venv, install deps, migrate, load demo data, serve on $(PORT)
+#   make run      create .venv, install deps, migrate, load demo data, index, serve on $(PORT)
 #   make test     install dev deps and run pytest ($(PYTEST_ARGS) passed through)
 #   make lint     ruff check
 #   make migrate  apply database migrations (development config)
@@ -54,6 +54,8 @@ $(VENV)/.installed-dev: requirements.txt requirements-dev.txt | $(BIN)/python
 run: $(VENV)/.installed-prod
 	MUSTER_ENV=development $(FLASK) db upgrade
 	MUSTER_ENV=development $(FLASK) demo load --if-empty
+	@# Rebuild the search index when it is missing or out of step with the database.
+	MUSTER_ENV=development $(FLASK) search check >/dev/null || MUSTER_ENV=development $(FLASK) search reindex
 	MUSTER_ENV=development $(FLASK) run --host 127.0.0.1 --port $(PORT)
 
 migrate: $(VENV)/.installed-prod
