@@ -17,7 +17,7 @@ from sqlalchemy import ColumnElement, false, true
 from lessons.errors import InvalidTransition, NotAllowed, NotFound
 from lessons.models import Lesson, User
 from lessons.models.lesson import LessonRelease
-from lessons.rules import STATUSES
+from lessons.rules import STATUS_LABELS, STATUSES
 from lessons.workflow import TRANSITIONS, Transition
 
 # Statuses that anyone of a REL TO nation may see. Drafts and withdrawn lessons are the
@@ -191,11 +191,14 @@ def check_transition(user: UserLike, lesson: Lesson, to: str) -> Transition:
     if transition is None or lesson.status not in transition.sources:
         if to not in STATUSES:
             raise InvalidTransition(f"Unknown status {to!r}.")
-        raise InvalidTransition(f"A {lesson.status} lesson cannot be moved to {to}.")
+        # Labels, not slugs, and no article to get wrong ("A archived lesson").
+        raise InvalidTransition(
+            f"The lesson's status is {STATUS_LABELS[lesson.status].lower()}; it cannot be "
+            f"moved to {STATUS_LABELS[to].lower()}.")
     if not _is_actor(user, lesson, transition):
         who = "its author" if transition.actor == "author" else (
             f"an analyst of {lesson.originator_nation}")
-        raise NotAllowed(f"Only {who} can move this lesson to {to}.")
+        raise NotAllowed(f"Only {who} can move this lesson to {STATUS_LABELS[to].lower()}.")
     return transition
 
 

@@ -186,7 +186,8 @@ def check_note(text: str | None, *, label: str, required: bool) -> str | None:
     """Check a review comment, reason or evidence; return a message or ``None``."""
     text = (text or "").strip()
     if required and not text:
-        return f"A {label} is required."
+        # "Evidence is required.", not "A evidence ...": labels are not all countable.
+        return f"{label[:1].upper()}{label[1:]} is required."
     if len(text) > NOTE_MAX:
         return f"At most {NOTE_MAX:,} characters."
     return None

@@ -105,9 +105,22 @@ def transition(public_id: str):
                                            form.note.data or "")
     except ValidationFailed as exc:
         return _detail_page(lesson, status=422,
-                            transition_errors={form.to.data: list(exc.errors.values())})
+                            transition_errors={form.to.data: _transition_messages(exc.errors)})
     flash(f"Lesson is now {lesson.status.replace('_', ' ')}.", "success")
+    if not policy.can_view(current_user, lesson):
+        # A lesson returned to its author is a draft again, the author's alone: its page
+        # would answer the analyst 404, so go back to the review queue instead.
+        return redirect(url_for("lessons.index", tab="review"))
     return redirect(url_for("lessons.detail", public_id=public_id))
+
+
+def _transition_messages(errors: dict[str, str]) -> list[str]:
+    """Messages for a refused move. A failed submit check names the lesson field at fault
+    (the page shows no form fields to put it next to); a missing note or open action
+    speaks for itself."""
+    return [message if key in ("note", "actions")
+            else f"{key.replace('_', ' ').capitalize()}: {message}"
+            for key, message in errors.items()]
 
 
 @bp.post("/<public_id>/actions")
