@@ -30,7 +30,12 @@ from lessons.rules import (
     check_lesson,
 )
 from lessons.services import audit
-from lessons.services.lessons import EDITABLE_LISTS, EDITABLE_SCALARS, _apply, _normalise
+from lessons.services.lessons import (
+    EDITABLE_LISTS,
+    EDITABLE_SCALARS,
+    apply_values,
+    normalise_values,
+)
 from lessons.services.nations import known_codes, nation_codes
 
 # Contract keys of the exchange format, in the order written on export.
@@ -188,7 +193,7 @@ def check_record(record: Mapping[str, Any], line: int, *, default_nation: str,
         data["observed_on"] = _as_date(data.get("observed_on"))
     except ValueError as exc:
         errors["observed_on"] = str(exc)
-    values = _normalise(data)
+    values = normalise_values(data)
     values.setdefault("classification", current_app.config["CLASSIFICATIONS"][0])
     values.setdefault("kind", "lesson")
     values["originator_nation"] = originator
@@ -272,22 +277,21 @@ def _store(record: CheckedRecord, existing: Lesson | None, submitter: User) -> s
                         version=1, title=record.values["title"])
         db.session.add(lesson)
         with db.session.no_autoflush:
-            _apply(lesson, {**record.values, "releasable_to": record.values.get(
+            apply_values(lesson, {**record.values, "releasable_to": record.values.get(
                 "releasable_to", [])})
         changed = ["(new)"]
         previous_status = None
     else:
         lesson = existing
         previous_status = lesson.status
+        changed = []
         with db.session.no_autoflush:
             if lesson.originator_nation != record.originator:
                 lesson.originator_nation = record.originator
-                changed_origin = ["originator_nation"]
-            else:
-                changed_origin = []
-            changed = changed_origin + _apply(lesson, record.values)
-            if "releasable_to" not in record.values and changed_origin:
-                _apply(lesson, {"releasable_to": list(lesson.releasable_to)})
+                changed.append("originator_nation")
+            # REL TO is re-applied even when the record omits it: a new originator joins it.
+            changed += apply_values(lesson, {"releasable_to": list(lesson.releasable_to),
+                                             **record.values})
         if lesson.status != record.status:
             lesson.status = record.status
             changed.append("status")

@@ -48,7 +48,7 @@ EDITABLE_LISTS = ("domains", "functions", "tags", "nations", "releasable_to")
 TABS = ("mine", "review", "all")
 
 
-def _normalise(data: Mapping[str, Any]) -> dict[str, Any]:
+def normalise_values(data: Mapping[str, Any]) -> dict[str, Any]:
     """Trim strings and normalise list values; keep only contract keys that were given."""
     clean: dict[str, Any] = {}
     for key in EDITABLE_SCALARS:
@@ -100,7 +100,7 @@ def _tag_objects(names: list[str]) -> list[Tag]:
     return [found[name] for name in names]
 
 
-def _apply(lesson: Lesson, values: Mapping[str, Any]) -> list[str]:
+def apply_values(lesson: Lesson, values: Mapping[str, Any]) -> list[str]:
     """Write checked ``values`` onto ``lesson``; return the names of fields that changed."""
     changed: list[str] = []
     for key in EDITABLE_SCALARS:
@@ -154,7 +154,7 @@ def create_lesson(user: User, data: Mapping[str, Any], *, submit: bool = False) 
     """
     if not policy.can_create_lesson(user):
         raise NotAllowed("Only contributors can write lessons.")
-    values = _normalise(data)
+    values = normalise_values(data)
     values.setdefault("classification", current_app.config["CLASSIFICATIONS"][0])
     values.setdefault("kind", "lesson")
     values.setdefault("unit", user.unit)
@@ -166,7 +166,7 @@ def create_lesson(user: User, data: Mapping[str, Any], *, submit: bool = False) 
     db.session.add(lesson)
     values.setdefault("releasable_to", [])
     with db.session.no_autoflush:
-        _apply(lesson, values)
+        apply_values(lesson, values)
     db.session.flush()
     audit.record("created", actor=user, lesson=lesson, to_status="draft")
     if submit:
@@ -183,9 +183,9 @@ def update_lesson(user: User, public_id: str, data: Mapping[str, Any]) -> Lesson
     """
     lesson = _load(user, public_id, for_update=True)
     policy.require_edit(user, lesson)
-    values = {**lesson_values(lesson), **_normalise(data)}
+    values = {**lesson_values(lesson), **normalise_values(data)}
     _check(values, submitting=lesson.status != "draft")
-    changed = _apply(lesson, values)
+    changed = apply_values(lesson, values)
     if changed:
         lesson.version += 1
         audit.record("edited", actor=user, lesson=lesson, changes=changed)
