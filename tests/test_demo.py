@@ -77,5 +77,6 @@ def test_demo_data_is_refused_in_production(monkeypatch, database_url, schema):
     assert "refused in production" in result.output
     with app.app_context():
         assert db.session.scalar(select(func.count()).select_from(User)) == 0
+        db.session.remove()
         db.engine.dispose()
 

@@ -45,7 +45,29 @@ REINDEX_BATCH = 500
 # reading the previous one until their next refresh.
 GENERATIONS_KEPT = 2
 
-_local = threading.local()
+
+
+class _ThreadSearchers(dict):
+    """This thread's open searchers, by index folder; closed when the thread ends.
+
+    Threaded servers start a thread per request: without this, every finished thread
+    would leave its searcher's files open until the garbage collector found them.
+    """
+
+    def __del__(self) -> None:
+        for _generation, searcher in self.values():
+            try:
+                searcher.close()
+            except Exception:  # already closed, or its files already gone
+                pass
+
+
+class _Local(threading.local):
+    def __init__(self) -> None:
+        self.searchers = _ThreadSearchers()
+
+
+_local = _Local()
 
 
 class IndexBusy(Exception):
@@ -125,7 +147,7 @@ class IndexStore:
 
     def searcher(self) -> Searcher:
         """A searcher for this thread that sees every committed change."""
-        cache: dict[Path, tuple[str, Searcher]] = _local.__dict__.setdefault("searchers", {})
+        cache: dict[Path, tuple[str, Searcher]] = _local.searchers
         generation = self.current_generation()
         cached = cache.get(self.root)
         if (cached is not None and cached[0] == generation and generation is not None

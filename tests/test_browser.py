@@ -1,0 +1,192 @@
+"""The main flow in a real Chromium: write and submit a lesson, validate it, and see who
+can read it, with CSRF on as in production.
+
+The app is served by Werkzeug from a thread on a free local port, against the test
+database; Debian's ``/usr/bin/chromium`` is driven by Playwright (``playwright install``
+cannot download browsers here). Outside CI the test is skipped when that Chromium is
+missing; in CI (``CI=true``) a missing browser is a failure, so the check cannot vanish.
+On failure every open page is saved as a screenshot and HTML beside the test's
+``tmp_path``, and the paths are added to the error.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from flask import Flask
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+from werkzeug.serving import make_server
+
+from lessons import create_app
+from lessons.extensions import db
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = Path("/usr/bin/chromium")
+# Headless in a container, often as root (CI): no sandbox, GPU or background traffic.
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+TIMEOUT_MS = 5_000
+FVEY_MARKING = "UNCLASSIFIED // REL TO AUS, CAN, GBR, NZL, USA"
+TITLE = "Partner LNOs could not reach the coalition chat"
+
+
+@pytest.fixture
+def live_server(app: Flask, database_url: str) -> Iterator[str]:
+    """The app with CSRF on, served from a background thread; yields its base URL."""
+    served = create_app("testing", SQLALCHEMY_DATABASE_URI=database_url,
+                        INDEX_DIR=app.config["INDEX_DIR"], WTF_CSRF_ENABLED=True)
+    server = make_server("127.0.0.1", 0, served, threaded=True)  # port 0: a free one
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1},
+                              name="live-server", daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        thread.join(timeout=5)
+        server.server_close()
+        with served.app_context():
+            db.engine.dispose()
+
+
+@pytest.fixture
+def chromium() -> Iterator[Browser]:
+    if not CHROMIUM.exists():
+        reason = f"{CHROMIUM} is not installed (apt-get install chromium)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{reason}; CI must run the browser tests")
+        pytest.skip(reason)
+    playwright = sync_playwright().start()
+    try:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS,
+                                             timeout=15_000)
+        try:
+            yield browser
+        finally:
+            browser.close()
+    finally:
+        playwright.stop()
+
+
+@pytest.fixture
+def open_pages() -> dict[str, Page]:
+    """The pages ``open_as`` opened, by username: what to save when a test fails."""
+    return {}
+
+
+@pytest.fixture
+def open_as(chromium: Browser, live_server: str, open_pages: dict[str, Page]
+            ) -> Iterator[Callable[[str], Page]]:
+    """``open_as(username)``: a page in a fresh browser context (its own cookies), logged
+    in through the login form."""
+    pages = open_pages
+
+    def _open(username: str, password: str = "demo") -> Page:
+        context = chromium.new_context(base_url=live_server)
+        context.set_default_timeout(TIMEOUT_MS)
+        context.set_default_navigation_timeout(TIMEOUT_MS)
+        page = context.new_page()
+        pages[username] = page
+        page.goto("/login")
+        page.get_by_label("Username").fill(username)
+        page.get_by_label("Password").fill(password)
+        page.get_by_role("button", name="Log in").click()
+        expect(page.get_by_role("button", name="Log out")).to_be_visible()
+        return page
+
+    yield _open
+    for page in pages.values():
+        page.context.close()
+
+
+@contextmanager
+def saved_on_failure(pages: dict[str, Page], folder: Path) -> Iterator[None]:
+    """On an error, save each open page's screenshot and HTML, and say where."""
+    try:
+        yield
+    except Exception as exc:
+        saved = []
+        for name, page in pages.items():
+            try:
+                shot = folder / f"{name}.png"
+                page.screenshot(path=str(shot), full_page=True, timeout=TIMEOUT_MS)
+                (folder / f"{name}.html").write_text(page.content(), "utf-8")
+                saved.append(f"{name} at {page.url}: {shot}")
+            except Exception as shot_error:  # the browser may be what failed
+                saved.append(f"{name}: no screenshot ({shot_error})")
+        if saved:
+            exc.add_note("Pages at failure:\n  " + "\n  ".join(saved))
+        raise
+
+
+def test_lesson_is_written_validated_and_shared_only_as_released(
+        open_as, open_pages, make_user, make_lesson, tmp_path):
+    make_user("gb.author", "GBR", ("contributor",), display_name="Capt Author")
+    make_user("gb.analyst", "GBR", ("analyst",))
+    make_user("au.reader", "AUS", ("contributor",))
+    gbr_only = make_lesson("gb.author", "submitted", title="Only for British eyes")
+
+    with saved_on_failure(open_pages, tmp_path):
+        # (a) A GBR contributor writes a lesson released to FVEY and submits it.
+        author = open_as("gb.author")
+        nav = author.get_by_role("navigation", name="Main")
+        nav.get_by_role("link", name="Write a lesson").click()
+        author.get_by_label("Title", exact=True).fill(TITLE)
+        author.get_by_label("Observation", exact=True).fill(
+            "The AUS liaison officers had no account on the division chat server.")
+        author.get_by_label("Recommendation", exact=True).fill(
+            "Request partner accounts at the initial planning conference.")
+        author.get_by_role("group", name="Releasable to").get_by_label("FVEY").check()
+        author.get_by_role("button", name="Submit for review").click()
+
+        expect(author).to_have_url(re.compile(r"/lessons/[\w-]+$"))
+        lesson_url = author.url
+        expect(author.get_by_role("heading", level=1)).to_have_text(TITLE)
+        expect(author.locator(".meta .badge")).to_have_text("Submitted")
+        expect(author.get_by_test_id("marking-top")).to_have_text(FVEY_MARKING)
+        expect(author.get_by_test_id("marking-bottom")).to_have_text(FVEY_MARKING)
+
+        nav.get_by_role("link", name="Lessons").click()
+        author.get_by_role("link", name=re.compile(r"^Mine\b")).click()
+        expect(author).to_have_url(re.compile(r"tab=mine"))
+        expect(author.locator("table.lessons").get_by_role("link", name=TITLE)).to_be_visible()
+
+        # (b) A GBR analyst finds it in the review queue and validates it.
+        analyst = open_as("gb.analyst")
+        analyst.goto("/lessons?tab=review")
+        analyst.get_by_role("link", name=TITLE).click()
+        expect(analyst).to_have_url(lesson_url)
+        analyst.get_by_role("button", name="Validate").click()
+        expect(analyst.locator(".meta .badge")).to_have_text("Validated")
+        expect(analyst.get_by_role("status")).to_contain_text("validated")
+
+        # (c) An AUS user reads the FVEY lesson; a lesson for GBR alone does not exist
+        # for them.
+        reader = open_as("au.reader")
+        response = reader.goto(lesson_url)
+        assert response is not None and response.status == 200
+        expect(reader.get_by_role("heading", level=1)).to_have_text(TITLE)
+        expect(reader.get_by_test_id("marking-top")).to_have_text(FVEY_MARKING)
+        response = reader.goto(f"/lessons/{gbr_only.public_id}")
+        assert response is not None and response.status == 404
+        expect(reader.get_by_text("Only for British eyes")).to_have_count(0)
+
+        # (d) The AUS user finds it through the search page; the GBR-only lesson is in
+        # neither their results nor their count.
+        reader.get_by_role("navigation", name="Main").get_by_role("link", name="Search").click()
+        reader.get_by_label(re.compile("^Words")).fill("liaison chat")
+        reader.get_by_role("search").get_by_role("button", name="Search").click()
+        expect(reader).to_have_url(re.compile(r"/search\?q=liaison"))
+        expect(reader.locator("ol.results").get_by_role("link", name=TITLE)).to_be_visible()
+        expect(reader.locator("ol.results mark").first).to_be_visible()
+        reader.get_by_label(re.compile("^Words")).fill("British")
+        reader.get_by_role("search").get_by_role("button", name="Search").click()
+        expect(reader.get_by_test_id("total")).to_contain_text("0 lessons found")
+        expect(reader.get_by_text("Only for British eyes")).to_have_count(0)

@@ -1,0 +1,322 @@
+"""CSRF protection on every HTML form: a POST without the token is refused with 400 and
+changes nothing; the same POST carrying the token of the rendered page goes through.
+
+The testing config turns CSRF off for the other tests, so these run on a second app with
+it on, beside the ``app`` fixture on the same database (whose teardown clears the data).
+Each POST is built from the form as the page rendered it, as a browser would submit it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from html.parser import HTMLParser
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import func, select
+from werkzeug.datastructures import MultiDict
+
+from lessons import create_app
+from lessons.extensions import db
+from lessons.models import Lesson, RemedialAction
+
+TOKEN = "csrf_token"
+
+
+# --- reading forms off a page ------------------------------------------------------------
+@dataclass
+class Form:
+    action: str | None
+    method: str = "get"
+    fields: list[tuple[str, str]] = field(default_factory=list)
+
+    def value(self, name: str) -> str | None:
+        return next((v for k, v in self.fields if k == name), None)
+
+    def data(self, *, token: bool = True, **overrides: str) -> MultiDict:
+        """What submitting the form sends: its successful controls, with ``overrides``
+        replacing (or adding) single values, and without the CSRF token if ``token`` is
+        false."""
+        data = MultiDict(self.fields)
+        for name, value in overrides.items():
+            data.setlist(name, [value])
+        if not token:
+            data.poplist(TOKEN)
+        return data
+
+
+class FormParser(HTMLParser):
+    """Collects each form's successful controls: named inputs (checked ones for check
+    boxes), textareas and selects (the selected options, else the first)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.forms: list[Form] = []
+        self._textarea: str | None = None
+        self._text = ""
+        self._select: str | None = None
+        self._options: list[tuple[str, bool]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = {k: v or "" for k, v in attrs}
+        if tag == "form":
+            self.forms.append(Form(action=a.get("action"), method=a.get("method", "get").lower()))
+        if not self.forms or "disabled" in a:
+            return
+        fields = self.forms[-1].fields
+        if tag == "input" and a.get("name"):
+            kind = a.get("type", "text")
+            if kind in ("checkbox", "radio"):
+                if "checked" in a:
+                    fields.append((a["name"], a.get("value", "on")))
+            elif kind not in ("submit", "button", "reset", "image", "file"):
+                fields.append((a["name"], a.get("value", "")))
+        elif tag == "textarea" and a.get("name"):
+            self._textarea, self._text = a["name"], ""
+        elif tag == "select" and a.get("name"):
+            self._select, self._options = a["name"], []
+        elif tag == "option" and self._select:
+            self._options.append((a.get("value", ""), "selected" in a))
+
+    def handle_data(self, data: str) -> None:
+        if self._textarea is not None:
+            self._text += data
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "textarea" and self._textarea is not None:
+            # Browsers drop one newline right after <textarea>; WTForms writes one.
+            text = self._text[2:] if self._text.startswith("\r\n") else self._text
+            text = text[1:] if text.startswith("\n") else text
+            self.forms[-1].fields.append((self._textarea, text))
+            self._textarea = None
+        elif tag == "select" and self._select is not None:
+            chosen = [v for v, selected in self._options if selected] or \
+                [v for v, _ in self._options[:1]]
+            self.forms[-1].fields.extend((self._select, v) for v in chosen)
+            self._select = None
+
+
+def form_on(page: str, action: str | None = None, **hidden: str) -> Form:
+    """The one form on ``page`` posting to ``action`` (``None``: to the page itself) whose
+    hidden fields include ``hidden``."""
+    parser = FormParser()
+    parser.feed(page)
+    matches = [f for f in parser.forms if f.action == action
+               and all(f.value(k) == v for k, v in hidden.items())]
+    assert len(matches) == 1, f"expected one form to {action} {hidden}, found {len(matches)}"
+    assert matches[0].value(TOKEN), f"the form to {action} renders no CSRF token"
+    return matches[0]
+
+
+# --- fixtures ----------------------------------------------------------------------------
+@pytest.fixture
+def csrf_app(app: Flask, database_url: str) -> Iterator[Flask]:
+    """The app with CSRF on, on the ``app`` fixture's database and index."""
+    protected = create_app("testing", SQLALCHEMY_DATABASE_URI=database_url,
+                           INDEX_DIR=app.config["INDEX_DIR"], WTF_CSRF_ENABLED=True)
+    yield protected
+    with protected.app_context():
+        db.session.remove()
+        db.engine.dispose()
+
+
+def csrf_login(client: FlaskClient, username: str, password: str = "demo") -> None:
+    form = form_on(client.get("/login").text, "/login")
+    response = client.post("/login", data=form.data(username=username, password=password))
+    assert response.status_code == 302, f"login as {username} failed: {response.status_code}"
+
+
+@pytest.fixture
+def csrf_client(csrf_app: Flask) -> Callable[[str], FlaskClient]:
+    """A fresh client of the CSRF app, logged in (with the token) as ``username``."""
+
+    def _client(username: str) -> FlaskClient:
+        client = csrf_app.test_client()
+        csrf_login(client, username)
+        return client
+
+    return _client
+
+
+@pytest.fixture
+def users(make_user) -> None:
+    make_user("gb.author", "GBR", ("contributor",))
+    make_user("gb.analyst", "GBR", ("analyst",))
+
+
+def lesson_row(app: Flask, public_id: str) -> Lesson:
+    with app.app_context():
+        lesson = db.session.scalar(select(Lesson).where(Lesson.public_id == public_id))
+        db.session.expunge(lesson)
+        return lesson
+
+
+def count(app: Flask, model: type) -> int:
+    with app.app_context():
+        return db.session.scalar(select(func.count()).select_from(model))
+
+
+def assert_refused(response) -> None:
+    assert response.status_code == 400
+    assert "CSRF token is missing" in response.text
+
+
+def is_logged_in(client: FlaskClient) -> bool:
+    return client.get("/lessons").status_code == 200
+
+
+# --- /login ------------------------------------------------------------------------------
+def test_login_without_token_is_refused_and_logs_nobody_in(csrf_app, users):
+    client = csrf_app.test_client()
+    form = form_on(client.get("/login").text, "/login")
+    response = client.post("/login", data=form.data(token=False, username="gb.author",
+                                                    password="demo"))
+    assert_refused(response)
+    assert not is_logged_in(client)
+
+
+def test_login_with_token_logs_in(csrf_app, users):
+    client = csrf_app.test_client()
+    form = form_on(client.get("/login").text, "/login")
+    response = client.post("/login", data=form.data(username="gb.author", password="demo"))
+    assert response.status_code == 302
+    assert is_logged_in(client)
+
+
+def test_token_of_another_session_is_refused(csrf_app, users):
+    other = csrf_app.test_client()
+    stolen = form_on(other.get("/login").text, "/login").value(TOKEN)
+    client = csrf_app.test_client()
+    form = form_on(client.get("/login").text, "/login")
+    data = form.data(username="gb.author", password="demo")
+    data[TOKEN] = stolen
+    response = client.post("/login", data=data)
+    assert response.status_code == 400
+    assert not is_logged_in(client)
+
+
+# --- /lessons/new ------------------------------------------------------------------------
+NEW_LESSON = {
+    "title": "Coalition chat accounts came too late",
+    "observation": "Partner liaison officers had no chat accounts on day one.",
+    "recommendation": "Request partner accounts at the initial planning conference.",
+}
+
+
+def test_new_lesson_without_token_is_refused_and_stores_nothing(app, users, csrf_client):
+    client = csrf_client("gb.author")
+    form = form_on(client.get("/lessons/new").text)
+    response = client.post("/lessons/new", data=form.data(token=False, action="submit",
+                                                          **NEW_LESSON))
+    assert_refused(response)
+    assert count(app, Lesson) == 0
+
+
+def test_new_lesson_with_token_is_stored(app, users, csrf_client):
+    client = csrf_client("gb.author")
+    form = form_on(client.get("/lessons/new").text)
+    response = client.post("/lessons/new", data=form.data(action="submit", **NEW_LESSON))
+    assert response.status_code == 302
+    assert count(app, Lesson) == 1
+
+
+# --- /lessons/<id>/edit ------------------------------------------------------------------
+def test_edit_without_token_is_refused_and_changes_nothing(app, users, make_lesson,
+                                                           csrf_client):
+    lesson = make_lesson("gb.author")
+    client = csrf_client("gb.author")
+    path = f"/lessons/{lesson.public_id}/edit"
+    form = form_on(client.get(path).text)
+    response = client.post(path, data=form.data(token=False, title="Changed title"))
+    assert_refused(response)
+    stored = lesson_row(app, lesson.public_id)
+    assert (stored.title, stored.version) == (form.value("title"), lesson.version)
+
+
+def test_edit_with_token_is_saved(app, users, make_lesson, csrf_client):
+    lesson = make_lesson("gb.author")
+    client = csrf_client("gb.author")
+    path = f"/lessons/{lesson.public_id}/edit"
+    form = form_on(client.get(path).text)
+    response = client.post(path, data=form.data(title="Changed title"))
+    assert response.status_code == 302
+    stored = lesson_row(app, lesson.public_id)
+    assert (stored.title, stored.version) == ("Changed title", lesson.version + 1)
+
+
+# --- /lessons/<id>/transition ------------------------------------------------------------
+def test_transition_without_token_is_refused_and_keeps_the_status(app, users, make_lesson,
+                                                                  csrf_client):
+    lesson = make_lesson("gb.author")
+    client = csrf_client("gb.author")
+    path = f"/lessons/{lesson.public_id}"
+    form = form_on(client.get(path).text, f"{path}/transition", to="submitted")
+    assert_refused(client.post(f"{path}/transition", data=form.data(token=False)))
+    assert lesson_row(app, lesson.public_id).status == "draft"
+
+
+def test_transition_with_token_moves_the_lesson(app, users, make_lesson, csrf_client):
+    lesson = make_lesson("gb.author")
+    client = csrf_client("gb.author")
+    path = f"/lessons/{lesson.public_id}"
+    form = form_on(client.get(path).text, f"{path}/transition", to="submitted")
+    response = client.post(f"{path}/transition", data=form.data())
+    assert response.status_code == 302
+    assert lesson_row(app, lesson.public_id).status == "submitted"
+
+
+# --- /lessons/<id>/actions ---------------------------------------------------------------
+def test_add_action_without_token_is_refused_and_adds_nothing(app, users, make_lesson,
+                                                               csrf_client):
+    lesson = make_lesson("gb.author", "validated", analyst="gb.analyst")
+    client = csrf_client("gb.analyst")
+    path = f"/lessons/{lesson.public_id}"
+    form = form_on(client.get(path).text, f"{path}/actions")
+    response = client.post(f"{path}/actions",
+                           data=form.data(token=False, description="Fix the process"))
+    assert_refused(response)
+    assert count(app, RemedialAction) == 0
+
+
+def test_add_action_with_token_adds_it(app, users, make_lesson, csrf_client):
+    lesson = make_lesson("gb.author", "validated", analyst="gb.analyst")
+    client = csrf_client("gb.analyst")
+    path = f"/lessons/{lesson.public_id}"
+    form = form_on(client.get(path).text, f"{path}/actions")
+    response = client.post(f"{path}/actions", data=form.data(description="Fix the process"))
+    assert response.status_code == 302
+    assert count(app, RemedialAction) == 1
+
+
+# --- /logout -----------------------------------------------------------------------------
+def test_logout_without_token_is_refused_and_keeps_the_session(users, csrf_client):
+    client = csrf_client("gb.author")
+    form = form_on(client.get("/lessons").text, "/logout")
+    assert_refused(client.post("/logout", data=form.data(token=False)))
+    assert is_logged_in(client)
+
+
+def test_logout_with_token_logs_out(users, csrf_client):
+    client = csrf_client("gb.author")
+    form = form_on(client.get("/lessons").text, "/logout")
+    response = client.post("/logout", data=form.data())
+    assert response.status_code == 302
+    assert response.headers["Location"] == "/login"
+    assert not is_logged_in(client)
+
+
+def test_every_post_form_on_the_lesson_pages_carries_a_token(users, make_lesson, csrf_client):
+    """A form rendered without ``csrf_token`` would always be refused: catch it here."""
+    lesson = make_lesson("gb.author", "action_assigned", analyst="gb.analyst")
+    client = csrf_client("gb.analyst")
+    for path in ("/", "/lessons", f"/lessons/{lesson.public_id}",
+                 f"/lessons/{lesson.public_id}/edit"):
+        parser = FormParser()
+        parser.feed(client.get(path).text)
+        posts = [f for f in parser.forms if f.method == "post"]
+        assert posts, path
+        for form in posts:
+            assert form.value(TOKEN), f"form to {form.action} on {path} has no CSRF token"
+
