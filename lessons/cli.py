@@ -127,6 +127,9 @@ def search_check_command() -> None:
             click.echo(f"{len(ids)} lesson(s) {label}")
     if drift.pending:
         click.echo(f"{drift.pending} change(s) waiting to be applied (run `flask search sync`)")
+    if drift.schema_outdated:
+        click.echo("the index was built by an older version of Muster "
+                   "(run `flask search reindex`)")
     if drift.reindex_interrupted:
         click.echo("a reindex is running or was interrupted (run `flask search reindex`)")
     sys.exit(1)

@@ -6,22 +6,26 @@ search page calls ``search_lessons``; the CLI calls ``sync``, ``reindex`` and ``
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from flask import current_app
 from markupsafe import Markup
 from sqlalchemy import select
-from whoosh.qparser import QueryParserError
+from whoosh.query import And, Every, Or, Query, Term
 
-from lessons import policy
+from lessons import policy, rules
 from lessons.extensions import db
 from lessons.models import IndexOutbox, Lesson, User
-from lessons.search import index, query
+from lessons.search import index, masks, query
+from lessons.search.glossary import Glossary
 from lessons.search.index import Drift, IndexBusy, ReindexReport
+from lessons.search.schema import CONTENT, FACETS, TITLE, WORDS, text_analyzer
 
-__all__ = ["Drift", "IndexBusy", "ReindexReport", "SearchPage", "after_commit", "check",
+__all__ = ["FACETS", "PER_PAGE_CHOICES", "Drift", "Facet", "FacetValue", "IndexBusy",
+           "ReindexReport", "SearchPage", "after_commit", "check", "clean_filters",
            "matching_ids", "queue_lesson", "reindex", "search_lessons", "sync"]
 
 SNIPPET_FIELDS = ("observation", "discussion", "conclusion", "recommendation",
@@ -61,10 +65,40 @@ def check() -> Drift:
     return index.check(store())
 
 
+SORTS = ("relevance", "newest")
+PER_PAGE_CHOICES = (10, 20, 50)
+FILTER_VALUE_MAX = 100
+FILTERS_MAX = 20
+TAGS_SHOWN = 20
+# Facets whose lessons hold several values: each value clicked narrows further (AND).
+# The others hold one value per lesson: values of one facet widen each other (OR), and
+# their counts ignore the facet's own selection so the other choices stay visible.
+MULTI_VALUED = frozenset({"tag", "domain", "function", "nation"})
+FACET_LABELS = {"kind": "Kind", "status": "Status", "domain": "Domain",
+                "function": "Function", "nation": "Nation involved",
+                "originator": "Originator", "tag": "Tag", "year": "Year"}
+_SUGGEST_BELOW = 3  # totals under this are "thin": offer a spelling correction
+
+
 @dataclass
 class Hit:
     lesson: Lesson
     snippets: list[Markup]
+
+
+@dataclass
+class FacetValue:
+    value: str
+    label: str
+    count: int
+    active: bool
+
+
+@dataclass
+class Facet:
+    name: str
+    label: str
+    values: list[FacetValue]
 
 
 @dataclass
@@ -74,64 +108,217 @@ class SearchPage:
     total: int = 0
     page: int = 1
     per_page: int = 20
+    sort: str = "relevance"
+    filters: dict[str, list[str]] = field(default_factory=dict)
+    facets: list[Facet] = field(default_factory=list)
     notice: str = ""
+    suggestion: str = ""
 
     @property
     def pages(self) -> int:
         return max(1, -(-self.total // self.per_page))
 
-
-def _parse(text: str) -> tuple[object, str]:
-    try:
-        return query.parse(text), ""
-    except QueryParserError:
-        return (query.parse_any(text),
-                "Your query could not be read as written; searched for the words.")
+    @property
+    def active(self) -> bool:
+        """Whether anything was asked (words or filters)."""
+        return bool(self.query or self.filters)
 
 
-def matching_ids(user: User, text: str, limit: int = 10_000) -> list[int]:
-    """Ids of every lesson matching ``text`` that ``user`` may see, best first."""
-    text = (text or "").strip()[:MAX_QUERY_LENGTH]
-    if not text:
-        return []
-    parsed, _ = _parse(text)
-    found = store().searcher().search(parsed, limit=limit,
-                                      filter=query.to_whoosh(policy.visibility_rule(user)))
-    return [int(hit["lesson_id"]) for hit in found]
+def clean_filters(raw: Mapping[str, Iterable[str]] | None) -> dict[str, list[str]]:
+    """Facet filters from a request: known facets only, short values, a bounded number."""
+    cleaned: dict[str, list[str]] = {}
+    budget = FILTERS_MAX
+    for name in FACETS:
+        values = []
+        for value in (raw or {}).get(name, ()):
+            value = str(value).strip().lower()
+            if value and len(value) <= FILTER_VALUE_MAX and value not in values and budget:
+                values.append(value)
+                budget -= 1
+        if values:
+            cleaned[name] = values
+    return cleaned
 
 
-def search_lessons(user: User, text: str, page: int = 1, per_page: int = 20) -> SearchPage:
-    """Ranked lessons matching ``text`` that ``user`` may see.
+def _filter_query(name: str, values: list[str]) -> Query:
+    terms = [Term(name, value) for value in values]
+    return (And if name in MULTI_VALUED else Or)(terms)
 
-    The index query carries the user's visibility filter, so the total and the pages are
-    right; hits are then reloaded from the database and passed through ``can_view``
-    again, in rank order, and snippets are cut from the database's current text.
+
+def _label(name: str, value: str) -> str:
+    labels = {"kind": rules.KIND_LABELS, "status": rules.STATUS_LABELS,
+              "domain": rules.DOMAIN_LABELS, "function": rules.FUNCTION_LABELS}.get(name)
+    if labels:
+        return labels.get(value, value)
+    if name in ("nation", "originator"):
+        return value.upper()
+    return value
+
+
+@dataclass
+class _Matches:
+    """A query's documents per segment, before and after the facet filters."""
+
+    leaves: list[masks.Leaf]
+    query: list[int]  # matching the words, visible to the user
+    by_filter: dict[str, list[int]]
+    matched: list[int]  # ...and every filter
+
+    @property
+    def total(self) -> int:
+        return masks.popcount(self.matched)
+
+
+def _matches(searcher, generation: str, user: User, parsed: Query,
+             filters: dict[str, list[str]]) -> _Matches:
+    leaves = masks.leaves(searcher, generation)
+    visibility = query.to_whoosh(policy.visibility_rule(user))
+    visible = [leaf.query(visibility) for leaf in leaves]
+    found = [leaf.query(parsed) & seen if seen else 0
+             for leaf, seen in zip(leaves, visible, strict=True)]
+    by_filter = {name: [leaf.query(_filter_query(name, values)) for leaf in leaves]
+                 for name, values in filters.items()}
+    matched = list(found)
+    for masks_ in by_filter.values():
+        matched = [a & b for a, b in zip(matched, masks_, strict=True)]
+    return _Matches(leaves, found, by_filter, matched)
+
+
+def _facets(found: _Matches, filters: dict[str, list[str]]) -> list[Facet]:
+    facets = []
+    for name in FACETS:
+        base = list(found.query)
+        for other, masks_ in found.by_filter.items():
+            if other != name or name in MULTI_VALUED:
+                base = [a & b for a, b in zip(base, masks_, strict=True)]
+        counts = masks.facet_counts(found.leaves, name, base)
+        active = filters.get(name, [])
+        for value in active:
+            counts.setdefault(value, 0)
+        if name == "year":
+            order = sorted(counts, reverse=True)
+        else:
+            order = sorted(counts, key=lambda v: (-counts[v], v))
+        if name == "tag":
+            order = order[:TAGS_SHOWN] + [v for v in active if v not in order[:TAGS_SHOWN]]
+        facets.append(Facet(name, FACET_LABELS[name], [
+            FacetValue(value, _label(name, value), counts[value], value in active)
+            for value in order]))
+    return facets
+
+
+def _parse(text: str, glossary: Glossary | None) -> query.ParsedQuery:
+    if not text or text == "*":  # "*": every lesson the user may see
+        return query.ParsedQuery(query=Every())
+    return query.parse(text, glossary)
+
+
+def matching_ids(user: User, text: str, filters: Mapping[str, Iterable[str]] | None = None,
+                 limit: int = 10_000, glossary: Glossary | None = None) -> list[int]:
+    """Ids of every lesson matching ``text`` and ``filters`` that ``user`` may see, best
+    first (newest first when there are no words)."""
+    page = search_lessons(user, text, page=1, per_page=limit, filters=filters,
+                          glossary=glossary, _ids_only=True)
+    return [hit.lesson.id for hit in page.hits]
+
+
+def search_lessons(user: User, text: str, page: int = 1, per_page: int = 20,
+                   filters: Mapping[str, Iterable[str]] | None = None,
+                   sort: str = "relevance", glossary: Glossary | None = None,
+                   _ids_only: bool = False) -> SearchPage:
+    """Ranked lessons matching ``text`` and ``filters`` that ``user`` may see.
+
+    The visibility rule, the words and the filters are evaluated as per-segment masks
+    (see ``masks``), which give the total and every facet count exactly; Whoosh then
+    ranks only the allowed documents. Hits are reloaded from the database and passed
+    through ``can_view`` again, in rank order, and snippets are cut from the database's
+    current text.
     """
     text = (text or "").strip()[:MAX_QUERY_LENGTH]
+    chosen = clean_filters(filters)
+    sort = sort if sort in SORTS else "relevance"
     page = min(max(page, 1), MAX_PAGE)
-    result = SearchPage(query=text, page=page, per_page=per_page)
-    if not text:
+    result = SearchPage(query=text, page=page, per_page=per_page, sort=sort, filters=chosen)
+    if not result.active:
         return result
-    parsed, result.notice = _parse(text)
-    searcher = store().searcher()
-    found = searcher.search_page(parsed, page, pagelen=per_page,
-                                 filter=query.to_whoosh(policy.visibility_rule(user)))
+    parsed = _parse(text, glossary)
+    result.notice = parsed.notice
+    generation, searcher = store().searcher_with_generation()
+    found = _matches(searcher, generation, user, parsed.query, chosen)
     result.total = found.total
-    if found.pagenum != page:  # Whoosh answers a page past the end with the last page
+    if not _ids_only:
+        result.facets = _facets(found, chosen)
+        if result.total < _SUGGEST_BELOW and parsed.words:
+            result.suggestion = _suggestion(searcher, generation, user, text, parsed.words,
+                                            chosen, result.total, glossary)
+    first = (page - 1) * per_page
+    if first >= result.total:
         return result
-    ids = [int(hit["lesson_id"]) for hit in found]
+    allowed = masks.MaskSet(found.leaves, found.matched)
+    newest = sort == "newest" or not text
+    ranked = searcher.search(parsed.query, limit=first + per_page, filter=allowed,
+                             sortedby="observed" if newest else None, reverse=newest)
+    ids = [int(hit["lesson_id"]) for hit in ranked[first:first + per_page]]
     if not ids:
         return result
     lessons = {lesson.id: lesson for lesson in db.session.scalars(
         select(Lesson).where(Lesson.id.in_(ids)))}
-    terms = query.highlight_terms(parsed)
+    terms = query.highlight_terms(parsed.query)
     for lesson_id in ids:
         lesson = lessons.get(lesson_id)
         if lesson is None or not policy.can_view(user, lesson):
             continue  # second guard: the database is the truth
+        if _ids_only:
+            result.hits.append(Hit(lesson=lesson, snippets=[]))
+            continue
         snippets = [Markup(s) for s in (query.snippet(getattr(lesson, name), terms)
                                         for name in SNIPPET_FIELDS) if s][:2]
-        if not snippets:  # matched on the title only
+        if not snippets:  # matched on the title or a filter only
             snippets = [Markup.escape(lesson.observation[:240])]
         result.hits.append(Hit(lesson=lesson, snippets=snippets))
     return result
+
+
+def _suggestion(searcher, generation: str, user: User, text: str, words: list[str],
+                filters: dict[str, list[str]], total: int, glossary: Glossary | None) -> str:
+    """A corrected query, offered only if it finds more lessons this user may see.
+
+    Each replacement word must itself occur in a lesson the user may see, so a word
+    found only in hidden lessons is never suggested (the correction as a whole is then
+    checked too, with the same masks as the search).
+    """
+    leaves = masks.leaves(searcher, generation)
+    visible = [leaf.query(query.to_whoosh(policy.visibility_rule(user))) for leaf in leaves]
+
+    def seen(word: str) -> int:
+        return masks.popcount(leaf.term(WORDS, word) & v
+                              for leaf, v in zip(leaves, visible, strict=True))
+
+    def known(word: str) -> bool:
+        """Whether ``word``, analysed as queries are, occurs in a visible lesson."""
+        terms = [token.text for token in text_analyzer()(word)]
+        return not terms or any(
+            (leaf.term(CONTENT, term) | leaf.term(TITLE, term)) & v
+            for term in terms for leaf, v in zip(leaves, visible, strict=True))
+
+    reader = searcher.reader()
+    corrected = text
+    changed = False
+    for typed in dict.fromkeys(words):
+        word = typed.lower()
+        if not word.isalpha() or len(word) < 3 or known(word):
+            continue
+        candidates = [c.decode() if isinstance(c, bytes) else c
+                      for c in reader.terms_within(WORDS, word, 2)]
+        best = sorted(((abs(len(c) - len(word)), -seen(c), c) for c in candidates
+                       if c != word), key=lambda item: (item[0], item[1]))
+        best = [c for _, count, c in best if count < 0]
+        if best:
+            corrected = re.sub(rf"(?<![\w:]){re.escape(typed)}(?!\w)", best[0], corrected,
+                               count=1)
+            changed = True
+    if not changed:
+        return ""
+    parsed = _parse(corrected, glossary)
+    better = _matches(searcher, generation, user, parsed.query, filters).total
+    return corrected if better > total else ""

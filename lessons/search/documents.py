@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime, time
+from datetime import date, datetime, time
 from typing import Any
 
 from lessons.models import Lesson
-from lessons.search.schema import TEXT_FIELDS
+from lessons.search.schema import CONTENT_PARTS, SCHEMA_VERSION
 
 
 def _keywords(values) -> str:
@@ -14,24 +14,37 @@ def _keywords(values) -> str:
     return ",".join(str(v).replace(",", " ") for v in values if v)
 
 
+def lesson_date(lesson: Lesson) -> date:
+    """The date a lesson is sorted, filtered and faceted by: when it was observed, else
+    when it was written (the date the result list shows)."""
+    if lesson.observed_on:
+        return lesson.observed_on
+    return (lesson.created_at or datetime.now()).date()
+
+
 def lesson_document(lesson: Lesson) -> dict[str, Any]:
     """Everything the index needs about ``lesson`` (and nothing for display)."""
-    doc: dict[str, Any] = {name: getattr(lesson, name) or "" for name in TEXT_FIELDS}
-    doc.update(
-        lesson_id=str(lesson.id),
-        version=lesson.version,
-        tag=_keywords(lesson.tags),
-        kind=lesson.kind,
-        status=lesson.status,
-        domain=_keywords(lesson.domains),
-        function=_keywords(lesson.functions),
-        nation=_keywords(n.lower() for n in lesson.nations),
-        unit=_keywords([lesson.unit]),
-        source_event=_keywords([lesson.source_event]),
-        originator=lesson.originator_nation,
-        releasable_to=" ".join(lesson.releasable_to),
-        author_id=str(lesson.author_id),
-    )
-    if lesson.observed_on:
-        doc["observed"] = datetime.combine(lesson.observed_on, time())
-    return doc
+    content = "\n\n".join(getattr(lesson, name) or "" for name in CONTENT_PARTS)
+    when = lesson_date(lesson)
+    return {
+        "lesson_id": str(lesson.id),
+        "version": lesson.version,
+        "schema_version": SCHEMA_VERSION,
+        "title": lesson.title or "",
+        "content": content,
+        "pairs": f"{lesson.title or ''}\n\n{content}",
+        "words": f"{lesson.title or ''}\n{content}",
+        "tag": _keywords(lesson.tags),
+        "kind": lesson.kind,
+        "status": lesson.status,
+        "domain": _keywords(lesson.domains),
+        "function": _keywords(lesson.functions),
+        "nation": _keywords(lesson.nations),
+        "originator": lesson.originator_nation,
+        "unit": lesson.unit or "",
+        "source_event": lesson.source_event or "",
+        "observed": datetime.combine(when, time()),
+        "year": str(when.year),
+        "releasable_to": " ".join(lesson.releasable_to),
+        "author_id": str(lesson.author_id),
+    }

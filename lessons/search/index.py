@@ -36,11 +36,13 @@ from whoosh.writing import SegmentWriter
 from lessons.extensions import db
 from lessons.models import IndexOutbox, Lesson
 from lessons.search.documents import lesson_document
-from lessons.search.schema import build_schema
+from lessons.search.schema import SCHEMA_VERSION, build_schema
 
 log = logging.getLogger(__name__)
 
 REINDEX_BATCH = 500
+MAX_SEGMENTS_UNMERGED = 10
+SCHEMA_FILE = "SCHEMA_VERSION"
 # Keep this many generations on disk: searchers in other processes may still be
 # reading the previous one until their next refresh.
 GENERATIONS_KEPT = 2
@@ -72,6 +74,17 @@ _local = _Local()
 
 class IndexBusy(Exception):
     """The writer lock could not be taken in time; pending changes stay queued."""
+
+
+def write_schema_version(path: Path) -> None:
+    (path / SCHEMA_FILE).write_text(str(SCHEMA_VERSION), "utf-8")
+
+
+def read_schema_version(path: Path) -> int:
+    try:
+        return int((path / SCHEMA_FILE).read_text("utf-8").strip())
+    except (FileNotFoundError, ValueError):
+        return 1
 
 
 def _new_generation_name() -> str:
@@ -125,6 +138,7 @@ class IndexStore:
                     path = self.root / generation
                     path.mkdir(parents=True)
                     whoosh_index.create_in(str(path), build_schema())
+                    write_schema_version(path)
                     self._set_current(generation)
         return generation, whoosh_index.open_dir(str(self.root / generation))
 
@@ -143,16 +157,25 @@ class IndexStore:
         except BaseException:
             writer.cancel()
             raise
-        writer.commit(merge=False)
+        # Single updates commit without merging (fast); once small segments pile up, the
+        # commit merges them, since every segment costs each search a little.
+        if len(ix._segments()) < MAX_SEGMENTS_UNMERGED:
+            writer.commit(merge=False)
+        else:
+            writer.commit()
 
     def searcher(self) -> Searcher:
         """A searcher for this thread that sees every committed change."""
+        return self.searcher_with_generation()[1]
+
+    def searcher_with_generation(self) -> tuple[str, Searcher]:
+        """This thread's up-to-date searcher and the generation it reads."""
         cache: dict[Path, tuple[str, Searcher]] = _local.searchers
         generation = self.current_generation()
         cached = cache.get(self.root)
         if (cached is not None and cached[0] == generation and generation is not None
                 and cached[1].up_to_date()):
-            return cached[1]
+            return cached
         # Not Searcher.refresh(): it reuses a segment's reader even when that segment has
         # gained deletions, so an updated lesson's old terms (e.g. a nation just removed
         # from REL TO) would still match filters. A new searcher reads them correctly.
@@ -161,7 +184,7 @@ class IndexStore:
         generation, ix = self.open()
         searcher = ix.searcher()
         cache[self.root] = (generation, searcher)
-        return searcher
+        return generation, searcher
 
     def reindexing(self) -> bool:
         return self.reindex_flag.exists()
@@ -247,6 +270,7 @@ def reindex(store: IndexStore, progress: Callable[[int, int], None] | None = Non
         path = store.root / generation
         path.mkdir()
         ix = whoosh_index.create_in(str(path), build_schema())
+        write_schema_version(path)
         db.session.rollback()
         ids = list(db.session.scalars(select(Lesson.id).order_by(Lesson.id)))
         writer = ix.writer(limitmb=256, compound=False)
@@ -290,18 +314,21 @@ class Drift:
     extra: list[int] = field(default_factory=list)  # indexed, gone from the database
     pending: int = 0  # outbox rows not yet applied
     reindex_interrupted: bool = False
+    schema_outdated: bool = False  # written by an older Muster: needs a reindex
 
     @property
     def clean(self) -> bool:
         return not (self.missing or self.stale or self.extra or self.pending
-                    or self.reindex_interrupted)
+                    or self.reindex_interrupted or self.schema_outdated)
 
 
 def check(store: IndexStore) -> Drift:
     """Compare every lesson's version in the database with the index."""
     db.session.rollback()
     in_db = {row.id: row.version for row in db.session.execute(select(Lesson.id, Lesson.version))}
-    _, ix = store.open()
+    generation, ix = store.open()
+    if read_schema_version(store.root / generation) != SCHEMA_VERSION:
+        return Drift(schema_outdated=True, reindex_interrupted=store.reindexing())
     with ix.searcher() as searcher:
         in_index = {int(fields["lesson_id"]): fields["version"]
                     for fields in searcher.all_stored_fields()}

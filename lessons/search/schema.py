@@ -2,48 +2,105 @@
 
 No field is stored for display: pages highlight the database's current text after the
 policy has passed the hit, so an edit or a narrowed REL TO never shows stale text.
+
+Matching uses two text fields, not one per O-D-C-R part: every extra field multiplies
+the term look-ups of each query word, and nothing ranks by which part a word was in
+except the title. Phrases are matched on ``pairs`` (adjacent word pairs, no positions),
+which answers a phrase with a few term look-ups instead of a position walk: a document
+holding every pair of the phrase almost always holds the phrase.
 """
 
 from __future__ import annotations
 
-from whoosh.analysis import StemmingAnalyzer
-from whoosh.fields import DATETIME, ID, KEYWORD, NUMERIC, TEXT, Schema
+from whoosh.analysis import (
+    STOP_WORDS,
+    BiWordFilter,
+    LowercaseFilter,
+    RegexTokenizer,
+    StemFilter,
+    StopFilter,
+)
+from whoosh.fields import DATETIME, ID, KEYWORD, NUMERIC, TEXT, FieldType, Schema
+from whoosh.formats import Existence
 
-# The parts of a lesson that full-text queries match, with their weight in ranking.
-TEXT_FIELDS: dict[str, float] = {
-    "title": 3.0,
-    "observation": 1.0,
-    "discussion": 1.0,
-    "conclusion": 1.0,
-    "recommendation": 1.0,
-    "friction": 1.0,
-    "workaround": 1.0,
-    "limits": 1.0,
+from lessons.search.spelling import SpellingFilter
+
+# Bumped whenever a field or an analyzer changes: an index written under another version
+# is reported as drifted, and `make run` rebuilds it.
+SCHEMA_VERSION = 2
+
+TITLE = "title"
+CONTENT = "content"
+PAIRS = "pairs"
+WORDS = "words"
+TITLE_BOOST = 3.0
+
+# The lesson's text that full-text queries match, besides the title (joined into CONTENT).
+CONTENT_PARTS = ("observation", "discussion", "conclusion", "recommendation",
+                 "friction", "workaround", "limits")
+
+# Facet fields, in the order the search page shows them.
+FACETS = ("kind", "status", "domain", "function", "nation", "originator", "tag", "year")
+# Query-language field names (what users type before the colon) -> index fields.
+QUERY_FIELDS = {
+    "tag": "tag", "kind": "kind", "status": "status", "domain": "domain",
+    "function": "function", "nation": "nation", "originator": "originator",
+    "unit": "unit", "source_event": "source_event", "event": "source_event",
+    "date": "observed", "observed": "observed", "year": "year", "title": TITLE,
 }
+_TOKEN = r"[^\W_]+(?:['\u2019.][^\W_]+)*"
+# Whoosh's English stop words, but "us" is the United States in these lessons.
+_STOP_WORDS = frozenset(STOP_WORDS - {"us"})
 
 
 def text_analyzer():
-    """Lower-cased, stop-worded and Porter-stemmed: "refuelling" finds "refuel"."""
-    return StemmingAnalyzer()
+    """Lower-cased, British spellings folded onto American ones, stop-worded and
+    Porter-stemmed: "refuelling" finds "refuel", "defence" finds "defense"."""
+    return (RegexTokenizer(_TOKEN) | LowercaseFilter() | SpellingFilter()
+            | StopFilter(stoplist=_STOP_WORDS) | StemFilter(cachesize=50_000))
+
+
+def pair_analyzer():
+    """The text analyzer's words joined in adjacent pairs, for phrase matching."""
+    return text_analyzer() | BiWordFilter(sep=" ")
+
+
+def word_analyzer():
+    """Words as written (lower-cased, not stemmed): what "did you mean" may suggest."""
+    return RegexTokenizer(r"[^\W\d_]{3,}") | LowercaseFilter()
+
+
+def plain_analyzer():
+    """Lower-cased words, nothing folded: unit and source event names are names."""
+    return RegexTokenizer(_TOKEN) | LowercaseFilter()
 
 
 def build_schema() -> Schema:
-    analyzer = text_analyzer()
     keyword = {"commas": True, "lowercase": True, "scorable": False}
     return Schema(
         lesson_id=ID(stored=True, unique=True),
         version=NUMERIC(stored=True),
-        **{name: TEXT(analyzer=analyzer, phrase=True) for name in TEXT_FIELDS},
+        schema_version=NUMERIC(stored=True),
+        title=TEXT(analyzer=text_analyzer(), phrase=True),
+        content=TEXT(analyzer=text_analyzer(), phrase=False),
+        pairs=TEXT(analyzer=pair_analyzer(), phrase=False),
+        words=FieldType(Existence(), word_analyzer()),
         tag=KEYWORD(**keyword),
-        kind=ID,
-        status=ID,
+        kind=KEYWORD(lowercase=True, scorable=False),
+        status=KEYWORD(lowercase=True, scorable=False),
         domain=KEYWORD(**keyword),
         function=KEYWORD(**keyword),
         nation=KEYWORD(**keyword),
-        unit=KEYWORD(**keyword),
-        source_event=KEYWORD(**keyword),
-        observed=DATETIME,
-        originator=ID,
-        releasable_to=KEYWORD(scorable=False),
+        originator=KEYWORD(lowercase=True, scorable=False),
+        unit=TEXT(analyzer=plain_analyzer(), phrase=True),
+        source_event=TEXT(analyzer=plain_analyzer(), phrase=True),
+        observed=DATETIME(sortable=True),
+        year=KEYWORD(scorable=False),
+        releasable_to=KEYWORD(lowercase=True, scorable=False),
         author_id=ID,
     )
+
+
+__all__ = ["CONTENT", "CONTENT_PARTS", "FACETS", "PAIRS", "QUERY_FIELDS",
+           "SCHEMA_VERSION", "TITLE", "TITLE_BOOST", "WORDS", "build_schema",
+           "pair_analyzer", "plain_analyzer", "text_analyzer", "word_analyzer"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, render_template, request, stream_with_context
+from flask import Blueprint, Response, render_template, request, stream_with_context, url_for
 from flask_login import current_user
 
 from lessons import search
@@ -10,22 +10,59 @@ from lessons.services import exchange
 
 bp = Blueprint("search", __name__, url_prefix="/search")
 
-PER_PAGE = 20
+DEFAULT_PER_PAGE = 20
+
+
+def _state() -> dict:
+    """The search as the URL holds it (words, facet filters, sort, page size)."""
+    per_page = request.args.get("per_page", DEFAULT_PER_PAGE, type=int)
+    return {
+        "text": request.args.get("q", ""),
+        "filters": search.clean_filters({name: request.args.getlist(name)
+                                         for name in search.FACETS}),
+        "sort": request.args.get("sort", "relevance"),
+        "per_page": per_page if per_page in search.PER_PAGE_CHOICES else DEFAULT_PER_PAGE,
+    }
 
 
 @bp.get("")
 def index():
-    text = request.args.get("q", "")
+    state = _state()
     page = request.args.get("page", 1, type=int) or 1
-    result = search.search_lessons(current_user, text, page=page, per_page=PER_PAGE)
-    return render_template("search/index.html", result=result)
+    result = search.search_lessons(current_user, state["text"], page=page,
+                                   per_page=state["per_page"], filters=state["filters"],
+                                   sort=state["sort"])
+    return render_template("search/index.html", result=result,
+                           per_page_choices=search.PER_PAGE_CHOICES)
 
 
 @bp.get("/export")
 def export():
-    """Every result of the query the user may see, in the exchange format."""
-    text = request.args.get("q", "")
-    ids = search.matching_ids(current_user, text)
+    """Every result of the search the user may see, in the exchange format."""
+    state = _state()
+    ids = search.matching_ids(current_user, state["text"], filters=state["filters"])
     lines = exchange.export_lines(current_user, ids)
     return Response(stream_with_context(lines), mimetype="application/x-ndjson",
                     headers={"Content-Disposition": 'attachment; filename="lessons.jsonl"'})
+
+
+@bp.app_template_global()
+def search_url(result: search.SearchPage, endpoint: str = "search.index", *,
+               add: tuple[str, str] | None = None, remove: tuple[str, str] | None = None,
+               **changes) -> str:
+    """The URL of ``result``'s search with one filter added or removed, or the sort,
+    page size or page changed; a new filter or sort goes back to page 1."""
+    filters = {name: list(values) for name, values in result.filters.items()}
+    if add:
+        filters.setdefault(add[0], [])
+        if add[1] not in filters[add[0]]:
+            filters[add[0]].append(add[1])
+    if remove:
+        filters[remove[0]] = [v for v in filters.get(remove[0], []) if v != remove[1]]
+    args = {"q": result.query or None, **{k: v for k, v in filters.items() if v},
+            "sort": result.sort if result.sort != "relevance" else None,
+            "per_page": result.per_page if result.per_page != DEFAULT_PER_PAGE else None}
+    args.update(changes)
+    if endpoint == "search.index" and "page" not in changes and not (add or remove):
+        args.setdefault("page", None)
+    return url_for(endpoint, **{k: v for k, v in args.items() if v is not None})

@@ -1,0 +1,195 @@
+"""Document sets as bit masks, kept per index segment: the visibility filter, totals and
+facet counts without scoring or a per-query facet pass.
+
+Whoosh segments never change once written (only their deletions grow), so what is
+derived from a segment's postings (the documents holding a term, every facet value's
+documents) is computed once per segment and process and reused by every query until the
+segment is merged away. A query's documents are then a few big-integer ANDs and ORs,
+a total is a popcount, and a facet count is one AND and a popcount per value. Python's
+integers do this in C, so a 100,000-document segment costs microseconds per value.
+
+Everything is per segment: a mask's bit ``n`` is the segment's document ``n``; the
+searcher's offsets turn them into the searcher's global numbers where Whoosh needs them.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from whoosh.idsets import DocIdSet
+from whoosh.query import And, AndNot, Every, Not, NullQuery, Or, Query, Term
+from whoosh.reading import TermNotFound
+from whoosh.searching import Searcher
+
+from lessons.search.schema import FACETS
+
+# Masks of arbitrary terms kept per segment (facet values are always kept).
+TERM_MASKS_KEPT = 2048
+_lock = threading.Lock()
+
+
+def ids_to_mask(ids: Iterable[int], size: int) -> int:
+    bits = bytearray((size + 7) >> 3)
+    for n in ids:
+        bits[n >> 3] |= 1 << (n & 7)
+    return int.from_bytes(bits, "little")
+
+
+def mask_to_ids(mask: int) -> list[int]:
+    ids: list[int] = []
+    data = mask.to_bytes((mask.bit_length() + 7) >> 3, "little")
+    for index, byte in enumerate(data):
+        if byte:
+            base = index << 3
+            ids.extend(base + bit for bit in range(8) if byte >> bit & 1)
+    return ids
+
+
+@dataclass
+class SegmentMasks:
+    """What one segment's postings give, computed once per process."""
+
+    size: int
+    terms: OrderedDict[tuple[str, str], int] = field(default_factory=OrderedDict)
+    facets: dict[str, dict[str, int]] = field(default_factory=dict)
+
+
+_segments: dict[str, SegmentMasks] = {}
+
+
+@dataclass
+class Leaf:
+    """One segment as the current searcher sees it."""
+
+    searcher: Searcher
+    offset: int
+    masks: SegmentMasks
+    live: int  # documents not deleted
+
+    def term(self, fieldname: str, text: str) -> int:
+        key = (fieldname, text)
+        found = self.masks.terms.get(key)
+        if found is None:
+            try:
+                ids = self.searcher.reader().postings(fieldname, text).all_ids()
+                found = ids_to_mask(ids, self.masks.size)
+            except TermNotFound:
+                found = 0
+            with _lock:
+                self.masks.terms[key] = found
+                while len(self.masks.terms) > TERM_MASKS_KEPT:
+                    self.masks.terms.popitem(last=False)
+        return found & self.live
+
+    def query(self, query: Query) -> int:
+        """The live documents of this segment that ``query`` matches."""
+        if isinstance(query, Term):
+            text = query.text.decode() if isinstance(query.text, bytes) else str(query.text)
+            return self.term(query.fieldname, text)
+        if isinstance(query, And):
+            mask = self.live
+            for child in query.subqueries:
+                mask &= self.query(child)
+                if not mask:
+                    break
+            return mask
+        if isinstance(query, Or):
+            mask = 0
+            for child in query.subqueries:
+                mask |= self.query(child)
+            return mask
+        if isinstance(query, AndNot):
+            return self.query(query.a) & ~self.query(query.b)
+        if isinstance(query, Not):
+            return self.live & ~self.query(query.query)
+        if isinstance(query, Every):
+            return self.live
+        if query is NullQuery:
+            return 0
+        # Phrases, wildcards, ranges: ask Whoosh for the documents.
+        context = self.searcher.boolean_context()
+        return ids_to_mask(query.matcher(self.searcher, context).all_ids(),
+                           self.masks.size) & self.live
+
+    def facet(self, fieldname: str) -> dict[str, int]:
+        values = self.masks.facets.get(fieldname)
+        if values is None:
+            reader = self.searcher.reader()
+            values = {}
+            for raw in reader.lexicon(fieldname):
+                text = raw.decode("utf-8")
+                ids = reader.postings(fieldname, raw).all_ids()
+                values[text] = ids_to_mask(ids, self.masks.size)
+            self.masks.facets[fieldname] = values
+        return values
+
+
+def leaves(searcher: Searcher, generation: str) -> list[Leaf]:
+    """The searcher's segments with their masks; forgets segments no longer in use."""
+    found: list[Leaf] = []
+    if searcher.doc_count_all() == 0:
+        return found
+    for leaf_searcher, offset in searcher.leaf_searchers():
+        reader = leaf_searcher.reader()
+        size = reader.doc_count_all()
+        key = f"{generation}/{reader.segment().segment_id()}"
+        masks = _segments.get(key)
+        if masks is None or masks.size != size:
+            masks = _segments[key] = SegmentMasks(size=size)
+        deleted = reader.deleted_docs_set if reader.has_deletions() else ()
+        live = ((1 << size) - 1) & ~ids_to_mask(deleted, size)
+        found.append(Leaf(leaf_searcher, offset, masks, live))
+    in_use = {f"{generation}/{leaf.searcher.reader().segment().segment_id()}"
+              for leaf in found}
+    if len(_segments) > 4 * max(len(in_use), 8):
+        # Other threads may hold other generations' searchers; forget only the surplus.
+        with _lock:
+            for key in [k for k in _segments if k not in in_use][: len(_segments) // 2]:
+                _segments.pop(key, None)
+    return found
+
+
+def popcount(masks: Iterable[int]) -> int:
+    return sum(mask.bit_count() for mask in masks)
+
+
+class MaskSet(DocIdSet):
+    """Global document numbers from per-segment masks, as a Whoosh filter (which only
+    asks ``n in allowed``)."""
+
+    def __init__(self, leaves_: list[Leaf], masks: list[int]) -> None:
+        total = 0
+        for leaf, mask in zip(leaves_, masks, strict=True):
+            total |= mask << leaf.offset
+        size = max((leaf.offset + leaf.masks.size for leaf in leaves_), default=0)
+        self._bits = total.to_bytes((size + 7) >> 3 or 1, "little")
+        self._count = total.bit_count()
+
+    def __contains__(self, n: int) -> bool:
+        return (n >> 3) < len(self._bits) and bool(self._bits[n >> 3] >> (n & 7) & 1)
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __iter__(self):
+        return iter(mask_to_ids(int.from_bytes(self._bits, "little")))
+
+
+def facet_counts(leaves_: list[Leaf], fieldname: str, base: list[int]) -> dict[str, int]:
+    """How many of the ``base`` documents hold each value of ``fieldname``."""
+    counts: dict[str, int] = {}
+    for leaf, mask in zip(leaves_, base, strict=True):
+        if not mask:
+            continue
+        for value, value_mask in leaf.facet(fieldname).items():
+            count = (mask & value_mask).bit_count()
+            if count:
+                counts[value] = counts.get(value, 0) + count
+    return counts
+
+
+__all__ = ["FACETS", "Leaf", "MaskSet", "facet_counts", "ids_to_mask", "leaves",
+           "mask_to_ids", "popcount"]
