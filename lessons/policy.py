@@ -214,3 +214,12 @@ def allowed_transitions(user: UserLike, lesson: Lesson) -> list[Transition]:
 def can_admin(user: UserLike) -> bool:
     user = _real_user(user)
     return user is not None and user.has_role("admin")
+
+
+def require_admin(user: UserLike) -> None:
+    """Admin pages and use cases (the glossary, later users and taxonomy): 403 for others.
+
+    NotAllowed, not NotFound: the admin area's existence is no secret, only its use.
+    """
+    if not can_admin(user):
+        raise NotAllowed("Only administrators can do this.")

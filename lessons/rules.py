@@ -51,6 +51,8 @@ TAG_MAX = 100
 TAGS_MAX = 50
 NATIONS_MAX = 60
 ACTIONS_MAX = 50
+LINKS_MAX = 50  # links shown on one lesson's page
+LINKS_ON_CREATE_MAX = 10  # "similar lessons" ticked while writing a new one
 NOTE_MAX = 10_000  # review comments, reasons, evidence
 USERNAME_MAX = 64
 

@@ -20,7 +20,7 @@ from werkzeug.datastructures import MultiDict
 
 from lessons import create_app
 from lessons.extensions import db
-from lessons.models import Lesson, RemedialAction
+from lessons.models import GlossaryGroup, Lesson, RemedialAction, User
 
 TOKEN = "csrf_token"
 
@@ -320,3 +320,147 @@ def test_every_post_form_on_the_lesson_pages_carries_a_token(users, make_lesson,
         for form in posts:
             assert form.value(TOKEN), f"form to {form.action} on {path} has no CSRF token"
 
+
+
+# --- /admin/glossary ---------------------------------------------------------------------
+@pytest.fixture
+def glossary_group(app: Flask, make_user) -> int:
+    """An admin ``us.admin`` and one glossary group of theirs; returns the group's id."""
+    from lessons.services import glossary
+
+    make_user("us.admin", "USA", ("admin",))
+    with app.app_context():
+        admin = db.session.scalar(select(User).where(User.username == "us.admin"))
+        return glossary.create_group(admin, ["lno", "lo", "liaison officer"]).id
+
+
+def glossary_terms(app: Flask) -> list[list[str]]:
+    with app.app_context():
+        return [list(t) for t in db.session.scalars(
+            select(GlossaryGroup.terms).order_by(GlossaryGroup.id))]
+
+
+def test_new_glossary_group_without_token_is_refused_and_stores_nothing(app, glossary_group,
+                                                                       csrf_client):
+    client = csrf_client("us.admin")
+    form = form_on(client.get("/admin/glossary/new").text)
+    response = client.post("/admin/glossary/new",
+                           data=form.data(token=False, terms="cp\r\ncommand post"))
+    assert_refused(response)
+    assert glossary_terms(app) == [["lno", "lo", "liaison officer"]]
+
+
+def test_new_glossary_group_with_token_is_stored(app, glossary_group, csrf_client):
+    client = csrf_client("us.admin")
+    form = form_on(client.get("/admin/glossary/new").text)
+    response = client.post("/admin/glossary/new", data=form.data(terms="cp\r\ncommand post"))
+    assert response.status_code == 302
+    assert glossary_terms(app) == [["lno", "lo", "liaison officer"], ["cp", "command post"]]
+
+
+def test_glossary_edit_without_token_is_refused_and_changes_nothing(app, glossary_group,
+                                                                   csrf_client):
+    client = csrf_client("us.admin")
+    path = f"/admin/glossary/{glossary_group}/edit"
+    form = form_on(client.get(path).text)
+    assert_refused(client.post(path, data=form.data(token=False, terms="lno\r\nlo")))
+    assert glossary_terms(app) == [["lno", "lo", "liaison officer"]]
+
+
+def test_glossary_delete_without_token_is_refused_and_keeps_the_group(app, glossary_group,
+                                                                     csrf_client):
+    client = csrf_client("us.admin")
+    path = f"/admin/glossary/{glossary_group}/delete"
+    form = form_on(client.get(path).text, path)
+    assert_refused(client.post(path, data=form.data(token=False)))
+    assert glossary_terms(app) == [["lno", "lo", "liaison officer"]]
+
+
+def test_glossary_delete_with_token_deletes(app, glossary_group, csrf_client):
+    client = csrf_client("us.admin")
+    path = f"/admin/glossary/{glossary_group}/delete"
+    form = form_on(client.get(path).text, path)
+    assert client.post(path, data=form.data()).status_code == 302
+    assert glossary_terms(app) == []
+
+
+def test_glossary_reset_without_token_is_refused_and_changes_nothing(app, glossary_group,
+                                                                    csrf_client):
+    client = csrf_client("us.admin")
+    form = form_on(client.get("/admin/glossary/reset").text, "/admin/glossary/reset")
+    assert_refused(client.post("/admin/glossary/reset", data=form.data(token=False)))
+    assert glossary_terms(app) == [["lno", "lo", "liaison officer"]]
+
+
+def test_every_post_form_on_the_admin_pages_carries_a_token(glossary_group, csrf_client):
+    client = csrf_client("us.admin")
+    for path in ("/admin/glossary", "/admin/glossary/new",
+                 f"/admin/glossary/{glossary_group}/edit",
+                 f"/admin/glossary/{glossary_group}/delete", "/admin/glossary/reset"):
+        parser = FormParser()
+        parser.feed(client.get(path).text)
+        posts = [f for f in parser.forms if f.method == "post"]
+        assert posts, path
+        for form in posts:
+            assert form.value(TOKEN), f"form to {form.action} on {path} has no CSRF token"
+
+
+# --- /lessons/<id>/links and the new-lesson preview -------------------------------------
+def lesson_links(app: Flask) -> int:
+    from lessons.models import LessonLink
+
+    return count(app, LessonLink)
+
+
+@pytest.fixture
+def draft_and_related(users, make_lesson) -> tuple[str, str]:
+    """A draft of gb.author's and a validated lesson with the same text (so the draft's
+    page offers it as a related lesson to link)."""
+    other = make_lesson("gb.author", "validated", analyst="gb.analyst")
+    draft = make_lesson("gb.author", "draft")
+    return draft.public_id, other.public_id
+
+
+def test_link_without_token_is_refused_and_links_nothing(app, draft_and_related,
+                                                         csrf_client):
+    draft, other = draft_and_related
+    client = csrf_client("gb.author")
+    path = f"/lessons/{draft}"
+    form = form_on(client.get(path).text, f"{path}/links", other=other)
+    assert_refused(client.post(f"{path}/links", data=form.data(token=False)))
+    assert lesson_links(app) == 0
+
+
+def test_link_with_token_links(app, draft_and_related, csrf_client):
+    draft, other = draft_and_related
+    client = csrf_client("gb.author")
+    path = f"/lessons/{draft}"
+    form = form_on(client.get(path).text, f"{path}/links", other=other)
+    assert client.post(f"{path}/links", data=form.data()).status_code == 302
+    assert lesson_links(app) == 1
+
+
+def test_unlink_without_token_is_refused_and_keeps_the_link(app, draft_and_related,
+                                                            csrf_client):
+    draft, other = draft_and_related
+    client = csrf_client("gb.author")
+    path = f"/lessons/{draft}"
+    form = form_on(client.get(path).text, f"{path}/links", other=other)
+    client.post(f"{path}/links", data=form.data())
+    unlink = f"{path}/links/{other}/delete"
+    form = form_on(client.get(path).text, unlink)
+    assert_refused(client.post(unlink, data=form.data(token=False)))
+    assert lesson_links(app) == 1
+    assert client.post(unlink, data=form.data()).status_code == 302
+    assert lesson_links(app) == 0
+
+
+def test_similar_lessons_preview_needs_the_token(app, draft_and_related, csrf_client):
+    client = csrf_client("gb.author")
+    form = form_on(client.get("/lessons/new").text)
+    assert_refused(client.post("/lessons/new", data=form.data(token=False, action="preview")))
+    response = client.post("/lessons/new", data=form.data(
+        action="preview", title="Partner LNOs could not reach the coalition chat"))
+    assert response.status_code == 200
+    assert 'name="link_to"' in response.text
+    assert count(app, Lesson) == 2

@@ -170,7 +170,7 @@ def test_glossary_expands_both_ways(app, corpus):
         assert ids("LNO border") == {corpus["fuel"]}
         assert ids("NOT LNO") == {corpus[n] for n in ("radio", "defence", "medevac")}
         # Without the glossary the acronym finds nothing: the expansion did the work.
-        page = search.search_lessons(user, "LNO", glossary=None)
+        page = search.search_lessons(user, "LNO", glossary=Glossary([]))
         assert page.total == 0
 
 
@@ -184,6 +184,25 @@ FACET_SOURCES = {
     "tag": lambda lesson: list(lesson.tags),
     "year": lambda lesson: [str(lesson_date(lesson).year)],
 }
+
+
+def test_the_admins_glossary_applies_to_the_next_search_without_a_reindex(corpus, app,
+                                                                        login_as):
+    from lessons.services import glossary as service
+
+    client = login_as("au.user")
+    assert found(client, "helo") == set()
+    with app.app_context():
+        admin = service_admin()
+        service.create_group(admin, ["helo", "helicopters"])
+    assert found(client, "helo") == {corpus["medevac"]}
+
+
+def service_admin() -> User:
+    from lessons.services.users import create_user
+
+    return create_user("glossary.admin", nation="GBR", roles=("admin",), password="demo",
+                       weak_password_ok=True)
 
 
 def test_facet_counts_equal_a_database_count_for_every_demo_user(app, demo):

@@ -14,8 +14,10 @@ from typing import Any
 
 from sqlalchemy import select
 
+from lessons import search
 from lessons.extensions import db
 from lessons.models import User
+from lessons.services import glossary as glossary_service
 from lessons.services import lessons as lesson_service
 from lessons.services import users as user_service
 
@@ -75,6 +77,8 @@ def _action_data(action: dict[str, Any]) -> dict[str, Any]:
 
 def load_demo() -> dict[str, int]:
     """Create the demo users and lessons; returns counts. Commits as the services do."""
+    # A migrated database already has the shipped glossary; one made by create_all does not.
+    glossary_groups = glossary_service.load_defaults()
     existing = _by_username()
     for username, nation, roles, name, unit in DEMO_USERS:
         if username not in existing:
@@ -84,18 +88,24 @@ def load_demo() -> dict[str, int]:
     users = _by_username()
     records = [json.loads(line) for line in DEMO_LESSONS.read_text("utf-8").splitlines()
                if line.strip()]
-    for record in records:
-        author = users[record["author"]]
-        route = _ROUTES[record["status"]]
-        lesson = lesson_service.create_lesson(author, _lesson_data(record),
-                                              submit=bool(route))
-        analyst = _analyst(lesson.originator_nation, users)
-        for to in route[1:]:  # actions come only before a route's final step
-            if to in ("action_assigned", "learned", "archived"):
-                for action in record.get("actions") or []:
-                    lesson_service.add_action(analyst, lesson.public_id, _action_data(action))
-            actor = author if to == "withdrawn" else analyst
-            needs_note = to in ("rejected", "learned", "archived")
-            note = (record.get("review_note") or "") if needs_note else ""
-            lesson_service.transition_lesson(actor, lesson.public_id, to, note)
-    return {"users": len(DEMO_USERS), "lessons": len(records)}
+    with search.batch():
+        for record in records:
+            _load_lesson(record, users)
+    return {"users": len(DEMO_USERS), "lessons": len(records), "glossary_groups": glossary_groups}
+
+
+def _load_lesson(record: dict[str, Any], users: dict[str, User]) -> None:
+    """Create one demo lesson and walk it through its route, as users would."""
+    author = users[record["author"]]
+    route = _ROUTES[record["status"]]
+    lesson = lesson_service.create_lesson(author, _lesson_data(record),
+                                          submit=bool(route))
+    analyst = _analyst(lesson.originator_nation, users)
+    for to in route[1:]:  # actions come only before a route's final step
+        if to in ("action_assigned", "learned", "archived"):
+            for action in record.get("actions") or []:
+                lesson_service.add_action(analyst, lesson.public_id, _action_data(action))
+        actor = author if to == "withdrawn" else analyst
+        needs_note = to in ("rejected", "learned", "archived")
+        note = (record.get("review_note") or "") if needs_note else ""
+        lesson_service.transition_lesson(actor, lesson.public_id, to, note)

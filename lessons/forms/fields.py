@@ -28,3 +28,15 @@ class CodeListField(Field):
 
     def _value(self) -> str:
         return ", ".join(self.data or [])
+
+
+class PublicIdListField(Field):
+    """Lesson public ids from any number of inputs sharing one name (ticked boxes):
+    trimmed, blanks and repeats dropped. Whether each names a lesson the user may see
+    is the service's check, not the form's."""
+
+    def process_formdata(self, valuelist: list[str]) -> None:
+        self.data = list(dict.fromkeys(v.strip() for v in valuelist if v and v.strip()))
+
+    def _value(self) -> str:
+        return ", ".join(self.data or [])

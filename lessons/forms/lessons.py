@@ -13,9 +13,9 @@ from wtforms import (
     StringField,
     TextAreaField,
 )
-from wtforms.validators import Optional
+from wtforms.validators import InputRequired, Length, Optional
 
-from lessons.forms.fields import CodeListField, MultiCheckboxField
+from lessons.forms.fields import CodeListField, MultiCheckboxField, PublicIdListField
 from lessons.rules import (
     ACTION_STATUSES,
     DOMAIN_LABELS,
@@ -74,6 +74,30 @@ class LessonForm(FlaskForm):
         """The submitted values keyed by contract key, for the lesson services."""
         return {name: field.data for name, field in self._fields.items()
                 if name not in ("csrf_token",)}
+
+
+class NewLessonForm(LessonForm):
+    """The new-lesson form: the lesson plus the similar lessons the author ticks to link
+    the new one to (public ids, checked by the service)."""
+
+    link_to = PublicIdListField("Link to this lesson")
+
+    def contract_data(self) -> dict[str, Any]:
+        data = super().contract_data()
+        data.pop("link_to", None)
+        return data
+
+
+def _lesson_reference(value: str | None) -> str:
+    """A pasted lesson address (``.../lessons/<id>``) becomes its id; ids pass as typed."""
+    value = (value or "").strip()
+    return value.rstrip("/").rsplit("/", 1)[-1] if "/" in value else value
+
+
+class LinkForm(FlaskForm):
+    other = StringField("Lesson ID or address", filters=[_lesson_reference],
+                        validators=[InputRequired(), Length(max=300)],
+                        description="The ID shown on its page (e.g. MUS-…) or its address.")
 
 
 class TransitionForm(FlaskForm):

@@ -6,8 +6,9 @@ search page calls ``search_lessons``; the CLI calls ``sync``, ``reindex`` and ``
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable, Iterable, Mapping
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,13 +20,13 @@ from whoosh.query import And, Every, Or, Query, Term
 from lessons import policy, rules
 from lessons.extensions import db
 from lessons.models import IndexOutbox, Lesson, User
-from lessons.search import index, masks, query
+from lessons.search import index, masks, query, suggest
 from lessons.search.glossary import Glossary
 from lessons.search.index import Drift, IndexBusy, ReindexReport
-from lessons.search.schema import CONTENT, FACETS, TITLE, WORDS, text_analyzer
+from lessons.search.schema import FACETS
 
 __all__ = ["FACETS", "PER_PAGE_CHOICES", "Drift", "Facet", "FacetValue", "IndexBusy",
-           "ReindexReport", "SearchPage", "after_commit", "check", "clean_filters",
+           "ReindexReport", "SearchPage", "after_commit", "batch", "check", "clean_filters",
            "matching_ids", "queue_lesson", "reindex", "search_lessons", "sync"]
 
 SNIPPET_FIELDS = ("observation", "discussion", "conclusion", "recommendation",
@@ -45,9 +46,31 @@ def queue_lesson(lesson: Lesson) -> None:
     db.session.add(IndexOutbox(lesson_id=lesson.id, version=lesson.version))
 
 
+_batching = threading.local()
+
+
 def after_commit() -> None:
     """Apply queued changes now; on failure they wait for the next apply or ``sync``."""
+    if getattr(_batching, "depth", 0):
+        return  # ``batch()`` applies them all when it ends
     index.apply_after_commit(store())
+
+
+@contextmanager
+def batch() -> Iterator[None]:
+    """Apply the index changes of many commits once, at the end (bulk loads).
+
+    Each commit still queues its outbox rows in its own transaction, so an error or a
+    crash inside the batch loses nothing: the rows wait for the next apply or ``sync``.
+    One index commit instead of one per lesson is what makes bulk loads fast.
+    """
+    _batching.depth = getattr(_batching, "depth", 0) + 1
+    try:
+        yield
+    finally:
+        _batching.depth -= 1
+        if not _batching.depth:
+            index.apply_after_commit(store())
 
 
 def sync() -> int:
@@ -213,6 +236,13 @@ def _parse(text: str, glossary: Glossary | None) -> query.ParsedQuery:
     return query.parse(text, glossary)
 
 
+def _current_glossary() -> Glossary:
+    # Imported here: the glossary service imports the models, which import this package.
+    from lessons.services import glossary  # noqa: PLC0415
+
+    return glossary.current()
+
+
 def matching_ids(user: User, text: str, filters: Mapping[str, Iterable[str]] | None = None,
                  limit: int = 10_000, glossary: Glossary | None = None) -> list[int]:
     """Ids of every lesson matching ``text`` and ``filters`` that ``user`` may see, best
@@ -232,9 +262,11 @@ def search_lessons(user: User, text: str, page: int = 1, per_page: int = 20,
     (see ``masks``), which give the total and every facet count exactly; Whoosh then
     ranks only the allowed documents. Hits are reloaded from the database and passed
     through ``can_view`` again, in rank order, and snippets are cut from the database's
-    current text.
+    current text. ``glossary`` defaults to the admins' current one.
     """
     text = (text or "").strip()[:MAX_QUERY_LENGTH]
+    if glossary is None:
+        glossary = _current_glossary()
     chosen = clean_filters(filters)
     sort = sort if sort in SORTS else "relevance"
     page = min(max(page, 1), MAX_PAGE)
@@ -281,44 +313,13 @@ def search_lessons(user: User, text: str, page: int = 1, per_page: int = 20,
 
 def _suggestion(searcher, generation: str, user: User, text: str, words: list[str],
                 filters: dict[str, list[str]], total: int, glossary: Glossary | None) -> str:
-    """A corrected query, offered only if it finds more lessons this user may see.
-
-    Each replacement word must itself occur in a lesson the user may see, so a word
-    found only in hidden lessons is never suggested (the correction as a whole is then
-    checked too, with the same masks as the search).
-    """
+    """A corrected query, offered only if it finds more lessons this user may see."""
     leaves = masks.leaves(searcher, generation)
-    visible = [leaf.query(query.to_whoosh(policy.visibility_rule(user))) for leaf in leaves]
+    rule = query.to_whoosh(policy.visibility_rule(user))
+    visible = [leaf.query(rule) for leaf in leaves]
 
-    def seen(word: str) -> int:
-        return masks.popcount(leaf.term(WORDS, word) & v
-                              for leaf, v in zip(leaves, visible, strict=True))
+    def total_of(corrected: str) -> int:
+        parsed = _parse(corrected, glossary)
+        return _matches(searcher, generation, user, parsed.query, filters).total
 
-    def known(word: str) -> bool:
-        """Whether ``word``, analysed as queries are, occurs in a visible lesson."""
-        terms = [token.text for token in text_analyzer()(word)]
-        return not terms or any(
-            (leaf.term(CONTENT, term) | leaf.term(TITLE, term)) & v
-            for term in terms for leaf, v in zip(leaves, visible, strict=True))
-
-    reader = searcher.reader()
-    corrected = text
-    changed = False
-    for typed in dict.fromkeys(words):
-        word = typed.lower()
-        if not word.isalpha() or len(word) < 3 or known(word):
-            continue
-        candidates = [c.decode() if isinstance(c, bytes) else c
-                      for c in reader.terms_within(WORDS, word, 2)]
-        best = sorted(((abs(len(c) - len(word)), -seen(c), c) for c in candidates
-                       if c != word), key=lambda item: (item[0], item[1]))
-        best = [c for _, count, c in best if count < 0]
-        if best:
-            corrected = re.sub(rf"(?<![\w:]){re.escape(typed)}(?!\w)", best[0], corrected,
-                               count=1)
-            changed = True
-    if not changed:
-        return ""
-    parsed = _parse(corrected, glossary)
-    better = _matches(searcher, generation, user, parsed.query, filters).total
-    return corrected if better > total else ""
+    return suggest.correct(searcher, leaves, visible, text, words, total_of, total)

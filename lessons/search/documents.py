@@ -33,7 +33,6 @@ def lesson_document(lesson: Lesson) -> dict[str, Any]:
         "title": lesson.title or "",
         "content": content,
         "pairs": f"{lesson.title or ''}\n\n{content}",
-        "words": f"{lesson.title or ''}\n{content}",
         "tag": _keywords(lesson.tags),
         "kind": lesson.kind,
         "status": lesson.status,

@@ -34,6 +34,8 @@ MIN_GROUP_TERMS = 2
 MAX_GROUP_TERMS = 20
 MAX_TERM_LENGTH = 80
 MAX_GROUPS = 500
+# The note says why the terms are equivalent; a paragraph is plenty.
+MAX_NOTE_LENGTH = 1000
 
 _APOSTROPHES = re.compile(r"['\u2019\u2018`]")
 _WORD = re.compile(r"[^\W_]+")
@@ -117,21 +119,39 @@ def _describe(group: Sequence[str]) -> str:
     return f"({shown}{', ...' if len(group) > 3 else ''})"
 
 
+def describe_group(group: Sequence[str]) -> str:
+    """A group named by its first terms, e.g. 'the group ("lno", "lo", ...)', for messages
+    that must point at a group by something other than its position."""
+    return f"the group {_describe(clean_group(group))}"
+
+
 def validate_groups(groups: Sequence[Sequence[str]],
-                    fold: Callable[[str], str] = canonical) -> list[str]:
+                    fold: Callable[[str], str] = canonical,
+                    labels: Sequence[str] | None = None) -> list[str]:
     """Problems an admin must fix before saving, as sentences; empty when there are none.
 
     A term in two groups is refused because expansion would silently chain the two
     groups together; comparison uses the matching key, so "defence x" and "defense x"
     or "HA/DR" and "ha dr" count as the same term.
+
+    Groups are called "group N" by position unless ``labels`` names each one (e.g. "this
+    group", ``describe_group(...)``): an admin editing one group of hundreds knows no
+    positions.
     """
     problems: list[str] = []
     if len(groups) > MAX_GROUPS:
         problems.append(f"There are {len(groups)} groups; at most {MAX_GROUPS} are allowed.")
     owner: dict[Key, tuple[int, str]] = {}
+
+    def name(number: int) -> str:
+        return labels[number - 1] if labels is not None else f"group {number}"
+
     for number, raw_group in enumerate(groups, start=1):
         group = clean_group(raw_group)
-        label = f"Group {number} {_describe(group)}" if group else f"Group {number}"
+        if labels is not None:
+            label = labels[number - 1][:1].upper() + labels[number - 1][1:]
+        else:
+            label = f"Group {number} {_describe(group)}" if group else f"Group {number}"
         keys_here: dict[Key, str] = {}
         for term in group:
             if len(term) > MAX_TERM_LENGTH:
@@ -147,8 +167,8 @@ def validate_groups(groups: Sequence[Sequence[str]],
             if key in owner:
                 other_number, other_term = owner[key]
                 same = "" if other_term == term else f' (as "{other_term}")'
-                problems.append(f'The term "{term}" is in group {other_number}{same} and '
-                                f"group {number}; a term may belong to one group only.")
+                problems.append(f'The term "{term}" is in {name(other_number)}{same} and '
+                                f"{name(number)}; a term may belong to one group only.")
             else:
                 owner[key] = (number, term)
         if len(keys_here) < MIN_GROUP_TERMS:

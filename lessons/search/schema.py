@@ -20,8 +20,7 @@ from whoosh.analysis import (
     StemFilter,
     StopFilter,
 )
-from whoosh.fields import DATETIME, ID, KEYWORD, NUMERIC, TEXT, FieldType, Schema
-from whoosh.formats import Existence
+from whoosh.fields import DATETIME, ID, KEYWORD, NUMERIC, TEXT, Schema
 
 from lessons.search.spelling import SpellingFilter
 
@@ -32,7 +31,6 @@ SCHEMA_VERSION = 2
 TITLE = "title"
 CONTENT = "content"
 PAIRS = "pairs"
-WORDS = "words"
 TITLE_BOOST = 3.0
 
 # The lesson's text that full-text queries match, besides the title (joined into CONTENT).
@@ -65,11 +63,6 @@ def pair_analyzer():
     return text_analyzer() | BiWordFilter(sep=" ")
 
 
-def word_analyzer():
-    """Words as written (lower-cased, not stemmed): what "did you mean" may suggest."""
-    return RegexTokenizer(r"[^\W\d_]{3,}") | LowercaseFilter()
-
-
 def plain_analyzer():
     """Lower-cased words, nothing folded: unit and source event names are names."""
     return RegexTokenizer(_TOKEN) | LowercaseFilter()
@@ -84,7 +77,6 @@ def build_schema() -> Schema:
         title=TEXT(analyzer=text_analyzer(), phrase=True),
         content=TEXT(analyzer=text_analyzer(), phrase=False),
         pairs=TEXT(analyzer=pair_analyzer(), phrase=False),
-        words=FieldType(Existence(), word_analyzer()),
         tag=KEYWORD(**keyword),
         kind=KEYWORD(lowercase=True, scorable=False),
         status=KEYWORD(lowercase=True, scorable=False),
@@ -102,5 +94,5 @@ def build_schema() -> Schema:
 
 
 __all__ = ["CONTENT", "CONTENT_PARTS", "FACETS", "PAIRS", "QUERY_FIELDS",
-           "SCHEMA_VERSION", "TITLE", "TITLE_BOOST", "WORDS", "build_schema",
-           "pair_analyzer", "plain_analyzer", "text_analyzer", "word_analyzer"]
+           "SCHEMA_VERSION", "TITLE", "TITLE_BOOST", "build_schema",
+           "pair_analyzer", "plain_analyzer", "text_analyzer"]

@@ -7,24 +7,26 @@ stored when any check fails.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
 from flask import current_app
 from flask_sqlalchemy.pagination import Pagination
-from sqlalchemy import Select, select
+from sqlalchemy import Select, and_, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from lessons import policy, search
 from lessons.errors import NotAllowed, NotFound, ValidationFailed
 from lessons.extensions import db
-from lessons.models import AuditRecord, Lesson, RemedialAction, Tag, User
+from lessons.models import AuditRecord, Lesson, LessonLink, RemedialAction, Tag, User
 from lessons.models.base import new_public_id
 from lessons.rules import (
     ACTIONS_MAX,
     KINDS,
+    LINKS_MAX,
+    LINKS_ON_CREATE_MAX,
     STATUSES,
     check_action,
     check_lesson,
@@ -145,12 +147,15 @@ def get_lesson(user: User, public_id: str) -> Lesson:
     return _load(user, public_id)
 
 
-def create_lesson(user: User, data: Mapping[str, Any], *, submit: bool = False) -> Lesson:
+def create_lesson(user: User, data: Mapping[str, Any], *, submit: bool = False,
+                  link_to: Iterable[str] = ()) -> Lesson:
     """Create a draft owned by ``user`` (and submit it when ``submit``); commits once.
 
     REL TO defaults to the originator alone; widening it is the author's explicit choice.
-    Raises ``NotAllowed`` for non-contributors, ``ValidationFailed`` for bad input; when
-    submitting, the submit rules apply before anything is stored.
+    ``link_to`` holds public ids of existing lessons (the "similar lessons" the author
+    ticked) to link the new one to, in the same transaction. Raises ``NotAllowed`` for
+    non-contributors, ``ValidationFailed`` for bad input or a ``link_to`` lesson the
+    user may not see; when submitting, the submit rules apply before anything is stored.
     """
     if not policy.can_create_lesson(user):
         raise NotAllowed("Only contributors can write lessons.")
@@ -159,6 +164,7 @@ def create_lesson(user: User, data: Mapping[str, Any], *, submit: bool = False) 
     values.setdefault("kind", "lesson")
     values.setdefault("unit", user.unit)
     _check(values, submitting=submit)
+    targets = _link_targets(user, link_to)
     public_id = new_public_id()
     lesson = Lesson(author=user, originator_nation=user.nation_code, status="draft",
                     version=1, title=values["title"], public_id=public_id,
@@ -169,6 +175,8 @@ def create_lesson(user: User, data: Mapping[str, Any], *, submit: bool = False) 
         apply_values(lesson, values)
     db.session.flush()
     audit.record("created", actor=user, lesson=lesson, to_status="draft")
+    for other in targets:
+        _add_link(user, lesson, other)
     if submit:
         _move(user, lesson, "submitted", "")
     _commit(lesson)
@@ -276,11 +284,132 @@ def set_action_status(user: User, public_id: str, position: int, status: str) ->
 
 
 def history(user: User, lesson: Lesson) -> list[AuditRecord]:
-    """The lesson's audit trail, oldest first (the caller has already passed the policy)."""
+    """The lesson's audit trail, oldest first (the caller has already passed the policy).
+
+    A link entry names the other lesson (its public id in ``comment``); it is left out
+    when ``user`` may not see that lesson, so the trail reveals no hidden lesson.
+    """
     policy.require_view(user, lesson)
-    return list(db.session.scalars(
+    entries = list(db.session.scalars(
         select(AuditRecord).where(AuditRecord.lesson_id == lesson.id)
         .order_by(AuditRecord.created_at, AuditRecord.id)))
+    named = {e.comment for e in entries if e.action in LINK_ACTIONS}
+    seen = {other.public_id for other in _visible_by_public_id(user, named)}
+    return [e for e in entries if e.action not in LINK_ACTIONS or e.comment in seen]
+
+
+# --- links between lessons ---------------------------------------------------------------
+# Audit actions of links; their comment is the other lesson's public id.
+LINK_ACTIONS = frozenset({"linked", "unlinked"})
+
+
+def _visible_by_public_id(user: User, public_ids: Iterable[str]) -> list[Lesson]:
+    wanted = sorted({str(p) for p in public_ids if p})
+    if not wanted:
+        return []
+    found = db.session.scalars(select(Lesson).where(
+        Lesson.public_id.in_(wanted), policy.visible_lessons(user)))
+    return [lesson for lesson in found if policy.can_view(user, lesson)]
+
+
+def linkable_lessons(user: User, public_ids: Iterable[str]) -> list[Lesson]:
+    """The lessons among ``public_ids`` that ``user`` may see, in the order given (what
+    the new-lesson form shows as already ticked). Reads only."""
+    order = list(dict.fromkeys(str(p) for p in public_ids if p))
+    found = {lesson.public_id: lesson for lesson in _visible_by_public_id(user, order)}
+    return [found[p] for p in order if p in found]
+
+
+def _link_targets(user: User, public_ids: Iterable[str]) -> list[Lesson]:
+    """Check the lessons a new lesson is to be linked to: at most LINKS_ON_CREATE_MAX,
+    each visible to ``user``. One message whether a lesson is hidden or absent."""
+    wanted = list(dict.fromkeys(str(p).strip() for p in public_ids if str(p).strip()))
+    if len(wanted) > LINKS_ON_CREATE_MAX:
+        raise ValidationFailed({"link_to": f"Link at most {LINKS_ON_CREATE_MAX} lessons."})
+    targets = linkable_lessons(user, wanted)
+    if len(targets) != len(wanted):
+        raise ValidationFailed({"link_to": "A lesson you chose to link to is not available "
+                                           "to you; check the similar lessons again."})
+    return targets
+
+
+def _link_between(lesson: Lesson, other: Lesson) -> LessonLink | None:
+    """The link joining the two lessons, stored in either direction."""
+    return db.session.scalar(select(LessonLink).where(or_(
+        and_(LessonLink.lesson_id == lesson.id, LessonLink.linked_lesson_id == other.id),
+        and_(LessonLink.lesson_id == other.id, LessonLink.linked_lesson_id == lesson.id))))
+
+
+def _add_link(user: User, lesson: Lesson, other: Lesson) -> None:
+    if other.id == lesson.id:
+        raise ValidationFailed({"other": "A lesson cannot be linked to itself."})
+    db.session.add(LessonLink(lesson_id=lesson.id, linked_lesson_id=other.id,
+                              created_by_id=user.id))
+    # Audited on the linking side only: an entry on the other lesson would tell its
+    # readers that some lesson, perhaps one hidden from them, points at it.
+    audit.record("linked", actor=user, lesson=lesson, comment=other.public_id)
+
+
+def _load_other(user: User, reference: str) -> Lesson:
+    """A lesson named by its public id or its exchange id (``MUS-...`` as its page
+    shows), if ``user`` may see it; ``NotFound`` otherwise."""
+    reference = (reference or "").strip()
+    found = db.session.scalar(select(Lesson).where(
+        or_(Lesson.public_id == reference, Lesson.external_id == reference)))
+    return policy.require_view(user, found)
+
+
+def linked_lessons(user: User, lesson: Lesson) -> list[Lesson]:
+    """Lessons linked to ``lesson`` in either direction that ``user`` may see, by title.
+    Links to lessons hidden from ``user`` are left out, uncounted. Reads only."""
+    policy.require_view(user, lesson)
+    ids = select(LessonLink.linked_lesson_id).where(LessonLink.lesson_id == lesson.id).union(
+        select(LessonLink.lesson_id).where(LessonLink.linked_lesson_id == lesson.id))
+    found = db.session.scalars(select(Lesson).where(
+        Lesson.id.in_(ids), policy.visible_lessons(user)).order_by(Lesson.title, Lesson.id))
+    return [other for other in found if policy.can_view(user, other)]
+
+
+def link_lessons(user: User, public_id: str, other_reference: str) -> Lesson:
+    """Link lesson ``public_id`` to another (named by public or exchange id); the link
+    shows on both pages. Commits the link and an audit entry on the first lesson; an
+    existing link (either direction) stores nothing. The index is untouched (it holds
+    no links).
+
+    ``user`` must be able to edit the first lesson and see both. Raises ``NotFound``
+    (either is not visible), ``NotAllowed`` (may not edit the first) or
+    ``ValidationFailed`` (the lesson itself, or LINKS_MAX reached).
+    """
+    lesson = _load(user, public_id, for_update=True)
+    policy.require_edit(user, lesson)
+    other = _load_other(user, other_reference)
+    if other.id != lesson.id and _link_between(lesson, other) is not None:
+        return lesson
+    if len(linked_lessons(user, lesson)) >= LINKS_MAX:
+        raise ValidationFailed({"other": f"A lesson can have at most {LINKS_MAX} links."})
+    _add_link(user, lesson, other)
+    try:
+        db.session.commit()
+    except IntegrityError:
+        # The same link, made at the same moment by someone else: it exists, as asked.
+        db.session.rollback()
+    return lesson
+
+
+def unlink_lessons(user: User, public_id: str, other_public_id: str) -> Lesson:
+    """Remove the link between lesson ``public_id`` and another, whichever side made
+    it; commits the removal with an audit entry on the first lesson. Same rights as
+    ``link_lessons``; ``NotFound`` also when the two are not linked."""
+    lesson = _load(user, public_id, for_update=True)
+    policy.require_edit(user, lesson)
+    other = _load_other(user, other_public_id)
+    link = _link_between(lesson, other)
+    if link is None:
+        raise NotFound("These lessons are not linked.")
+    db.session.delete(link)
+    audit.record("unlinked", actor=user, lesson=lesson, comment=other.public_id)
+    db.session.commit()
+    return lesson
 
 
 @dataclass(frozen=True)

@@ -8,17 +8,29 @@ from wtforms import SelectChoice
 
 from lessons import policy
 from lessons.errors import ValidationFailed
-from lessons.forms.lessons import ActionForm, ActionStatusForm, LessonForm, TransitionForm
+from lessons.forms.lessons import (
+    ActionForm,
+    ActionStatusForm,
+    LessonForm,
+    LinkForm,
+    NewLessonForm,
+    TransitionForm,
+)
 from lessons.models import Lesson
 from lessons.rules import KINDS, STATUSES
+from lessons.search import related
 from lessons.services import lessons as service
 from lessons.views.helpers import apply_errors
 
 bp = Blueprint("lessons", __name__, url_prefix="/lessons")
 
 
-def _lesson_form(**kwargs) -> LessonForm:
-    form = LessonForm(**kwargs)
+RELATED_SHOWN = 5
+SIMILAR_SHOWN = 8
+
+
+def _lesson_form(form_class: type[LessonForm] = LessonForm, **kwargs) -> LessonForm:
+    form = form_class(**kwargs)
     form.classification.choices = [SelectChoice(c) for c in current_app.config["CLASSIFICATIONS"]]
     return form
 
@@ -38,24 +50,42 @@ def index():
 def new():
     if not policy.can_create_lesson(current_user):
         abort(403, "Only contributors can write lessons.")
-    form = _lesson_form()
+    form = _lesson_form(NewLessonForm)
     if request.method == "GET":
         form.unit.data = current_user.unit
+    action = request.form.get("action")
+    if form.is_submitted() and action == "preview":
+        # "Check for similar lessons": stores nothing, shows the closest visible lessons.
+        data = form.contract_data()
+        similar = related.similar_lessons(current_user, data.get("title") or "",
+                                          related.lesson_text(data), limit=SIMILAR_SHOWN)
+        return _new_page(form, similar, previewed=True), 200
     if form.validate_on_submit():
-        submit = request.form.get("action") == "submit"
+        submit = action == "submit"
         try:
-            lesson = service.create_lesson(current_user, form.contract_data(), submit=submit)
+            lesson = service.create_lesson(current_user, form.contract_data(), submit=submit,
+                                           link_to=form.link_to.data or [])
         except ValidationFailed as exc:
             apply_errors(form, exc.errors)
         else:
             flash("Lesson submitted for review." if submit else "Draft saved.", "success")
             return redirect(url_for("lessons.detail", public_id=lesson.public_id))
     status = 422 if form.is_submitted() else 200
-    return render_template("lessons/form.html", form=form, lesson=None), status
+    return _new_page(form, [], previewed=False), status
+
+
+def _new_page(form: NewLessonForm, similar: list[Lesson], *, previewed: bool) -> str:
+    """The new-lesson form; lessons already ticked stay listed (and ticked) whatever the
+    latest check found, so re-checking or a refused save never loses a choice."""
+    chosen = service.linkable_lessons(current_user, form.link_to.data or [])
+    listed = chosen + [lesson for lesson in similar if lesson not in chosen]
+    return render_template("lessons/form.html", form=form, lesson=None, similar=listed,
+                           previewed=previewed, found=len(similar))
 
 
 def _detail_page(lesson: Lesson, *, status: int = 200, transition_errors=None,
-                 action_form: ActionForm | None = None):
+                 action_form: ActionForm | None = None, link_form: LinkForm | None = None):
+    linked = service.linked_lessons(current_user, lesson)
     return render_template(
         "lessons/detail.html",
         lesson=lesson,
@@ -67,6 +97,9 @@ def _detail_page(lesson: Lesson, *, status: int = 200, transition_errors=None,
         action_form=action_form or ActionForm(),
         transition_form=TransitionForm(),
         action_status_form=ActionStatusForm(),
+        linked=linked,
+        related=related.related_lessons(current_user, lesson, limit=RELATED_SHOWN),
+        link_form=link_form or LinkForm(formdata=None),
     ), status
 
 
@@ -148,3 +181,28 @@ def action_status(public_id: str, position: int):
     service.set_action_status(current_user, public_id, position, form.status.data)
     flash(f"Action {position} marked {form.status.data}.", "success")
     return redirect(url_for("lessons.detail", public_id=public_id) + "#actions")
+
+
+@bp.post("/<public_id>/links")
+def add_link(public_id: str):
+    """Link this lesson to another (by its ID or address); both pages then show it."""
+    lesson = service.get_lesson(current_user, public_id)
+    policy.require_edit(current_user, lesson)
+    form = LinkForm()
+    if form.validate_on_submit():
+        try:
+            service.link_lessons(current_user, public_id, form.other.data or "")
+        except ValidationFailed as exc:
+            apply_errors(form, exc.errors)
+        else:
+            flash("Lessons linked.", "success")
+            return redirect(url_for("lessons.detail", public_id=public_id) + "#links")
+    return _detail_page(lesson, status=422, link_form=form)
+
+
+@bp.post("/<public_id>/links/<other_id>/delete")
+def remove_link(public_id: str, other_id: str):
+    """Remove the link between this lesson and another (CSRF-checked like every POST)."""
+    service.unlink_lessons(current_user, public_id, other_id)
+    flash("Link removed.", "success")
+    return redirect(url_for("lessons.detail", public_id=public_id) + "#links")

@@ -1,0 +1,102 @@
+"""Admin pages: the coalition glossary editor. Thin: parse, call the glossary service, render.
+
+Every route is for admins only, checked once for the whole blueprint by the policy (the
+services check again); anonymous users are sent to log in before that check runs.
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask_login import current_user
+
+from lessons import policy
+from lessons.errors import ValidationFailed
+from lessons.forms.glossary import ConfirmForm, GlossaryGroupForm
+from lessons.search.glossary import MAX_GROUPS
+from lessons.services import glossary as service
+from lessons.views.helpers import apply_errors
+
+bp = Blueprint("admin", __name__, url_prefix="/admin")
+
+
+@bp.before_request
+def require_admin() -> None:
+    policy.require_admin(current_user)
+
+
+def _show_errors(form: GlossaryGroupForm, errors: dict[str, str]) -> None:
+    """Service keys are ``terms``, ``terms.2``, ...: every one goes under its field."""
+    for key, message in errors.items():
+        apply_errors(form, {key.split(".", 1)[0]: message})
+
+
+def _form_page(form: GlossaryGroupForm, group=None):
+    status = 422 if form.is_submitted() else 200
+    return render_template("admin/glossary_form.html", form=form, group=group), status
+
+
+@bp.get("/glossary")
+def glossary():
+    listing = service.list_groups(current_user, request.args.get("q", "")[:200])
+    return render_template("admin/glossary.html", listing=listing, max_groups=MAX_GROUPS)
+
+
+@bp.route("/glossary/new", methods=["GET", "POST"])
+def glossary_new():
+    form = GlossaryGroupForm()
+    if form.validate_on_submit():
+        try:
+            group = service.create_group(current_user, form.term_list(), form.note.data or "")
+        except ValidationFailed as exc:
+            _show_errors(form, exc.errors)
+        else:
+            flash(f"Glossary group added: {', '.join(group.terms)}. Searches use it from now on.",
+                  "success")
+            return redirect(url_for("admin.glossary"))
+    return _form_page(form)
+
+
+@bp.route("/glossary/<int:group_id>/edit", methods=["GET", "POST"])
+def glossary_edit(group_id: int):
+    group = service.get_group(current_user, group_id)
+    form = GlossaryGroupForm(data={"terms": "\n".join(group.terms), "note": group.note})
+    if form.validate_on_submit():
+        try:
+            group = service.update_group(current_user, group_id, form.term_list(),
+                                         form.note.data or "")
+        except ValidationFailed as exc:
+            _show_errors(form, exc.errors)
+        else:
+            flash(f"Glossary group saved: {', '.join(group.terms)}.", "success")
+            return redirect(url_for("admin.glossary"))
+    return _form_page(form, group)
+
+
+@bp.route("/glossary/<int:group_id>/delete", methods=["GET", "POST"])
+def glossary_delete(group_id: int):
+    """GET asks for confirmation; the page's form POSTs here to delete."""
+    group = service.get_group(current_user, group_id)
+    form = ConfirmForm()
+    if request.method == "POST":
+        if not form.validate_on_submit():
+            abort(400, "The form was incomplete or expired; reload the page and try again.")
+        terms = ", ".join(group.terms)
+        service.delete_group(current_user, group_id)
+        flash(f"Glossary group deleted: {terms}.", "success")
+        return redirect(url_for("admin.glossary"))
+    return render_template("admin/glossary_confirm.html", form=form, group=group)
+
+
+@bp.route("/glossary/reset", methods=["GET", "POST"])
+def glossary_reset():
+    """GET asks for confirmation; the page's form POSTs here to reset."""
+    form = ConfirmForm()
+    if request.method == "POST":
+        if not form.validate_on_submit():
+            abort(400, "The form was incomplete or expired; reload the page and try again.")
+        loaded = service.reset_to_default(current_user)
+        flash(f"The glossary is back to the shipped default ({loaded} groups).", "success")
+        return redirect(url_for("admin.glossary"))
+    listing = service.list_groups(current_user)
+    return render_template("admin/glossary_confirm.html", form=form, group=None,
+                           listing=listing)
