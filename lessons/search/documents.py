@@ -32,7 +32,6 @@ def lesson_document(lesson: Lesson) -> dict[str, Any]:
         "schema_version": SCHEMA_VERSION,
         "title": lesson.title or "",
         "content": content,
-        "pairs": f"{lesson.title or ''}\n\n{content}",
         "tag": _keywords(lesson.tags),
         "kind": lesson.kind,
         "status": lesson.status,

@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, tuple_
 from sqlalchemy.orm import selectinload
 from whoosh import index as whoosh_index
 from whoosh.filedb.filestore import FileStorage
@@ -41,6 +41,7 @@ from lessons.search.schema import SCHEMA_VERSION, build_schema
 log = logging.getLogger(__name__)
 
 REINDEX_BATCH = 500
+DELETE_BATCH = 500  # outbox rows per delete statement (three parameters each)
 MAX_SEGMENTS_UNMERGED = 10
 SCHEMA_FILE = "SCHEMA_VERSION"
 # Keep this many generations on disk: searchers in other processes may still be
@@ -214,6 +215,26 @@ def _write(writer: SegmentWriter, lesson_ids: set[int]) -> None:
             writer.update_document(**lesson_document(lesson))
 
 
+def _outbox_rows() -> list:
+    return list(db.session.execute(
+        select(IndexOutbox.id, IndexOutbox.lesson_id, IndexOutbox.version)).all())
+
+
+def _delete_rows(rows: list) -> None:
+    """Delete applied outbox rows, each matched on (id, lesson, version), not id alone.
+
+    The delete runs after the index commit has released the writer, so another applier
+    may have deleted these rows meanwhile; SQLite then hands a deleted row's id to the
+    next insert, and a delete by id alone would drop that newer, never applied change.
+    (A lesson's versions only grow, so (lesson, version) names one change.)
+    """
+    keys = [(row.id, row.lesson_id, row.version) for row in rows]
+    for start in range(0, len(keys), DELETE_BATCH):
+        db.session.execute(delete(IndexOutbox).where(
+            tuple_(IndexOutbox.id, IndexOutbox.lesson_id, IndexOutbox.version)
+            .in_(keys[start:start + DELETE_BATCH])))
+
+
 def apply_pending(store: IndexStore) -> int:
     """Apply queued lesson changes to the live index; return how many rows were applied.
 
@@ -228,10 +249,10 @@ def apply_pending(store: IndexStore) -> int:
         return 0
     with store.writer() as writer:
         db.session.rollback()  # re-read under the lock: see everything committed before it
-        rows = db.session.execute(select(IndexOutbox.id, IndexOutbox.lesson_id)).all()
+        rows = _outbox_rows()
         _write(writer, {row.lesson_id for row in rows})
-    if rows and not store.reindexing():
-        db.session.execute(delete(IndexOutbox).where(IndexOutbox.id.in_([r.id for r in rows])))
+    if not store.reindexing():
+        _delete_rows(rows)
     db.session.commit()
     return len(rows)
 
@@ -294,12 +315,10 @@ def reindex(store: IndexStore, progress: Callable[[int, int], None] | None = Non
     try:
         with store.writer() as writer:
             db.session.rollback()
-            rows = db.session.execute(select(IndexOutbox.id, IndexOutbox.lesson_id)).all()
+            rows = _outbox_rows()
             _write(writer, {row.lesson_id for row in rows})
         store.reindex_flag.unlink(missing_ok=True)
-        if rows:
-            db.session.execute(delete(IndexOutbox).where(
-                IndexOutbox.id.in_([r.id for r in rows])))
+        _delete_rows(rows)
         db.session.commit()
     finally:
         store.reindex_flag.unlink(missing_ok=True)

@@ -5,7 +5,7 @@ The query language is Whoosh's (AND / OR / NOT, "phrases", wildcards, ``field:va
 ``date:[2022 to 2023]``, ``date:>2023``), parsed against a schema that holds only the
 fields users may name, so ``releasable_to:`` or ``author_id:`` are read as plain words.
 Plain words are then spread over the title (boosted) and the content, and phrases over
-the title's positions and the content's word pairs.
+both fields' positions.
 """
 
 from __future__ import annotations
@@ -39,7 +39,6 @@ from lessons.policy import AllOf, AnyOf, Match, Rule
 from lessons.search.glossary import Glossary, tokenize
 from lessons.search.schema import (
     CONTENT,
-    PAIRS,
     QUERY_FIELDS,
     TITLE,
     TITLE_BOOST,
@@ -172,8 +171,8 @@ def expand(text: str, glossary: Glossary | None) -> str:
 
 
 def _spread(query: Query) -> Query:
-    """Plain words and phrases on the content field also match the title, boosted; a
-    phrase is matched on the content's word pairs."""
+    """Plain words, phrases and wildcards on the content field also match the title,
+    boosted."""
     if isinstance(query, Term) and query.fieldname == CONTENT:
         return Or([Term(TITLE, query.text, boost=TITLE_BOOST * query.boost),
                    Term(CONTENT, query.text, boost=query.boost)])
@@ -181,8 +180,8 @@ def _spread(query: Query) -> Query:
         words = list(query.words)
         if len(words) == 1:
             return _spread(Term(CONTENT, words[0], boost=query.boost))
-        pairs = And([Term(PAIRS, f"{a} {b}") for a, b in zip(words, words[1:], strict=False)])
-        return Or([Phrase(TITLE, words, boost=TITLE_BOOST * query.boost), pairs])
+        return Or([Phrase(TITLE, words, slop=query.slop, boost=TITLE_BOOST * query.boost),
+                   query])
     if isinstance(query, (Wildcard, Prefix, FuzzyTerm)) and query.fieldname == CONTENT:
         title = query.copy()
         title.fieldname = TITLE
@@ -235,8 +234,6 @@ def highlight_terms(query: Query) -> frozenset[str]:
         text = text.decode("utf-8") if isinstance(text, bytes) else text
         if fieldname in (TITLE, CONTENT):
             found.add(text)
-        elif fieldname == PAIRS:
-            found.update(text.split(" "))
     return frozenset(found)
 
 
