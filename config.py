@@ -38,6 +38,8 @@ class Config:
     INDEX_DIR = os.environ.get("MUSTER_INDEX_DIR", str(INSTANCE_DIR / "index"))
     # Seconds to wait for the index's single writer before leaving a change queued.
     SEARCH_WRITER_TIMEOUT = 10.0
+    # Processes that build the index in `flask search reindex` (capped at the CPU count).
+    SEARCH_REINDEX_PROCS = os.environ.get("MUSTER_REINDEX_PROCS", "2")
     # Marking labels offered on lessons; the first is the default.
     CLASSIFICATIONS = _csv(os.environ.get("MUSTER_CLASSIFICATIONS", "UNCLASSIFIED"))
     # Werkzeug's scrypt: memory-hard and salted. Tests lower the cost (see TestingConfig).

@@ -25,6 +25,7 @@ def create_app(config: type[Config] | str | None = None, **overrides: object) ->
                 instance_relative_config=True)
     app.config.from_object(config_class)
     app.config.update(overrides)
+    _check_settings(app)
     _ensure_sqlite_folder(app.config["SQLALCHEMY_DATABASE_URI"])
 
     db.init_app(app)
@@ -85,3 +86,15 @@ def _sqlite_pragmas(dbapi_connection, connection_record) -> None:  # noqa: ARG00
         cursor.execute("PRAGMA busy_timeout=10000")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
+
+
+def _check_settings(app: Flask) -> None:
+    """Refuse to start on a malformed numeric setting, naming it, rather than later."""
+    procs = app.config.get("SEARCH_REINDEX_PROCS", 1)
+    try:
+        app.config["SEARCH_REINDEX_PROCS"] = int(procs)
+        if app.config["SEARCH_REINDEX_PROCS"] < 1:
+            raise ValueError
+    except (TypeError, ValueError):
+        raise RuntimeError(f"MUSTER_REINDEX_PROCS must be a whole number of at least 1, "
+                           f"not {procs!r}") from None

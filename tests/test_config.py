@@ -42,3 +42,10 @@ def test_unknown_environment_name_is_refused():
 def test_production_is_the_default_environment(monkeypatch):
     monkeypatch.delenv("MUSTER_ENV", raising=False)
     assert get_config() is ProductionConfig
+
+
+@pytest.mark.parametrize("value", ["two", "0", ""])
+def test_a_malformed_reindex_process_count_is_refused_by_name(tmp_path, value):
+    with pytest.raises(RuntimeError, match="MUSTER_REINDEX_PROCS"):
+        create_app("testing", SQLALCHEMY_DATABASE_URI=f"sqlite:///{tmp_path / 'x.db'}",
+                   SEARCH_REINDEX_PROCS=value)

@@ -9,6 +9,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
 from sqlalchemy import func, select
 from whoosh import index as whoosh_index
 
@@ -224,3 +225,40 @@ def test_old_generations_are_pruned(app, make_user, make_lesson):
         assert len(generations) == 2
         assert search.store().current_generation() in generations
         assert whoosh_index.exists_in(str(search.store().root / generations[-1]))
+
+
+@pytest.mark.parametrize("procs", [1, 2])
+def test_reindex_in_segments_and_processes_finds_everything(app, make_user, make_lesson,
+                                                           monkeypatch, procs):
+    from lessons.search import index as index_module
+
+    make_user("gb.author", "GBR")
+    for n in range(12):
+        make_lesson("gb.author", "draft", title=f"Segmented lesson number{n}")
+    # A pool this small makes a new segment every few lessons.
+    monkeypatch.setattr(index_module, "REINDEX_POOL_MB", 0.002)
+    app.config["SEARCH_REINDEX_PROCS"] = procs
+    with app.app_context():
+        report = search.reindex()
+        assert report.documents == 12
+        generation, ix = search.store().open()
+        assert len(ix._segments()) >= 3
+        assert search.check().clean
+    assert len(_found(app, "gb.author", "segmented")) == 12
+    assert len(_found(app, "gb.author", "number7")) == 1
+
+
+def test_an_index_from_an_older_schema_is_reported_for_rebuilding(app, make_user, make_lesson,
+                                                                 runner):
+    from lessons.search.index import SCHEMA_FILE
+
+    make_user("gb.author", "GBR")
+    make_lesson("gb.author", "draft")
+    with app.app_context():
+        generation, _ = search.store().open()
+        (search.store().root / generation / SCHEMA_FILE).write_text("1", "utf-8")
+        assert search.check().schema_outdated
+    result = runner.invoke(args=["search", "check"])
+    assert result.exit_code == 1 and "older version of Muster" in result.output
+    assert runner.invoke(args=["search", "reindex"]).exit_code == 0
+    assert runner.invoke(args=["search", "check"]).exit_code == 0

@@ -37,7 +37,8 @@ MAX_PAGE = 500
 
 def store() -> index.IndexStore:
     return index.IndexStore(Path(current_app.config["INDEX_DIR"]),
-                            writer_timeout=current_app.config["SEARCH_WRITER_TIMEOUT"])
+                            writer_timeout=current_app.config["SEARCH_WRITER_TIMEOUT"],
+                            reindex_procs=current_app.config["SEARCH_REINDEX_PROCS"])
 
 
 def queue_lesson(lesson: Lesson) -> None:

@@ -41,6 +41,13 @@ from lessons.search.schema import SCHEMA_VERSION, build_schema
 log = logging.getLogger(__name__)
 
 REINDEX_BATCH = 500
+REINDEX_POOL_MB = 384  # per writer process, by Whoosh's estimate (real use is higher)
+REINDEX_SEGMENT_FILL = 0.8
+# Measured on lesson text: about one posting per 11 characters, and Whoosh's pool counts
+# about 190 bytes per posting.
+CHARS_PER_POSTING = 11
+POOL_BYTES_PER_POSTING = 190
+SMALL_SEGMENT_DOCS = 1000
 DELETE_BATCH = 500  # outbox rows per delete statement (three parameters each)
 MAX_SEGMENTS_UNMERGED = 10
 SCHEMA_FILE = "SCHEMA_VERSION"
@@ -98,6 +105,7 @@ class IndexStore:
 
     root: Path
     writer_timeout: float = 10.0
+    reindex_procs: int = 2  # writer processes for a full rebuild (capped at the CPUs)
 
     @property
     def current_file(self) -> Path:
@@ -159,8 +167,10 @@ class IndexStore:
             writer.cancel()
             raise
         # Single updates commit without merging (fast); once small segments pile up, the
-        # commit merges them, since every segment costs each search a little.
-        if len(ix._segments()) < MAX_SEGMENTS_UNMERGED:
+        # commit merges them (Whoosh's MERGE_SMALL leaves the large ones alone), since
+        # every segment costs each search a little.
+        small = [s for s in ix._segments() if s.doc_count_all() < SMALL_SEGMENT_DOCS]
+        if len(small) < MAX_SEGMENTS_UNMERGED:
             writer.commit(merge=False)
         else:
             writer.commit()
@@ -294,19 +304,39 @@ def reindex(store: IndexStore, progress: Callable[[int, int], None] | None = Non
         write_schema_version(path)
         db.session.rollback()
         ids = list(db.session.scalars(select(Lesson.id).order_by(Lesson.id)))
-        writer = ix.writer(limitmb=256, compound=False)
+        procs = max(1, min(store.reindex_procs, os.cpu_count() or 1))
+        # Whoosh sorts a segment's postings in memory up to the pool's limit and spills
+        # them all to pickled runs past it, which halves the build rate: each writer
+        # (one per process) is committed as its own segment before its pool fills.
+        # Text size stands in for postings, which Whoosh counts only in the sub-processes.
+        chunk_chars = int(REINDEX_SEGMENT_FILL * REINDEX_POOL_MB * 2**20 * procs
+                          * CHARS_PER_POSTING / POOL_BYTES_PER_POSTING)
+
+        def new_writer() -> SegmentWriter:
+            if procs > 1:
+                return ix.writer(procs=procs, multisegment=True, limitmb=REINDEX_POOL_MB,
+                                 compound=False)
+            return ix.writer(limitmb=REINDEX_POOL_MB, compound=False)
+
+        writer = new_writer()
+        chars = 0
         try:
             for start in range(0, len(ids), REINDEX_BATCH):
                 batch = ids[start:start + REINDEX_BATCH]
                 for lesson in _load_lessons(batch).values():
-                    writer.add_document(**lesson_document(lesson))
+                    document = lesson_document(lesson)
+                    writer.add_document(**document)
+                    chars += len(document["content"]) + len(document["title"])
+                    if chars > chunk_chars:
+                        writer.commit(merge=False)
+                        writer, chars = new_writer(), 0
                 db.session.expunge_all()  # keep memory flat on large databases
                 if progress:
                     progress(min(start + REINDEX_BATCH, len(ids)), len(ids))
         except BaseException:
             writer.cancel()
             raise
-        writer.commit(optimize=True)
+        writer.commit(merge=False)
         store._set_current(generation)
     except BaseException:
         store.reindex_flag.unlink(missing_ok=True)
