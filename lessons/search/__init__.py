@@ -288,10 +288,9 @@ def search_lessons(user: User, text: str, page: int = 1, per_page: int = 20,
     if first >= result.total:
         return result
     allowed = masks.MaskSet(found.leaves, found.matched)
-    newest = sort == "newest" or not text
-    ranked = searcher.search(parsed.query, limit=first + per_page, filter=allowed,
-                             sortedby="observed" if newest else None, reverse=newest)
-    ids = [int(hit["lesson_id"]) for hit in ranked[first:first + per_page]]
+    docnums = _ranked(searcher, parsed.query, allowed, first + per_page,
+                      newest=sort == "newest" or not text)
+    ids = [int(searcher.stored_fields(n)["lesson_id"]) for n in docnums[first:]]
     if not ids:
         return result
     lessons = {lesson.id: lesson for lesson in db.session.scalars(
@@ -310,6 +309,14 @@ def search_lessons(user: User, text: str, page: int = 1, per_page: int = 20,
             snippets = [Markup.escape(lesson.observation[:240])]
         result.hits.append(Hit(lesson=lesson, snippets=snippets))
     return result
+
+
+def _ranked(searcher, parsed: Query, allowed: masks.MaskSet, need: int,
+            newest: bool) -> list[int]:
+    """The first ``need`` allowed documents, best (or newest) first."""
+    ranked = searcher.search(parsed, limit=need, filter=allowed,
+                             sortedby="observed" if newest else None, reverse=newest)
+    return [hit.docnum for hit in ranked]
 
 
 def _suggestion(searcher, generation: str, user: User, text: str, words: list[str],
