@@ -10,6 +10,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 
 from flask import current_app
@@ -20,7 +21,7 @@ from whoosh.query import And, Every, Or, Query, Term
 from lessons import policy, rules
 from lessons.extensions import db
 from lessons.models import IndexOutbox, Lesson, User
-from lessons.search import index, masks, query, suggest
+from lessons.search import index, masks, query, rank, suggest
 from lessons.search.glossary import Glossary
 from lessons.search.index import Drift, IndexBusy, ReindexReport
 from lessons.search.schema import FACETS
@@ -287,9 +288,8 @@ def search_lessons(user: User, text: str, page: int = 1, per_page: int = 20,
     first = (page - 1) * per_page
     if first >= result.total:
         return result
-    allowed = masks.MaskSet(found.leaves, found.matched)
-    docnums = _ranked(searcher, parsed.query, allowed, first + per_page,
-                      newest=sort == "newest" or not text)
+    docnums = _ranked(searcher, parsed.query, found, first + per_page,
+                      newest=sort == "newest" or not text or text == "*")
     ids = [int(searcher.stored_fields(n)["lesson_id"]) for n in docnums[first:]]
     if not ids:
         return result
@@ -303,20 +303,27 @@ def search_lessons(user: User, text: str, page: int = 1, per_page: int = 20,
         if _ids_only:
             result.hits.append(Hit(lesson=lesson, snippets=[]))
             continue
-        snippets = [Markup(s) for s in (query.snippet(getattr(lesson, name), terms)
-                                        for name in SNIPPET_FIELDS) if s][:2]
+        # The first two parts that hold a match: highlighting analyses the whole text.
+        snippets = [Markup(s) for s in islice(
+            filter(None, (query.snippet(getattr(lesson, name), terms)
+                          for name in SNIPPET_FIELDS)), 2)]
         if not snippets:  # matched on the title or a filter only
             snippets = [Markup.escape(lesson.observation[:240])]
         result.hits.append(Hit(lesson=lesson, snippets=snippets))
     return result
 
 
-def _ranked(searcher, parsed: Query, allowed: masks.MaskSet, need: int,
-            newest: bool) -> list[int]:
-    """The first ``need`` allowed documents, best (or newest) first."""
-    ranked = searcher.search(parsed, limit=need, filter=allowed,
-                             sortedby="observed" if newest else None, reverse=newest)
-    return [hit.docnum for hit in ranked]
+def _ranked(searcher, parsed: Query, found: _Matches, need: int, newest: bool) -> list[int]:
+    """Global document numbers of the first ``need`` allowed documents, best (or newest)
+    first: our own BM25 over the postings (see ``rank``), or Whoosh for wildcards."""
+    if newest:
+        return rank.newest(found.leaves, found.matched, need)
+    try:
+        terms = rank.scored_terms(parsed)
+    except rank.NotRankable:
+        allowed = masks.MaskSet(found.leaves, found.matched)
+        return [hit.docnum for hit in searcher.search(parsed, limit=need, filter=allowed)]
+    return rank.top(searcher, found.leaves, found.matched, terms, need)
 
 
 def _suggestion(searcher, generation: str, user: User, text: str, words: list[str],

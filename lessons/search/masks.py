@@ -38,27 +38,23 @@ def ids_to_mask(ids: Iterable[int], size: int) -> int:
     return int.from_bytes(bits, "little")
 
 
-def posting_ids(reader, fieldname: str, text: str) -> Iterable[int]:
-    """Every document of a segment holding the term, deleted ones included (callers
-    AND with the live mask), read a block at a time.
-
-    Whoosh's public ``postings().all_ids()`` costs three Python calls per document and
-    a deletion filter on top; reading the codec's id blocks directly is several times
-    faster, and falls back to the public way if the codec is not the one we know.
-    """
+def term_mask(reader, fieldname: str, text: str, size: int) -> int:
+    """The mask of a segment's documents holding the term (deleted ones included)."""
     field = reader.schema[fieldname]
     raw = text.encode("utf-8") if isinstance(text, str) else text
     try:
         matcher = reader._terms.matcher(fieldname, raw, field.format)
         read_block = matcher._read_ids
     except AttributeError:
-        yield from reader.postings(fieldname, text).all_ids()
-        return
+        return ids_to_mask(reader.postings(fieldname, text).all_ids(), size)
+    bits = bytearray((size + 7) >> 3)
     while not matcher._atend:
         if matcher._ids is None:
             read_block()
-        yield from matcher._ids
+        for n in matcher._ids:
+            bits[n >> 3] |= 1 << (n & 7)
         matcher._next_block()
+    return int.from_bytes(bits, "little")
 
 
 def mask_to_ids(mask: int) -> list[int]:
@@ -78,6 +74,8 @@ class SegmentMasks:
     size: int
     terms: OrderedDict[tuple[str, str], int] = field(default_factory=OrderedDict)
     facets: dict[str, dict[str, int]] = field(default_factory=dict)
+    lengths: dict[str, list[int]] = field(default_factory=dict)  # field -> words per doc
+    dates: list[int] | None = None  # the sortable date of each document
 
 
 _segments: dict[str, SegmentMasks] = {}
@@ -97,8 +95,8 @@ class Leaf:
         found = self.masks.terms.get(key)
         if found is None:
             try:
-                found = ids_to_mask(posting_ids(self.searcher.reader(), fieldname, text),
-                                    self.masks.size)
+                found = term_mask(self.searcher.reader(), fieldname, text,
+                                  self.masks.size)
             except (TermNotFound, KeyError):
                 found = 0
             with _lock:
@@ -137,6 +135,23 @@ class Leaf:
         return ids_to_mask(query.matcher(self.searcher, context).all_ids(),
                            self.masks.size) & self.live
 
+    def lengths(self, fieldname: str) -> list[int]:
+        """Each document's length in ``fieldname`` (for BM25), read once per segment."""
+        found = self.masks.lengths.get(fieldname)
+        if found is None:
+            reader = self.searcher.reader()
+            found = [reader.doc_field_length(doc, fieldname, 0) or 0
+                     for doc in range(self.masks.size)]
+            self.masks.lengths[fieldname] = found
+        return found
+
+    def dates(self) -> list[int]:
+        """Each document's date as a sortable number, read once per segment."""
+        if self.masks.dates is None:
+            column = self.searcher.reader().column_reader("observed")
+            self.masks.dates = [value or 0 for value in column]
+        return self.masks.dates
+
     def facet(self, fieldname: str) -> dict[str, int]:
         values = self.masks.facets.get(fieldname)
         if values is None:
@@ -144,8 +159,7 @@ class Leaf:
             values = {}
             for raw in reader.lexicon(fieldname):
                 text = raw.decode("utf-8")
-                values[text] = ids_to_mask(posting_ids(reader, fieldname, raw),
-                                           self.masks.size)
+                values[text] = term_mask(reader, fieldname, raw, self.masks.size)
             self.masks.facets[fieldname] = values
         return values
 
@@ -215,4 +229,4 @@ def facet_counts(leaves_: list[Leaf], fieldname: str, base: list[int]) -> dict[s
 
 
 __all__ = ["FACETS", "Leaf", "MaskSet", "facet_counts", "ids_to_mask", "leaves",
-           "mask_to_ids", "popcount"]
+           "mask_to_ids", "popcount", "term_mask"]
