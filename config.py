@@ -40,6 +40,9 @@ class Config:
     SEARCH_WRITER_TIMEOUT = 10.0
     # Processes that build the index in `flask search reindex` (capped at the CPU count).
     SEARCH_REINDEX_PROCS = os.environ.get("MUSTER_REINDEX_PROCS", "2")
+    # Serving processes read each index segment's facet data once, in the background,
+    # at their first request, so no user waits for it (tests turn it off).
+    SEARCH_WARM_UP = True
     # Marking labels offered on lessons; the first is the default.
     CLASSIFICATIONS = _csv(os.environ.get("MUSTER_CLASSIFICATIONS", "UNCLASSIFIED"))
     # Werkzeug's scrypt: memory-hard and salted. Tests lower the cost (see TestingConfig).
@@ -68,6 +71,7 @@ class TestingConfig(Config):
     WTF_CSRF_ENABLED = False
     PASSWORD_HASH_METHOD = "pbkdf2:sha256:1000"
     SEARCH_WRITER_TIMEOUT = 1.0
+    SEARCH_WARM_UP = False
 
 
 class ProductionConfig(Config):

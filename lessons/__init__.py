@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 from flask import Flask, Response
@@ -55,7 +56,23 @@ def create_app(config: type[Config] | str | None = None, **overrides: object) ->
 
     register_template_helpers(app)
     app.after_request(_security_headers)
+    if app.config.get("SEARCH_WARM_UP"):
+        _warm_search_on_first_request(app)
     return app
+
+
+def _warm_search_on_first_request(app: Flask) -> None:
+    """Serving processes read the index's per-segment data in the background once,
+    at their first request (not at import: CLI commands import the app too)."""
+    started = threading.Event()
+
+    @app.before_request
+    def _warm() -> None:
+        if not started.is_set():
+            started.set()
+            from lessons import search
+
+            search.warm_in_background(app)
 
 
 def _security_headers(response: Response) -> Response:

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -262,3 +263,40 @@ def test_an_index_from_an_older_schema_is_reported_for_rebuilding(app, make_user
     assert result.exit_code == 1 and "older version of Muster" in result.output
     assert runner.invoke(args=["search", "reindex"]).exit_code == 0
     assert runner.invoke(args=["search", "check"]).exit_code == 0
+
+
+def test_warm_up_reads_every_segment_once(app, make_user, make_lesson):
+    from lessons.search import masks
+
+    make_user("gb.author", "GBR")
+    make_lesson("gb.author", "draft", tags=["warm-tag"])
+    with app.app_context():
+        search.warm()
+        generation, searcher = search.store().searcher_with_generation()
+        for leaf in masks.leaves(searcher, generation):
+            assert set(leaf.masks.facets) == set(search.FACETS)
+            assert leaf.masks.dates is not None and set(leaf.masks.lengths) == {"title",
+                                                                                 "content"}
+        assert any("warm-tag" in leaf.masks.facets["tag"]
+                   for leaf in masks.leaves(searcher, generation))
+
+
+def test_serving_warms_the_index_in_the_background_at_the_first_request(app, make_user,
+                                                                        make_lesson,
+                                                                        monkeypatch):
+    from lessons import create_app
+
+    calls = []
+    monkeypatch.setattr(search, "warm", lambda: calls.append(1))
+    served = create_app("testing", SQLALCHEMY_DATABASE_URI=app.config["SQLALCHEMY_DATABASE_URI"],
+                        INDEX_DIR=app.config["INDEX_DIR"], SEARCH_WARM_UP=True)
+    client = served.test_client()
+    client.get("/login")
+    client.get("/login")
+    for _ in range(100):
+        if calls:
+            break
+        time.sleep(0.02)
+    assert calls == [1]
+    with served.app_context():
+        db.engine.dispose()
