@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,12 @@ from lessons.extensions import db
 from lessons.models import AuditRecord, Lesson, User
 
 ROOT = Path(__file__).resolve().parent.parent
-NASA = ROOT.parent / "shared" / "data" / "nasa_llis.jsonl"
+# The shared data folder sits beside the checkout; a clone elsewhere (CI) names it with
+# MUSTER_SHARED_DATA, or finds the workplace's copy.
+_DATA_DIRS = [Path(os.environ["MUSTER_SHARED_DATA"])] if os.environ.get("MUSTER_SHARED_DATA") \
+    else [ROOT.parent / "shared" / "data", Path("/work/shared/data")]
+NASA = next((d / "nasa_llis.jsonl" for d in _DATA_DIRS if (d / "nasa_llis.jsonl").exists()),
+            _DATA_DIRS[0] / "nasa_llis.jsonl")
 
 
 def record(**overrides) -> dict:
