@@ -275,8 +275,8 @@ def test_warm_up_reads_every_segment_once(app, make_user, make_lesson):
         generation, searcher = search.store().searcher_with_generation()
         for leaf in masks.leaves(searcher, generation):
             assert set(leaf.masks.facets) == set(search.FACETS)
-            assert leaf.masks.dates is not None and set(leaf.masks.lengths) == {"title",
-                                                                                 "content"}
+            assert leaf.masks.dates is not None
+            assert {"title", "content"} <= set(leaf.masks.lengths)
         assert any("warm-tag" in leaf.masks.facets["tag"]
                    for leaf in masks.leaves(searcher, generation))
 

@@ -85,7 +85,7 @@ def warm() -> None:
         for name in FACETS:
             leaf.facet(name)
         for name in rank.SCORED_FIELDS:
-            leaf.lengths(name)
+            leaf.length_array(name)
         leaf.dates()
 
 

@@ -18,7 +18,9 @@ import threading
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
+import numpy as np
 from whoosh.idsets import DocIdSet
 from whoosh.query import And, AndNot, Every, Not, NullQuery, Or, Query, Term
 from whoosh.reading import TermNotFound
@@ -74,7 +76,7 @@ class SegmentMasks:
     size: int
     terms: OrderedDict[tuple[str, str], int] = field(default_factory=OrderedDict)
     facets: dict[str, dict[str, int]] = field(default_factory=dict)
-    lengths: dict[str, list[int]] = field(default_factory=dict)  # field -> words per doc
+    lengths: dict[str, Any] = field(default_factory=dict)  # field -> words per doc
     dates: list[int] | None = None  # the sortable date of each document
 
 
@@ -143,6 +145,15 @@ class Leaf:
             found = [reader.doc_field_length(doc, fieldname, 0) or 0
                      for doc in range(self.masks.size)]
             self.masks.lengths[fieldname] = found
+        return found
+
+    def length_array(self, fieldname: str):
+        """``lengths`` as a numpy array (for vectorised BM25), kept beside the list."""
+        key = f"{fieldname}#array"
+        found = self.masks.lengths.get(key)
+        if found is None:
+            found = self.masks.lengths[key] = np.asarray(self.lengths(fieldname),
+                                                         dtype=np.float64)
         return found
 
     def dates(self) -> list[int]:

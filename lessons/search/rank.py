@@ -18,6 +18,7 @@ import heapq
 import math
 from collections.abc import Iterator
 
+import numpy as np
 from whoosh.query import FuzzyTerm, Not, Phrase, Prefix, Query, Term, Wildcard
 from whoosh.reading import TermNotFound
 from whoosh.searching import Searcher
@@ -88,7 +89,9 @@ def _postings(reader, fieldname: str, text: str) -> Iterator[tuple[tuple, object
 
 def top(searcher: Searcher, leaves: list[masks.Leaf], allowed: list[int],
         terms: list[tuple[str, str, float]], need: int) -> list[int]:
-    """Global document numbers of the ``need`` best allowed documents, best first."""
+    """Global document numbers of the ``need`` best allowed documents, best first; ties
+    (and allowed documents no scored word reaches, e.g. matched by a filter alone) in
+    document order, so every page is cut from the same order."""
     total_docs = max(searcher.doc_count_all(), 1)
     reader_all = searcher.reader()
     average = {field: (reader_all.field_length(field) / total_docs) or 1.0
@@ -102,35 +105,27 @@ def top(searcher: Searcher, leaves: list[masks.Leaf], allowed: list[int],
         if not mask:
             continue
         reader = leaf.searcher.reader()
-        scores: dict[int, float] = {}
-        get = scores.get
+        scores = np.zeros(leaf.masks.size, dtype=np.float64)
         for field, text, boost in terms:
-            lengths = leaf.lengths(field)
-            factor = boost * idf[field, text] * (K1 + 1)
-            norm_base = K1 * (1 - B)
-            norm_len = K1 * B / average[field]
-            for ids, weights in _postings(reader, field, text):
-                for doc, weight in zip(ids, weights, strict=False):
-                    scores[doc] = get(doc, 0.0) + factor * weight / (
-                        weight + norm_base + norm_len * lengths[doc])
-        bits = mask.to_bytes((leaf.masks.size + 7) >> 3, "little")
-        offset = leaf.offset
-        # Ties go to the lower document number (as Whoosh orders them), so every page
-        # is cut from the same order.
-        candidates = ((score, -(offset + doc)) for doc, score in scores.items()
-                      if bits[doc >> 3] >> (doc & 7) & 1)
-        best = heapq.nlargest(need, [*best, *heapq.nlargest(need, candidates)])
-    ranked = [-doc for _, doc in best]
-    if len(ranked) < need:
-        # Documents matched by filters or phrases alone score nothing: they follow.
-        seen = set(ranked)
-        for leaf, mask in zip(leaves, allowed, strict=True):
-            for doc in masks.mask_to_ids(mask):
-                if leaf.offset + doc not in seen:
-                    ranked.append(leaf.offset + doc)
-                    if len(ranked) == need:
-                        return ranked
-    return ranked
+            ids: list[int] = []
+            weights: list[float] = []
+            for block_ids, block_weights in _postings(reader, field, text):
+                ids.extend(block_ids)
+                weights.extend(block_weights)
+            if not ids:
+                continue
+            docs = np.asarray(ids, dtype=np.int64)
+            tf = np.asarray(weights, dtype=np.float64)
+            lengths = leaf.length_array(field)[docs]
+            scores[docs] += (boost * idf[field, text] * (K1 + 1)) * tf / (
+                tf + K1 * (1 - B) + (K1 * B / average[field]) * lengths)
+        bits = np.frombuffer(mask.to_bytes((leaf.masks.size + 7) >> 3, "little"), np.uint8)
+        candidates = np.flatnonzero(np.unpackbits(bits, bitorder="little")[:leaf.masks.size])
+        # A stable sort on the score keeps equal scores in document order.
+        order = candidates[np.argsort(-scores[candidates], kind="stable")[:need]]
+        best.extend((float(scores[doc]), -(leaf.offset + int(doc))) for doc in order)
+    best = heapq.nlargest(need, best)
+    return [-doc for _, doc in best]
 
 
 def newest(leaves: list[masks.Leaf], allowed: list[int], need: int) -> list[int]:
