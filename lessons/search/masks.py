@@ -34,10 +34,9 @@ _lock = threading.Lock()
 
 
 def ids_to_mask(ids: Iterable[int], size: int) -> int:
-    bits = bytearray((size + 7) >> 3)
-    for n in ids:
-        bits[n >> 3] |= 1 << (n & 7)
-    return int.from_bytes(bits, "little")
+    present = np.zeros(size, dtype=bool)
+    present[np.fromiter(ids, dtype=np.int64)] = True
+    return int.from_bytes(np.packbits(present, bitorder="little").tobytes(), "little")
 
 
 def term_mask(reader, fieldname: str, text: str, size: int) -> int:
@@ -49,24 +48,18 @@ def term_mask(reader, fieldname: str, text: str, size: int) -> int:
         read_block = matcher._read_ids
     except AttributeError:
         return ids_to_mask(reader.postings(fieldname, text).all_ids(), size)
-    bits = bytearray((size + 7) >> 3)
+    ids: list[int] = []
     while not matcher._atend:
         if matcher._ids is None:
             read_block()
-        for n in matcher._ids:
-            bits[n >> 3] |= 1 << (n & 7)
+        ids.extend(matcher._ids)
         matcher._next_block()
-    return int.from_bytes(bits, "little")
+    return ids_to_mask(ids, size)
 
 
 def mask_to_ids(mask: int) -> list[int]:
-    ids: list[int] = []
-    data = mask.to_bytes((mask.bit_length() + 7) >> 3, "little")
-    for index, byte in enumerate(data):
-        if byte:
-            base = index << 3
-            ids.extend(base + bit for bit in range(8) if byte >> bit & 1)
-    return ids
+    data = np.frombuffer(mask.to_bytes((mask.bit_length() + 7) >> 3, "little"), np.uint8)
+    return np.flatnonzero(np.unpackbits(data, bitorder="little")).tolist()
 
 
 @dataclass
