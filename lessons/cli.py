@@ -137,18 +137,21 @@ def search_check_command() -> None:
 
 @lessons_cli.command("import")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, allow_dash=True))
-@click.option("--as", "as_user", required=True, metavar="USERNAME",
-              help="Submitter of new lessons; their nation is the default originator.")
+@click.option("--as", "as_user", metavar="USERNAME",
+              help="Submitter of new lessons; their nation is the default originator "
+                   "(default: the one active admin).")
 @click.option("--map", "map_file", type=click.Path(exists=True, dir_okay=False),
               help="JSON map from another system's keys to the contract keys.")
 @click.option("--skip-invalid", is_flag=True,
               help="Store the good lines and report the bad ones (default: all or nothing).")
-def import_command(file: str, as_user: str, map_file: str | None, skip_invalid: bool) -> None:
+def import_command(file: str, as_user: str | None, map_file: str | None,
+                   skip_invalid: bool) -> None:
     """Import lessons from FILE (JSON Lines; - for standard input)."""
     from lessons.services import exchange
 
     try:
-        submitter = exchange.require_user(as_user)
+        submitter = (exchange.require_user(as_user) if as_user
+                     else exchange.default_submitter())
         field_map = (exchange.FieldMap.from_json(Path(map_file).read_text("utf-8"))
                      if map_file else None)
     except ValidationFailed as exc:

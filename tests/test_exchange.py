@@ -263,3 +263,19 @@ def test_nasa_llis_records_import_with_the_shipped_map(app, runner, importer):
         lesson = db.session.scalar(select(Lesson).where(Lesson.external_id == "llis-1"))
         assert lesson.observed_on.isoformat() == "1991-04-09" and lesson.unit == "JSC"
         assert search.check().clean
+
+
+def test_without_as_the_one_active_admin_submits(app, runner, make_user, tmp_path):
+    path = write_lines(tmp_path / "in.jsonl", record())
+    result = runner.invoke(args=["lessons", "import", str(path)])
+    assert result.exit_code == 2 and "--as USERNAME" in result.output
+    assert "active admins: none" in result.output and count(app) == 0
+    make_user("ops.admin", "CAN", ("admin",))
+    result = runner.invoke(args=["lessons", "import", str(path)])
+    assert result.exit_code == 0, result.output
+    with app.app_context():
+        lesson = db.session.scalar(select(Lesson))
+        assert lesson.author.username == "ops.admin"
+    make_user("second.admin", "GBR", ("admin",))
+    result = runner.invoke(args=["lessons", "import", str(path)])
+    assert result.exit_code == 2 and "ops.admin, second.admin" in result.output

@@ -397,6 +397,20 @@ def export_lines(viewer: User | None, lesson_ids: list[int] | None = None) -> It
             yield json.dumps(lesson_record(lesson), ensure_ascii=False) + "\n"
 
 
+def default_submitter() -> User:
+    """The submitter of an import run without ``--as``: the one active admin, the
+    operator's account on a single-site install. With none or several, the operator must
+    say who (nothing is guessed)."""
+    admins = [user for user in db.session.scalars(
+        select(User).where(User.active.is_(True)).order_by(User.username))
+        if "admin" in user.roles]
+    if len(admins) != 1:
+        names = ", ".join(user.username for user in admins) or "none"
+        raise ValidationFailed({"--as": "say who submits the lessons with --as USERNAME "
+                                        f"(active admins: {names})"})
+    return admins[0]
+
+
 def require_user(username: str) -> User:
     user = db.session.scalar(select(User).where(User.username == username.strip().lower()))
     if user is None or not user.is_active:
