@@ -364,3 +364,26 @@ def test_history_names_a_linked_lesson_only_to_viewers_who_may_see_it(
     assert "linked" not in section(html, "history")
     assert hidden.public_id in section(login_as("gb.author").get(
         f"/lessons/{lesson.public_id}").text, "history")
+
+
+def test_the_link_limit_counts_links_the_editor_cannot_see(app, people, make_lesson,
+                                                           login_as, monkeypatch):
+    from lessons.models import User
+    from lessons.services import lessons as service
+
+    monkeypatch.setattr(service, "LINKS_MAX", 1)
+    draft = make_lesson("gb.author", "draft", **COUPLINGS)
+    hidden = make_lesson("us.user", "draft", **COUPLINGS_TWIN)
+    with app.app_context():  # a link made earlier from a lesson gb.author cannot see
+        ids = {lesson.public_id: lesson.id for lesson in db.session.scalars(select(Lesson))}
+        us_user = db.session.scalar(select(User).where(User.username == "us.user"))
+        db.session.add(LessonLink(lesson_id=ids[hidden.public_id],
+                                  linked_lesson_id=ids[draft.public_id],
+                                  created_by_id=us_user.id))
+        db.session.commit()
+    third = validated(make_lesson, RADIOS)
+    response = login_as("gb.author").post(f"/lessons/{draft.public_id}/links",
+                                          data={"other": third.public_id})
+    assert response.status_code == 422
+    assert "at most 1 links" in response.text
+    assert len(links(app)) == 1

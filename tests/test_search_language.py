@@ -16,16 +16,7 @@ from lessons.extensions import db
 from lessons.models import Lesson, User
 from lessons.search.documents import lesson_date
 from lessons.search.glossary import Glossary
-
-HIT = re.compile(r'<h2><a href="/lessons/([a-z0-9]{10})">')
-
-
-def hits(html: str) -> list[str]:
-    return HIT.findall(html)
-
-
-def total(html: str) -> int:
-    return int(re.search(r'data-testid="total">(\d+) lesson', html).group(1))
+from tests.test_search import hits, total
 
 
 @pytest.fixture

@@ -28,8 +28,8 @@ from lessons.search.schema import FACETS
 
 __all__ = ["FACETS", "PER_PAGE_CHOICES", "Drift", "Facet", "FacetValue", "IndexBusy",
            "ReindexReport", "SearchPage", "after_commit", "batch", "check", "clean_filters",
-           "matching_ids", "queue_lesson", "reindex", "search_lessons", "sync", "warm",
-           "warm_in_background"]
+           "matching_ids", "queue_lesson", "reindex", "search_lessons", "sync", "visible_masks",
+           "warm", "warm_in_background"]
 
 SNIPPET_FIELDS = ("observation", "discussion", "conclusion", "recommendation",
                   "friction", "workaround", "limits")
@@ -85,7 +85,7 @@ def warm() -> None:
         for name in FACETS:
             leaf.facet(name)
         for name in rank.SCORED_FIELDS:
-            leaf.length_array(name)
+            leaf.lengths(name)
         leaf.dates()
 
 
@@ -209,11 +209,19 @@ def _label(name: str, value: str) -> str:
     return value
 
 
+def visible_masks(user: User, leaves: list[masks.Leaf]) -> list[int]:
+    """Per segment, the documents ``user`` may see: the policy's visibility rule as
+    masks (the third form of the one rule, beside ``can_view`` and the SQL filter)."""
+    rule = query.to_whoosh(policy.visibility_rule(user))
+    return [leaf.query(rule) for leaf in leaves]
+
+
 @dataclass
 class _Matches:
     """A query's documents per segment, before and after the facet filters."""
 
     leaves: list[masks.Leaf]
+    visible: list[int]  # what the user may see, whatever the words
     query: list[int]  # matching the words, visible to the user
     by_filter: dict[str, list[int]]
     matched: list[int]  # ...and every filter
@@ -223,11 +231,8 @@ class _Matches:
         return masks.popcount(self.matched)
 
 
-def _matches(searcher, generation: str, user: User, parsed: Query,
+def _matches(leaves: list[masks.Leaf], visible: list[int], parsed: Query,
              filters: dict[str, list[str]]) -> _Matches:
-    leaves = masks.leaves(searcher, generation)
-    visibility = query.to_whoosh(policy.visibility_rule(user))
-    visible = [leaf.query(visibility) for leaf in leaves]
     found = [leaf.query(parsed) & seen if seen else 0
              for leaf, seen in zip(leaves, visible, strict=True)]
     by_filter = {name: [leaf.query(_filter_query(name, values)) for leaf in leaves]
@@ -235,7 +240,7 @@ def _matches(searcher, generation: str, user: User, parsed: Query,
     matched = list(found)
     for masks_ in by_filter.values():
         matched = [a & b for a, b in zip(matched, masks_, strict=True)]
-    return _Matches(leaves, found, by_filter, matched)
+    return _Matches(leaves, visible, found, by_filter, matched)
 
 
 def _facets(found: _Matches, filters: dict[str, list[str]]) -> list[Facet]:
@@ -290,8 +295,8 @@ def search_lessons(user: User, text: str, page: int = 1, per_page: int = 20,
     """Ranked lessons matching ``text`` and ``filters`` that ``user`` may see.
 
     The visibility rule, the words and the filters are evaluated as per-segment masks
-    (see ``masks``), which give the total and every facet count exactly; Whoosh then
-    ranks only the allowed documents. Hits are reloaded from the database and passed
+    (see ``masks``), which give the total and every facet count exactly; ``rank`` then
+    orders only the allowed documents. Hits are reloaded from the database and passed
     through ``can_view`` again, in rank order, and snippets are cut from the database's
     current text. ``glossary`` defaults to the admins' current one.
     """
@@ -307,13 +312,14 @@ def search_lessons(user: User, text: str, page: int = 1, per_page: int = 20,
     parsed = _parse(text, glossary)
     result.notice = parsed.notice
     generation, searcher = store().searcher_with_generation()
-    found = _matches(searcher, generation, user, parsed.query, chosen)
+    leaves = masks.leaves(searcher, generation)
+    found = _matches(leaves, visible_masks(user, leaves), parsed.query, chosen)
     result.total = found.total
     if not _ids_only:
         result.facets = _facets(found, chosen)
         if result.total < _SUGGEST_BELOW and parsed.words:
-            result.suggestion = _suggestion(searcher, generation, user, text, parsed.words,
-                                            chosen, result.total, glossary)
+            result.suggestion = _suggestion(searcher, found, text, parsed.words, chosen,
+                                            glossary)
     first = (page - 1) * per_page
     if first >= result.total:
         return result
@@ -355,15 +361,13 @@ def _ranked(searcher, parsed: Query, found: _Matches, need: int, newest: bool) -
     return rank.top(searcher, found.leaves, found.matched, terms, need)
 
 
-def _suggestion(searcher, generation: str, user: User, text: str, words: list[str],
-                filters: dict[str, list[str]], total: int, glossary: Glossary | None) -> str:
+def _suggestion(searcher, found: _Matches, text: str, words: list[str],
+                filters: dict[str, list[str]], glossary: Glossary | None) -> str:
     """A corrected query, offered only if it finds more lessons this user may see."""
-    leaves = masks.leaves(searcher, generation)
-    rule = query.to_whoosh(policy.visibility_rule(user))
-    visible = [leaf.query(rule) for leaf in leaves]
 
     def total_of(corrected: str) -> int:
         parsed = _parse(corrected, glossary)
-        return _matches(searcher, generation, user, parsed.query, filters).total
+        return _matches(found.leaves, found.visible, parsed.query, filters).total
 
-    return suggest.correct(searcher, leaves, visible, text, words, total_of, total)
+    return suggest.correct(searcher, found.leaves, found.visible, text, words, total_of,
+                           found.total)

@@ -18,7 +18,6 @@ import threading
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 from whoosh.idsets import DocIdSet
@@ -69,7 +68,7 @@ class SegmentMasks:
     size: int
     terms: OrderedDict[tuple[str, str], int] = field(default_factory=OrderedDict)
     facets: dict[str, dict[str, int]] = field(default_factory=dict)
-    lengths: dict[str, Any] = field(default_factory=dict)  # field -> words per doc
+    lengths: dict[str, np.ndarray] = field(default_factory=dict)  # words per doc
     dates: list[int] | None = None  # the sortable date of each document
 
 
@@ -130,23 +129,14 @@ class Leaf:
         return ids_to_mask(query.matcher(self.searcher, context).all_ids(),
                            self.masks.size) & self.live
 
-    def lengths(self, fieldname: str) -> list[int]:
+    def lengths(self, fieldname: str) -> np.ndarray:
         """Each document's length in ``fieldname`` (for BM25), read once per segment."""
         found = self.masks.lengths.get(fieldname)
         if found is None:
             reader = self.searcher.reader()
-            found = [reader.doc_field_length(doc, fieldname, 0) or 0
-                     for doc in range(self.masks.size)]
-            self.masks.lengths[fieldname] = found
-        return found
-
-    def length_array(self, fieldname: str):
-        """``lengths`` as a numpy array (for vectorised BM25), kept beside the list."""
-        key = f"{fieldname}#array"
-        found = self.masks.lengths.get(key)
-        if found is None:
-            found = self.masks.lengths[key] = np.asarray(self.lengths(fieldname),
-                                                         dtype=np.float64)
+            found = self.masks.lengths[fieldname] = np.fromiter(
+                (reader.doc_field_length(doc, fieldname, 0) or 0
+                 for doc in range(self.masks.size)), dtype=np.float64, count=self.masks.size)
         return found
 
     def dates(self) -> list[int]:

@@ -116,7 +116,7 @@ def top(searcher: Searcher, leaves: list[masks.Leaf], allowed: list[int],
                 continue
             docs = np.asarray(ids, dtype=np.int64)
             tf = np.asarray(weights, dtype=np.float64)
-            lengths = leaf.length_array(field)[docs]
+            lengths = leaf.lengths(field)[docs]
             scores[docs] += (boost * idf[field, text] * (K1 + 1)) * tf / (
                 tf + K1 * (1 - B) + (K1 * B / average[field]) * lengths)
         bits = np.frombuffer(mask.to_bytes((leaf.masks.size + 7) >> 3, "little"), np.uint8)

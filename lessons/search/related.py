@@ -26,7 +26,7 @@ from whoosh.query import Or, Term
 from lessons import policy
 from lessons.extensions import db
 from lessons.models import Lesson, User
-from lessons.search import masks, query, store
+from lessons.search import masks, store, visible_masks
 from lessons.search.schema import CONTENT, CONTENT_PARTS, TITLE, TITLE_BOOST
 
 __all__ = ["LIMIT_MAX", "lesson_text", "related_lessons", "similar_lessons"]
@@ -79,8 +79,7 @@ def _like(user: User, title: str, text: str, limit: int,
     leaves = masks.leaves(searcher, generation)
     if not leaves:
         return []
-    visibility = query.to_whoosh(policy.visibility_rule(user))
-    allowed = [leaf.query(visibility) for leaf in leaves]
+    allowed = visible_masks(user, leaves)
     if exclude_id is not None:
         allowed = [mask & ~leaf.term("lesson_id", str(exclude_id)) if mask else 0
                    for leaf, mask in zip(leaves, allowed, strict=True)]

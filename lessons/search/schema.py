@@ -12,21 +12,15 @@ per distinct term, and nearly every pair is distinct. Phrases use positions.)
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-from functools import lru_cache
-
 from whoosh.analysis import (
     STOP_WORDS,
-    Filter,
     LowercaseFilter,
     RegexTokenizer,
     StopFilter,
-    Token,
 )
 from whoosh.fields import DATETIME, ID, KEYWORD, NUMERIC, TEXT, Schema
-from whoosh.lang.porter import stem
 
-from lessons.search.spelling import canonical
+from lessons.search.spelling import SpellingStemFilter
 
 # Bumped whenever a field or an analyzer changes: an index written under another version
 # is reported as drifted, and `make run` rebuilds it.
@@ -54,31 +48,12 @@ _TOKEN = r"[^\W_]+(?:['\u2019.][^\W_]+)*"
 _STOP_WORDS = frozenset(STOP_WORDS - {"us"})
 
 
-@lru_cache(maxsize=200_000)
-def fold_and_stem(word: str) -> str:
-    """One spelling for British and American forms, then Porter's stem."""
-    return stem(canonical(word))
-
-
-class FoldStemFilter(Filter):
-    """``SpellingFilter`` and ``StemFilter`` in one pass with one cache: analysis is a
-    third of indexing time, and most of it is per-token overhead."""
-
-    is_morph = True
-
-    def __call__(self, tokens: Iterable[Token]) -> Iterator[Token]:
-        for token in tokens:
-            if not token.stopped:
-                token.text = fold_and_stem(token.text)
-            yield token
-
-
 def text_analyzer():
     """Lower-cased, stop-worded, British spellings folded onto American ones and
     Porter-stemmed: "refuelling" finds "refuel", "defence" finds "defense". (No stop
     word has a second spelling, so stopping before folding changes nothing.)"""
     return (RegexTokenizer(_TOKEN) | LowercaseFilter() | StopFilter(stoplist=_STOP_WORDS)
-            | FoldStemFilter())
+            | SpellingStemFilter())
 
 
 def plain_analyzer():

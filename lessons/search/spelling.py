@@ -3,7 +3,7 @@
 Coalition partners write the same lesson in two spellings: a British "defence of the
 manoeuvre centre" must be found by an American searching "defense maneuver center", and
 the other way round. The Porter stemmer does not do this ("defence" -> "defenc",
-"defense" -> "defens"), so ``SpellingFilter`` rewrites each lower-cased token to one
+"defense" -> "defens"), so ``SpellingStemFilter`` rewrites each lower-cased token to one
 canonical spelling *before* stemming, on both the indexing and the query side.
 
 American is the canonical side only because it is the shorter, more regular form; nothing
@@ -24,6 +24,7 @@ from collections.abc import Iterable, Iterator
 from functools import lru_cache
 
 from whoosh.analysis import Filter, Token
+from whoosh.lang.porter import stem
 
 # --------------------------------------------------------------------------------------
 # The dictionary. Written as families (a root and the endings it really takes) so each
@@ -506,20 +507,27 @@ def canonical(word: str) -> str:
     return _ize(_roots(_classical(word)))
 
 
-class SpellingFilter(Filter):
-    """Rewrites each token's text to its canonical spelling; positions and characters stay.
+@lru_cache(maxsize=200_000)
+def fold_and_stem(word: str) -> str:
+    """One spelling for British and American forms, then Porter's stem (the index's
+    terms: "defence" and "defense" both become "defens")."""
+    return stem(canonical(word))
 
-    Place it after ``LowercaseFilter`` and before ``StopFilter``/``StemFilter``: the
-    dictionary holds whole lower-case words, not stems.
 
-    ``is_morph`` is set so that analysers asked for ``no_morph`` (Whoosh's spelling
-    suggestion word lists) see the words as written, like the stemmer does.
+class SpellingStemFilter(Filter):
+    """Rewrites each token to the stem of its canonical spelling; positions and
+    characters stay.
+
+    Folding and stemming in one pass with one cache: analysis is a third of indexing
+    time, and most of it is per-token overhead. Place it after ``LowercaseFilter`` and
+    ``StopFilter`` (no stop word has a second spelling). ``is_morph`` is set so that
+    analysers asked for ``no_morph`` see the words as written, as with Whoosh's stemmer.
     """
 
     is_morph = True
 
     def __call__(self, tokens: Iterable[Token]) -> Iterator[Token]:
-        for t in tokens:
-            if not t.stopped:
-                t.text = canonical(t.text)
-            yield t
+        for token in tokens:
+            if not token.stopped:
+                token.text = fold_and_stem(token.text)
+            yield token
