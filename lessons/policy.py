@@ -15,7 +15,7 @@ from flask_login import AnonymousUserMixin
 from sqlalchemy import ColumnElement, false, true
 
 from lessons.errors import InvalidTransition, NotAllowed, NotFound
-from lessons.models import Lesson, User
+from lessons.models import Exercise, ExerciseNation, Lesson, User
 from lessons.models.lesson import LessonRelease
 from lessons.rules import STATUS_LABELS, STATUSES
 from lessons.workflow import TRANSITIONS, Transition
@@ -208,6 +208,85 @@ def allowed_transitions(user: UserLike, lesson: Lesson) -> list[Transition]:
         return []
     return [t for t in TRANSITIONS.values()
             if lesson.status in t.sources and _is_actor(user, lesson, t)]
+
+
+# --- exercises -------------------------------------------------------------------------
+def can_view_exercise(user: UserLike, exercise: Exercise) -> bool:
+    """A participating nation's users see the exercise. Each lesson inside it is still
+    checked with ``can_view`` for each viewer."""
+    user = _real_user(user)
+    return user is not None and user.nation_code in exercise.nations
+
+
+def visible_exercises(user: UserLike) -> ColumnElement[bool]:
+    """SQL filter selecting exactly the exercises ``can_view_exercise`` allows."""
+    user = _real_user(user)
+    if user is None:
+        return false()
+    return Exercise.nation_rows.any(ExerciseNation.nation_code == user.nation_code)
+
+
+def require_view_exercise(user: UserLike, exercise: Exercise | None) -> Exercise:
+    if exercise is None or not can_view_exercise(user, exercise):
+        raise NotFound("No such exercise.")
+    return exercise
+
+
+def is_planner(user: UserLike) -> bool:
+    user = _real_user(user)
+    return user is not None and user.has_role("planner")
+
+
+def can_create_exercise(user: UserLike) -> bool:
+    return is_planner(user)
+
+
+def can_edit_exercise(user: UserLike, exercise: Exercise) -> bool:
+    """The exercise's planners (who must still hold the planner role and take part)."""
+    user = _real_user(user)
+    return (user is not None and can_view_exercise(user, exercise) and is_planner(user)
+            and any(p.id == user.id for p in exercise.planners))
+
+
+def require_edit_exercise(user: UserLike, exercise: Exercise) -> None:
+    require_view_exercise(user, exercise)
+    if not can_edit_exercise(user, exercise):
+        raise NotAllowed("Only this exercise's planners can change it.")
+
+
+def can_be_planner_of(user: User, exercise: Exercise) -> bool:
+    """Who may be added as a planner: an active user with the planner role whose nation
+    takes part (anyone else could not even see the exercise)."""
+    return is_planner(user) and user.nation_code in exercise.nations
+
+
+def releasable_to_all(lesson: Lesson, nations: list[str] | tuple[str, ...]) -> bool:
+    """May ``lesson`` go to every nation in ``nations`` (a packet's audience)?"""
+    return set(nations) <= set(lesson.releasable_to)
+
+
+def missing_release(lesson: Lesson, nations: list[str] | tuple[str, ...]) -> list[str]:
+    """The nations in ``nations`` that ``lesson`` is not releasable to, sorted."""
+    return sorted(set(nations) - set(lesson.releasable_to))
+
+
+def outcome_moves_at_once(user: UserLike, lesson: Lesson) -> bool:
+    """An ``effective`` outcome recorded by a planner of the lesson's originator nation
+    makes the lesson learned at once; from another nation it waits for an originator
+    analyst (DESIGN.md section 1)."""
+    user = _real_user(user)
+    return user is not None and user.nation_code == lesson.originator_nation
+
+
+def can_decide_for_originator(user: UserLike, lesson: Lesson) -> bool:
+    """Confirming an exercise outcome and deciding a release request are the originator
+    analysts' calls, like validation and REL TO."""
+    return can_view(user, lesson) and is_analyst_for(user, lesson)
+
+
+def can_write_observation_for(user: UserLike, exercise: Exercise) -> bool:
+    """Contributors of a participating nation write observations from an exercise."""
+    return can_create_lesson(user) and can_view_exercise(user, exercise)
 
 
 # --- users -----------------------------------------------------------------------------

@@ -193,3 +193,128 @@ def check_note(text: str | None, *, label: str, required: bool) -> str | None:
     if len(text) > NOTE_MAX:
         return f"At most {NOTE_MAX:,} characters."
     return None
+
+
+# --- exercises -----------------------------------------------------------------------------
+EXERCISE_TYPES = ("cpx", "ftx", "cax", "staff_exercise", "other")
+EXERCISE_TYPE_LABELS = {
+    "cpx": "Command post exercise (CPX)", "ftx": "Field training exercise (FTX)",
+    "cax": "Computer-assisted exercise (CAX)", "staff_exercise": "Staff exercise",
+    "other": "Other",
+}
+STANDARD_MILESTONES = (
+    "concept_development", "initial_planning_conference", "main_planning_conference",
+    "final_planning_conference", "execution", "after_action_review",
+)
+MILESTONE_LABELS = {
+    "concept_development": "Concept development",
+    "initial_planning_conference": "Initial planning conference",
+    "main_planning_conference": "Main planning conference",
+    "final_planning_conference": "Final planning conference",
+    "execution": "Execution", "after_action_review": "After action review",
+}
+MILESTONE_NAME = re.compile(r"^[a-z0-9][a-z0-9_]{0,59}$")
+PURPOSES = ("training_objective", "inject", "read_ahead")
+PURPOSE_LABELS = {"training_objective": "Training objective", "inject": "Inject",
+                  "read_ahead": "Read-ahead"}
+# The exercise-lesson link's status machine: one step at a time.
+LINK_STATUSES = ("proposed", "accepted", "incorporated", "effective", "not_effective")
+LINK_STATUS_LABELS = {"proposed": "Proposed", "accepted": "Accepted",
+                      "incorporated": "Incorporated", "effective": "Effective",
+                      "not_effective": "Not effective"}
+LINK_STEPS = {"proposed": ("accepted",), "accepted": ("incorporated",),
+              "incorporated": ("effective", "not_effective")}
+OUTCOMES = ("effective", "not_effective")
+# Lessons an exercise may take up: identified ones, and learned ones worth re-checking.
+ATTACHABLE_STATUSES = ("submitted", "validated", "action_assigned", "learned")
+
+EXERCISE_NAME_MAX = 200
+OBJECTIVE_MAX = 2_000
+OBJECTIVES_MAX = 30
+MILESTONES_MAX = 30
+PLANNERS_MAX = 30
+DESCRIPTION_MAX = 20_000
+EXERCISE_DAYS_MAX = 366
+ATTACH_BY_TAG_MAX = 200  # one "attach every lesson tagged X" at most
+
+
+def milestone_label(name: str) -> str:
+    """The standard label, or a custom name made readable ("site_survey" → "Site survey")."""
+    return MILESTONE_LABELS.get(name) or name.replace("_", " ").capitalize()
+
+
+def normalise_milestone_name(raw: str) -> str:
+    """Custom milestone names are slugs like the standard ones: "Site survey" → "site_survey"."""
+    return re.sub(r"[^a-z0-9]+", "_", str(raw).strip().lower()).strip("_")
+
+
+def check_exercise(data: Mapping[str, Any], *, known_nations: set[str]) -> dict[str, str]:
+    """Rules for an exercise's values (already normalised: codes upper-case lists, dates
+    as ``date``, objectives a list of texts, milestones ``{name: date | None}``)."""
+    errors: dict[str, str] = {}
+    name = str(data.get("name") or "").strip()
+    if not name:
+        errors["name"] = "Required."
+    else:
+        _check_length(errors, data, "name", EXERCISE_NAME_MAX)
+    if data.get("type") not in EXERCISE_TYPES:
+        errors["type"] = f"Must be one of: {', '.join(EXERCISE_TYPES)}."
+    lead = data.get("lead_nation")
+    if not lead:
+        errors["lead_nation"] = "Required."
+    elif lead not in known_nations:
+        errors["lead_nation"] = f"Unknown nation: {lead}."
+    nations = data.get("nations") or []
+    unknown = [c for c in nations if c not in known_nations]
+    if unknown:
+        errors["nations"] = f"Unknown nation or group: {', '.join(unknown)}."
+    elif len(nations) > NATIONS_MAX:
+        errors["nations"] = f"At most {NATIONS_MAX} nations."
+    starts, ends = data.get("starts_on"), data.get("ends_on")
+    for key, value in (("starts_on", starts), ("ends_on", ends)):
+        if value is None:
+            errors[key] = "Required (YYYY-MM-DD)."
+        elif not isinstance(value, date):
+            errors[key] = "Must be a date (YYYY-MM-DD)."
+    if isinstance(starts, date) and isinstance(ends, date):
+        if ends < starts:
+            errors["ends_on"] = "Must be on or after the start date."
+        elif (ends - starts).days > EXERCISE_DAYS_MAX:
+            errors["ends_on"] = f"An exercise lasts at most {EXERCISE_DAYS_MAX} days."
+    _check_length(errors, data, "location", SHORT_MAX)
+    _check_length(errors, data, "description", DESCRIPTION_MAX)
+    objectives = data.get("objectives") or []
+    if len(objectives) > OBJECTIVES_MAX:
+        errors["objectives"] = f"At most {OBJECTIVES_MAX} objectives."
+    elif any(len(o) > OBJECTIVE_MAX for o in objectives):
+        errors["objectives"] = f"Each objective at most {OBJECTIVE_MAX:,} characters."
+    tags = data.get("tags") or []
+    if len(tags) > TAGS_MAX:
+        errors["tags"] = f"At most {TAGS_MAX} tags."
+    elif any(len(t) > TAG_MAX for t in tags):
+        errors["tags"] = f"Each tag at most {TAG_MAX} characters."
+    milestones = data.get("milestones") or {}
+    if len(milestones) > MILESTONES_MAX:
+        errors["milestones"] = f"At most {MILESTONES_MAX} milestones."
+    else:
+        for key, value in milestones.items():
+            if not MILESTONE_NAME.match(key):
+                errors["milestones"] = (f"Milestone name {key!r}: letters, digits and "
+                                        "underscores, at most 60.")
+                break
+            if value is not None and not isinstance(value, date):
+                errors["milestones"] = f"Milestone {key}: the date must be YYYY-MM-DD."
+                break
+    return errors
+
+
+def check_attachment(data: Mapping[str, Any]) -> dict[str, str]:
+    """Rules for a lesson's link to an exercise (purpose and note; the objective and
+    milestone are checked against the exercise by the service)."""
+    errors: dict[str, str] = {}
+    if data.get("purpose") not in PURPOSES:
+        errors["purpose"] = f"Must be one of: {', '.join(PURPOSES)}."
+    note = data.get("note") or ""
+    if len(note) > NOTE_MAX:
+        errors["note"] = f"At most {NOTE_MAX:,} characters."
+    return errors

@@ -81,10 +81,15 @@ class NewLessonForm(LessonForm):
     the new one to (public ids, checked by the service)."""
 
     link_to = PublicIdListField("Link to this lesson")
+    # Carried through "check for similar lessons" and refused saves; the service checks
+    # that the user may see what they name.
+    exercise_id = HiddenField()
+    derived_from = HiddenField()
 
     def contract_data(self) -> dict[str, Any]:
         data = super().contract_data()
-        data.pop("link_to", None)
+        for key in ("link_to", "exercise_id", "derived_from"):
+            data.pop(key, None)
         return data
 
 

@@ -1,6 +1,15 @@
 """ORM models. Import from here so every table is registered before use."""
 
 from lessons.models.audit import AuditRecord
+from lessons.models.exercise import (
+    Exercise,
+    ExerciseLesson,
+    ExerciseLessonStep,
+    ExerciseNation,
+    Milestone,
+    Objective,
+    ReleaseRequest,
+)
 from lessons.models.glossary import GlossaryGroup, GlossaryState
 from lessons.models.lesson import Lesson, RemedialAction, Tag
 from lessons.models.link import LessonLink
@@ -9,7 +18,8 @@ from lessons.models.outbox import IndexOutbox
 from lessons.models.user import User
 
 __all__ = [
-    "AuditRecord", "GlossaryGroup", "GlossaryState",
+    "AuditRecord", "Exercise", "ExerciseLesson", "ExerciseLessonStep", "ExerciseNation",
+    "GlossaryGroup", "GlossaryState", "Milestone", "Objective", "ReleaseRequest",
     "IndexOutbox", "Lesson", "LessonLink", "Nation", "NationGroup", "RemedialAction", "Tag",
     "User",
 ]

@@ -9,6 +9,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from lessons.extensions import db
 from lessons.models.base import utcnow
+from lessons.models.lesson import Lesson
 from lessons.models.user import User
 
 
@@ -18,8 +19,11 @@ class AuditRecord(db.Model):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     lesson_id: Mapped[int | None] = mapped_column(
         ForeignKey("lessons.id", ondelete="CASCADE"), index=True)
+    exercise_id: Mapped[int | None] = mapped_column(
+        ForeignKey("exercises.id", ondelete="CASCADE"), index=True)
     actor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     actor: Mapped[User | None] = relationship(lazy="joined")
+    lesson: Mapped[Lesson | None] = relationship(lazy="select")
     # created, edited, submitted, withdrawn, returned, validated, rejected,
     # action_assigned, learned, archived, action_added, action_updated, imported
     action: Mapped[str] = mapped_column(String(40))

@@ -7,6 +7,7 @@ filters and later the exchange format work the same on SQLite and PostgreSQL.
 from __future__ import annotations
 
 from datetime import date, datetime
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Column, Date, DateTime, ForeignKey, Integer, String, Table, Text
 from sqlalchemy.ext.associationproxy import AssociationProxy, association_proxy
@@ -15,6 +16,9 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from lessons.extensions import db
 from lessons.models.base import new_public_id, utcnow
 from lessons.models.user import User
+
+if TYPE_CHECKING:
+    from lessons.models.exercise import Exercise
 
 lesson_tags = Table(
     "lesson_tags",
@@ -116,6 +120,13 @@ class Lesson(db.Model):
     permanence: Mapped[str] = mapped_column(String(20), default="")
 
     source_event: Mapped[str] = mapped_column(String(200), default="")
+    # The Muster exercise the observation came from, when there is one.
+    source_exercise_id: Mapped[int | None] = mapped_column(
+        ForeignKey("exercises.id", ondelete="SET NULL"), index=True)
+    # The lesson this one follows up (an exercise outcome "not effective"); its REL TO
+    # bounded this one's at creation.
+    derived_from_id: Mapped[int | None] = mapped_column(
+        ForeignKey("lessons.id", ondelete="SET NULL"))
     observed_on: Mapped[date | None] = mapped_column(Date)
     location: Mapped[str] = mapped_column(String(200), default="")
     unit: Mapped[str] = mapped_column(String(200), default="")
@@ -149,6 +160,10 @@ class Lesson(db.Model):
     domains: AssociationProxy[list[str]] = _sorted_proxy("domain_rows", LessonDomain, "slug")
     functions: AssociationProxy[list[str]] = _sorted_proxy(
         "function_rows", LessonFunction, "slug")
+
+    # Which viewers may follow it is the policy's call (``can_view_exercise``).
+    source_exercise: Mapped[Exercise | None] = relationship(
+        lazy="select", foreign_keys=[source_exercise_id])
 
     @property
     def tags(self) -> list[str]:

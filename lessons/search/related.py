@@ -29,9 +29,10 @@ from lessons.models import Lesson, User
 from lessons.search import masks, store, visible_masks
 from lessons.search.schema import CONTENT, CONTENT_PARTS, TITLE, TITLE_BOOST
 
-__all__ = ["LIMIT_MAX", "lesson_text", "related_lessons", "similar_lessons"]
+__all__ = ["LIMIT_MAX", "lesson_text", "related_lessons", "similar_lessons", "text_scores"]
 
 LIMIT_MAX = 20
+SCORED_MAX = 500  # candidates an exercise's recommendations consider per text
 # Terms in the query: enough to characterise a lesson, few enough to stay fast.
 KEY_TERMS = 12
 # Candidates asked of Whoosh, so that dropping terms no visible lesson holds still
@@ -69,9 +70,34 @@ def similar_lessons(user: User, title: str, text: str, limit: int = 5,
     return _like(user, title or "", text or "", limit, exclude_id=exclude_id)
 
 
+def text_scores(user: User, text: str, limit: int = 100,
+                statuses: tuple[str, ...] | None = None) -> list[tuple[int, float, float]]:
+    """``(lesson id, score, coverage)`` for up to ``limit`` lessons ``user`` may see that
+    are most like ``text`` (an exercise's description or objective), best first; only
+    lessons in ``statuses`` when given. Scores are BM25 over the text's key terms,
+    comparable within one call only; coverage is the share of those key terms the
+    lesson holds (one common word shared is not a match, however it ranks). Reads only;
+    the caller reloads lessons through the policy."""
+    return _scored(user, "", text or "", max(0, min(limit, SCORED_MAX)), exclude_id=None,
+                   statuses=statuses, coverage=True)
+
+
 def _like(user: User, title: str, text: str, limit: int,
           exclude_id: int | None) -> list[Lesson]:
-    limit = max(0, min(limit, LIMIT_MAX))
+    scored = _scored(user, title, text, max(0, min(limit, LIMIT_MAX)), exclude_id)
+    ids = [lesson_id for lesson_id, _, _ in scored]
+    if not ids:
+        return []
+    found = {lesson.id: lesson for lesson in db.session.scalars(
+        select(Lesson).where(Lesson.id.in_(ids)))}
+    # Second guard, in rank order: the database is the truth.
+    return [found[i] for i in ids
+            if i in found and i != exclude_id and policy.can_view(user, found[i])]
+
+
+def _scored(user: User, title: str, text: str, limit: int, exclude_id: int | None,
+            statuses: tuple[str, ...] | None = None,
+            coverage: bool = False) -> list[tuple[int, float, float]]:
     whole = f"{title}\n\n{text}".strip()[:TEXT_MAX]
     if not limit or not whole:
         return []
@@ -83,6 +109,9 @@ def _like(user: User, title: str, text: str, limit: int,
     if exclude_id is not None:
         allowed = [mask & ~leaf.term("lesson_id", str(exclude_id)) if mask else 0
                    for leaf, mask in zip(leaves, allowed, strict=True)]
+    if statuses is not None:
+        allowed = [_any_of(leaf, "status", statuses) & mask if mask else 0
+                   for leaf, mask in zip(leaves, allowed, strict=True)]
     if not any(allowed):
         return []
     terms = _key_terms(searcher, leaves, allowed, whole)
@@ -90,15 +119,23 @@ def _like(user: User, title: str, text: str, limit: int,
         return []
     like = Or([Or([Term(TITLE, term, boost=TITLE_BOOST * weight),
                    Term(CONTENT, term, boost=weight)]) for term, weight in terms])
-    hits = searcher.search(like, limit=limit, filter=masks.MaskSet(leaves, allowed))
-    ids = [int(hit["lesson_id"]) for hit in hits]
-    if not ids:
-        return []
-    found = {lesson.id: lesson for lesson in db.session.scalars(
-        select(Lesson).where(Lesson.id.in_(ids)))}
-    # Second guard, in rank order: the database is the truth.
-    return [found[i] for i in ids
-            if i in found and i != exclude_id and policy.can_view(user, found[i])]
+    hits = searcher.search(like, limit=limit, filter=masks.MaskSet(leaves, allowed),
+                           terms=coverage)
+    if not coverage:
+        return [(int(hit["lesson_id"]), float(hit.score), 0.0) for hit in hits]
+    # Out of the text's own words (up to KEY_TERMS), not just those some lesson holds:
+    # an objective of four words sharing one of them with a lesson is a quarter covered.
+    words = {token.text for token in searcher.schema[CONTENT].analyzer(whole)}
+    out_of = max(1, min(len(words), KEY_TERMS))
+    return [(int(hit["lesson_id"]), float(hit.score),
+             min(1.0, len({term for _, term in hit.matched_terms()}) / out_of)) for hit in hits]
+
+
+def _any_of(leaf: masks.Leaf, fieldname: str, values: tuple[str, ...]) -> int:
+    mask = 0
+    for value in values:
+        mask |= leaf.term(fieldname, value)
+    return mask
 
 
 def _key_terms(searcher, leaves: list[masks.Leaf], allowed: list[int],

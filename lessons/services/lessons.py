@@ -20,7 +20,15 @@ from sqlalchemy.exc import IntegrityError
 from lessons import policy, search
 from lessons.errors import NotAllowed, NotFound, ValidationFailed
 from lessons.extensions import db
-from lessons.models import AuditRecord, Lesson, LessonLink, RemedialAction, Tag, User
+from lessons.models import (
+    AuditRecord,
+    Exercise,
+    Lesson,
+    LessonLink,
+    RemedialAction,
+    Tag,
+    User,
+)
 from lessons.models.base import new_public_id
 from lessons.rules import (
     ACTIONS_MAX,
@@ -127,7 +135,7 @@ def apply_values(lesson: Lesson, values: Mapping[str, Any]) -> list[str]:
     return changed
 
 
-def _commit(lesson: Lesson) -> None:
+def commit_lesson(lesson: Lesson) -> None:
     """Commit the use case with its index-outbox row, then bring the index up to date."""
     db.session.flush()
     search.queue_lesson(lesson)
@@ -148,39 +156,75 @@ def get_lesson(user: User, public_id: str) -> Lesson:
 
 
 def create_lesson(user: User, data: Mapping[str, Any], *, submit: bool = False,
-                  link_to: Iterable[str] = ()) -> Lesson:
+                  link_to: Iterable[str] = (), exercise_id: str | None = None,
+                  derived_from: str | None = None) -> Lesson:
     """Create a draft owned by ``user`` (and submit it when ``submit``); commits once.
 
     REL TO defaults to the originator alone; widening it is the author's explicit choice.
     ``link_to`` holds public ids of existing lessons (the "similar lessons" the author
-    ticked) to link the new one to, in the same transaction. Raises ``NotAllowed`` for
-    non-contributors, ``ValidationFailed`` for bad input or a ``link_to`` lesson the
-    user may not see; when submitting, the submit rules apply before anything is stored.
+    ticked) to link the new one to, in the same transaction. ``exercise_id`` names the
+    exercise the observation comes from (its source event; the user's nation must take
+    part). ``derived_from`` names the lesson this one follows up (an outcome "not
+    effective"): the new lesson is linked to it and its REL TO may not go beyond the
+    source's. Raises ``NotAllowed`` for non-contributors, ``NotFound`` for an exercise
+    or source lesson the user may not see, ``ValidationFailed`` for bad input or a
+    ``link_to`` lesson the user may not see; when submitting, the submit rules apply
+    before anything is stored.
     """
     if not policy.can_create_lesson(user):
         raise NotAllowed("Only contributors can write lessons.")
+    exercise = _source_exercise(user, exercise_id)
+    source = _load_other(user, derived_from) if derived_from else None
     values = normalise_values(data)
     values.setdefault("classification", current_app.config["CLASSIFICATIONS"][0])
     values.setdefault("kind", "lesson")
     values.setdefault("unit", user.unit)
+    if exercise is not None and not values.get("source_event"):
+        values["source_event"] = exercise.name[:200]
     _check(values, submitting=submit)
+    if source is not None:
+        _check_derived_release(user, source, values.get("releasable_to") or [])
     targets = _link_targets(user, link_to)
+    if source is not None and source not in targets:
+        targets.append(source)
     public_id = new_public_id()
     lesson = Lesson(author=user, originator_nation=user.nation_code, status="draft",
                     version=1, title=values["title"], public_id=public_id,
-                    external_id=f"MUS-{public_id}")
+                    external_id=f"MUS-{public_id}",
+                    source_exercise_id=exercise.id if exercise is not None else None,
+                    derived_from_id=source.id if source is not None else None)
     db.session.add(lesson)
     values.setdefault("releasable_to", [])
     with db.session.no_autoflush:
         apply_values(lesson, values)
     db.session.flush()
     audit.record("created", actor=user, lesson=lesson, to_status="draft")
+    if exercise is not None:
+        audit.record("observation_written", actor=user, exercise=exercise, lesson=lesson)
     for other in targets:
         _add_link(user, lesson, other)
     if submit:
         _move(user, lesson, "submitted", "")
-    _commit(lesson)
+    commit_lesson(lesson)
     return lesson
+
+
+def _source_exercise(user: User, exercise_id: str | None) -> Exercise | None:
+    if not exercise_id:
+        return None
+    exercise = db.session.scalar(select(Exercise).where(Exercise.public_id == str(exercise_id)))
+    policy.require_view_exercise(user, exercise)
+    return exercise
+
+
+def _check_derived_release(user: User, source: Lesson, wanted: list[str]) -> None:
+    """A follow-up starts with at most its source's REL TO (DESIGN.md section 1)."""
+    expanded = set(expand(wanted)) | {user.nation_code}
+    beyond = sorted(expanded - set(source.releasable_to))
+    if beyond:
+        raise ValidationFailed({"releasable_to": (
+            f"At most the REL TO of the lesson this follows up "
+            f"({', '.join(sorted(source.releasable_to))}); remove {', '.join(beyond)}.")})
 
 
 def update_lesson(user: User, public_id: str, data: Mapping[str, Any]) -> Lesson:
@@ -197,7 +241,7 @@ def update_lesson(user: User, public_id: str, data: Mapping[str, Any]) -> Lesson
     if changed:
         lesson.version += 1
         audit.record("edited", actor=user, lesson=lesson, changes=changed)
-        _commit(lesson)
+        commit_lesson(lesson)
     return lesson
 
 
@@ -231,7 +275,7 @@ def transition_lesson(user: User, public_id: str, to: str, note: str = "") -> Le
     """
     lesson = _load(user, public_id, for_update=True)
     _move(user, lesson, to, note)
-    _commit(lesson)
+    commit_lesson(lesson)
     return lesson
 
 
@@ -261,7 +305,7 @@ def add_action(user: User, public_id: str, data: Mapping[str, Any]) -> Lesson:
     lesson.version += 1
     audit.record("action_added", actor=user, lesson=lesson,
                  comment=f"Action {position}: {values['description'][:200]}")
-    _commit(lesson)
+    commit_lesson(lesson)
     return lesson
 
 
@@ -279,7 +323,7 @@ def set_action_status(user: User, public_id: str, position: int, status: str) ->
         lesson.version += 1
         audit.record("action_updated", actor=user, lesson=lesson,
                      comment=f"Action {position} marked {status}.")
-        _commit(lesson)
+        commit_lesson(lesson)
     return lesson
 
 
@@ -287,7 +331,8 @@ def history(user: User, lesson: Lesson) -> list[AuditRecord]:
     """The lesson's audit trail, oldest first (the caller has already passed the policy).
 
     A link entry names the other lesson (its public id in ``comment``); it is left out
-    when ``user`` may not see that lesson, so the trail reveals no hidden lesson.
+    when ``user`` may not see that lesson, so the trail reveals no hidden lesson. An
+    entry about an exercise shows only to users whose nation takes part in it.
     """
     policy.require_view(user, lesson)
     entries = list(db.session.scalars(
@@ -295,7 +340,13 @@ def history(user: User, lesson: Lesson) -> list[AuditRecord]:
         .order_by(AuditRecord.created_at, AuditRecord.id)))
     named = {e.comment for e in entries if e.action in LINK_ACTIONS}
     seen = {other.public_id for other in _visible_by_public_id(user, named)}
-    return [e for e in entries if e.action not in LINK_ACTIONS or e.comment in seen]
+    exercise_ids = {e.exercise_id for e in entries if e.exercise_id is not None}
+    shown = set(db.session.scalars(select(Exercise.id).where(
+        Exercise.id.in_(sorted(exercise_ids)), policy.visible_exercises(user)))) \
+        if exercise_ids else set()
+    return [e for e in entries
+            if (e.action not in LINK_ACTIONS or e.comment in seen)
+            and (e.exercise_id is None or e.exercise_id in shown)]
 
 
 # --- links between lessons ---------------------------------------------------------------

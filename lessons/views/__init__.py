@@ -12,12 +12,14 @@ PUBLIC_ENDPOINTS = frozenset({"auth.login", "static"})
 
 
 def register_blueprints(app: Flask) -> None:
-    from lessons.views import admin, auth, lessons, main, search
+    from lessons.views import admin, auth, exercises, lessons, main, reviews, search
 
     app.register_blueprint(auth.bp)
     app.register_blueprint(main.bp)
     app.register_blueprint(lessons.bp)
     app.register_blueprint(search.bp)
+    app.register_blueprint(exercises.bp)
+    app.register_blueprint(reviews.bp)
     app.register_blueprint(admin.bp)
 
     @app.before_request

@@ -41,6 +41,9 @@ def register_template_helpers(app: Flask) -> None:
         DOMAIN_LABELS=rules.DOMAIN_LABELS,
         FUNCTION_LABELS=rules.FUNCTION_LABELS,
         COMMON_PARTNERS=COMMON_PARTNERS,
+        PURPOSE_LABELS=rules.PURPOSE_LABELS,
+        LINK_STATUS_LABELS=rules.LINK_STATUS_LABELS,
+        EXERCISE_TYPE_LABELS=rules.EXERCISE_TYPE_LABELS,
     )
 
     @app.template_filter("labels")

@@ -8,6 +8,7 @@ from wtforms import SelectChoice
 
 from lessons import policy
 from lessons.errors import ValidationFailed
+from lessons.forms.exercises import DecisionForm
 from lessons.forms.lessons import (
     ActionForm,
     ActionStatusForm,
@@ -17,8 +18,10 @@ from lessons.forms.lessons import (
     TransitionForm,
 )
 from lessons.models import Lesson
-from lessons.rules import KINDS, STATUSES
+from lessons.rules import ATTACHABLE_STATUSES, KINDS, STATUSES
 from lessons.search import related
+from lessons.services import attachments, packets
+from lessons.services import exercises as exercise_service
 from lessons.services import lessons as service
 from lessons.views.helpers import apply_errors
 
@@ -42,8 +45,14 @@ def index():
     pagination = service.list_lessons(current_user, flt, page=max(page, 1))
     counts = {tab: service.count_lessons(current_user, service.LessonFilter(tab=tab))
               for tab in service.TABS}
+    confirmations = attachments.pending_confirmations(current_user)
+    releases = packets.pending_release_requests(current_user)
+    counts["review"] += len(confirmations) + len(releases)
     return render_template("lessons/index.html", pagination=pagination, flt=flt,
-                           counts=counts, statuses=STATUSES, kinds=KINDS)
+                           counts=counts, statuses=STATUSES, kinds=KINDS,
+                           confirmations=confirmations if flt.tab == "review" else [],
+                           releases=releases if flt.tab == "review" else [],
+                           decision_form=DecisionForm())
 
 
 @bp.route("/new", methods=["GET", "POST"])
@@ -53,6 +62,7 @@ def new():
     form = _lesson_form(NewLessonForm)
     if request.method == "GET":
         form.unit.data = current_user.unit
+        _prefill_follow_up(form)
     action = request.form.get("action")
     if form.is_submitted() and action == "preview":
         # "Check for similar lessons": stores nothing, shows the closest visible lessons.
@@ -64,7 +74,9 @@ def new():
         submit = action == "submit"
         try:
             lesson = service.create_lesson(current_user, form.contract_data(), submit=submit,
-                                           link_to=form.link_to.data or [])
+                                           link_to=form.link_to.data or [],
+                                           exercise_id=form.exercise_id.data or None,
+                                           derived_from=form.derived_from.data or None)
         except ValidationFailed as exc:
             apply_errors(form, exc.errors)
         else:
@@ -74,13 +86,42 @@ def new():
     return _new_page(form, [], previewed=False), status
 
 
+def _prefill_follow_up(form: NewLessonForm) -> None:
+    """``?exercise=`` (an observation written from an exercise) and ``?from=`` (a follow-up
+    of a lesson whose fix did not work) start the form filled in. The source lesson's REL
+    TO is the most the new one may have (the service enforces it)."""
+    exercise_id, source_id = request.args.get("exercise", ""), request.args.get("from", "")
+    if exercise_id:
+        exercise = exercise_service.get_exercise(current_user, exercise_id)
+        form.exercise_id.data = exercise.public_id
+        form.source_event.data = exercise.name[:200]
+        form.nations.data = list(exercise.nations)
+        form.tags.data = ", ".join(exercise.tags)
+    if source_id:
+        source = service.get_lesson(current_user, source_id)
+        form.derived_from.data = source.public_id
+        form.title.data = f"Follow-up: {source.title}"[:300]
+        form.kind.data = source.kind
+        form.domains.data = list(source.domains)
+        form.functions.data = list(source.functions)
+        form.tags.data = ", ".join(source.tags)
+        form.nations.data = list(source.nations)
+        form.releasable_to.data = list(source.releasable_to)
+        form.discussion.data = (f"Follows up {source.external_id} \u201c{source.title}\u201d, "
+                                "whose fix did not work in the exercise.")
+
+
 def _new_page(form: NewLessonForm, similar: list[Lesson], *, previewed: bool) -> str:
     """The new-lesson form; lessons already ticked stay listed (and ticked) whatever the
     latest check found, so re-checking or a refused save never loses a choice."""
     chosen = service.linkable_lessons(current_user, form.link_to.data or [])
     listed = chosen + [lesson for lesson in similar if lesson not in chosen]
+    source = service.linkable_lessons(current_user, [form.derived_from.data or ""])
+    exercise = (exercise_service.get_exercise(current_user, form.exercise_id.data)
+                if form.exercise_id.data else None)
     return render_template("lessons/form.html", form=form, lesson=None, similar=listed,
-                           previewed=previewed, found=len(similar))
+                           previewed=previewed, found=len(similar),
+                           source=source[0] if source else None, exercise=exercise)
 
 
 def _detail_page(lesson: Lesson, *, status: int = 200, transition_errors=None,
@@ -100,7 +141,17 @@ def _detail_page(lesson: Lesson, *, status: int = 200, transition_errors=None,
         linked=linked,
         related=related.related_lessons(current_user, lesson, limit=RELATED_SHOWN),
         link_form=link_form or LinkForm(formdata=None),
+        exercise_links=exercise_service.exercises_for_lesson(current_user, lesson),
+        plannable=exercise_service.editable_exercises(current_user)
+        if lesson.status in ATTACHABLE_STATUSES else [],
+        source_exercise=_source_exercise(lesson),
     ), status
+
+
+def _source_exercise(lesson: Lesson):
+    """The exercise the lesson came from, if the viewer's nation takes part in it."""
+    exercise = lesson.source_exercise
+    return exercise if exercise and policy.can_view_exercise(current_user, exercise) else None
 
 
 @bp.get("/<public_id>")
