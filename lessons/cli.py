@@ -82,7 +82,8 @@ def load_demo_command(if_empty: bool) -> None:
             summary = load_demo()
         except ValidationFailed as exc:
             _fail(exc.errors)
-        click.echo(f"Loaded {summary['users']} demo users and {summary['lessons']} lessons.")
+        click.echo(f"Loaded {summary['users']} demo users, {summary['lessons']} lessons and "
+                   f"{summary['exercises']} exercises.")
     click.echo(f"\nDemo logins (password for all: {DEMO_PASSWORD}):")
     for username, nation, roles, _name, _unit in DEMO_USERS:
         click.echo(f"  {username:<16} {nation}  {', '.join(roles)}")

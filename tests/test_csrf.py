@@ -464,3 +464,113 @@ def test_similar_lessons_preview_needs_the_token(app, draft_and_related, csrf_cl
     assert response.status_code == 200
     assert 'name="link_to"' in response.text
     assert count(app, Lesson) == 2
+
+
+# --- exercises ------------------------------------------------------------------------------
+@pytest.fixture
+def planning(app: Flask, make_user, make_lesson) -> tuple[str, str]:
+    """A GBR+USA exercise planned by ``gb.planner`` with one lesson attached (accepted)
+    whose REL TO leaves out USA, a pending outcome confirmation and a pending release
+    request for ``gb.analyst``; returns (exercise id, lesson id)."""
+    from datetime import date, timedelta
+
+    from lessons.services import attachments, packets
+    from lessons.services import exercises as exercise_service
+
+    make_user("gb.author", "GBR", ("contributor",))
+    make_user("gb.analyst", "GBR", ("analyst",))
+    make_user("gb.planner", "GBR", ("contributor", "planner"))
+    make_user("us.planner", "USA", ("planner",))
+    lesson = make_lesson("gb.author", "validated", analyst="gb.analyst")
+    other = make_lesson("gb.author", "validated", analyst="gb.analyst", releasable_to=["USA"])
+    with app.app_context():
+        planner = db.session.scalar(select(User).where(User.username == "gb.planner"))
+        us = db.session.scalar(select(User).where(User.username == "us.planner"))
+        soon = date.today() + timedelta(days=30)
+        exercise = exercise_service.create_exercise(planner, {
+            "name": "Exercise CSRF", "type": "cpx", "nations": ["GBR", "USA"],
+            "starts_on": soon, "ends_on": soon + timedelta(days=5),
+            "objectives": ["Exchange liaison officers"], "planners": ["us.planner"],
+            "milestones": {"initial_planning_conference": date.today()}})
+        public_id = exercise.public_id
+        attachments.attach_lesson(planner, public_id, lesson.public_id,
+                                  {"purpose": "read_ahead"})
+        attachments.step_link(planner, public_id, lesson.public_id, "accepted")
+        packets.request_release(planner, public_id, lesson.public_id, ["USA"])
+        attachments.attach_lesson(us, public_id, other.public_id, {"purpose": "inject"})
+        for to in ("accepted", "incorporated"):
+            attachments.step_link(us, public_id, other.public_id, to)
+        attachments.step_link(us, public_id, other.public_id, "effective", "It worked.")
+    return public_id, lesson.public_id
+
+
+def test_new_exercise_without_token_is_refused_and_stores_nothing(app, make_user,
+                                                                  csrf_client):
+    from datetime import date, timedelta
+
+    from lessons.models import Exercise
+
+    make_user("gb.planner", "GBR", ("planner",))
+    client = csrf_client("gb.planner")
+    form = form_on(client.get("/exercises/new").text)
+    start = (date.today() + timedelta(days=9)).isoformat()
+    fields = {"name": "Exercise TOKEN", "starts_on": start, "ends_on": start}
+    assert_refused(client.post("/exercises/new", data=form.data(token=False, **fields)))
+    assert count(app, Exercise) == 0
+    response = client.post("/exercises/new", data=form.data(**fields))
+    assert response.status_code == 302
+    assert count(app, Exercise) == 1
+
+
+def test_a_link_step_without_token_is_refused_and_changes_nothing(app, planning, csrf_client):
+    from lessons.models import ExerciseLesson
+
+    exercise_id, lesson_id = planning
+    client = csrf_client("gb.planner")
+    action = f"/exercises/{exercise_id}/lessons/{lesson_id}/step"
+    form = form_on(client.get(f"/exercises/{exercise_id}").text, action)
+    assert_refused(client.post(action, data=form.data(token=False)))
+    with app.app_context():
+        assert db.session.scalar(select(ExerciseLesson.status).join(Lesson).where(
+            Lesson.public_id == lesson_id)) == "accepted"
+    assert client.post(action, data=form.data()).status_code == 302
+    with app.app_context():
+        assert db.session.scalar(select(ExerciseLesson.status).join(Lesson).where(
+            Lesson.public_id == lesson_id)) == "incorporated"
+
+
+def test_a_release_decision_without_token_is_refused(app, planning, csrf_client):
+    from lessons.models import ReleaseRequest
+
+    client = csrf_client("gb.analyst")
+    page = client.get("/lessons?tab=review").text
+    with app.app_context():
+        request_id = db.session.scalar(select(ReleaseRequest.public_id))
+    action = f"/reviews/releases/{request_id}"
+    form = form_on(page, action)
+    assert_refused(client.post(action, data=form.data(token=False, decision="approve")))
+    with app.app_context():
+        assert db.session.scalar(select(ReleaseRequest.status)) == "pending"
+    assert client.post(action, data=form.data(decision="approve")).status_code == 302
+
+
+def test_every_post_form_on_the_exercise_pages_carries_a_token(planning, csrf_client):
+    exercise_id, lesson_id = planning
+    pages = {
+        "gb.planner": ["/exercises/new", f"/exercises/{exercise_id}",
+                       f"/exercises/{exercise_id}/edit",
+                       f"/exercises/{exercise_id}/packet?milestone=initial_planning_conference",
+                       f"/exercises/{exercise_id}/lessons/{lesson_id}/edit",
+                       f"/exercises/{exercise_id}/attach-by-tag?tag=liaison",
+                       f"/lessons/{lesson_id}"],
+        "gb.analyst": ["/lessons?tab=review"],
+    }
+    for user, paths in pages.items():
+        client = csrf_client(user)
+        for path in paths:
+            parser = FormParser()
+            parser.feed(client.get(path).text)
+            posts = [f for f in parser.forms if f.method == "post"]
+            assert posts, path
+            for form in posts:
+                assert form.value(TOKEN), f"form to {form.action} on {path} has no CSRF token"

@@ -16,7 +16,7 @@ from lessons.models import AuditRecord, Lesson, User
 def test_demo_load_creates_users_and_lessons_and_prints_logins(app, runner):
     result = runner.invoke(args=["demo", "load"])
     assert result.exit_code == 0, result.output
-    assert "Loaded 7 demo users and 46 lessons." in result.output
+    assert "Loaded 9 demo users, 46 lessons and 2 exercises." in result.output
     for username in ("admin", "us.analyst", "gb.planner", "gb.analyst", "au.contributor",
                      "ca.analyst"):
         assert username in result.output
@@ -80,3 +80,18 @@ def test_demo_data_is_refused_in_production(monkeypatch, database_url, schema):
         db.session.remove()
         db.engine.dispose()
 
+
+
+def test_demo_exercises_show_each_step_of_the_loop(demo, login_as):
+    """The demo shows what planners and analysts do: an exercise being planned with
+    lessons at several steps and a release request, and a past one whose effective
+    outcome waits for the UK analyst."""
+    planner = login_as("au.planner")
+    listing = planner.get("/exercises").get_data(as_text=True)
+    assert "Exercise SOUTHERN JACKAL 2027" in listing
+    assert "Exercise IRON LIAISON 2026" not in listing  # Australia did not take part
+    past = login_as("gb.planner").get("/exercises?when=past").get_data(as_text=True)
+    assert "Exercise IRON LIAISON 2026" in past
+    review = login_as("gb.analyst").get("/lessons?tab=review").get_data(as_text=True)
+    assert 'id="outcomes"' in review and "Jointly written glossary annex" in review
+    assert 'id="release-requests"' in review and "Coupling and NSN gaps" in review

@@ -836,3 +836,25 @@ def test_a_hidden_exercise_does_not_change_the_not_taken_up_figure(
         text_of(section(html, "loop")).split())
     lesson_page = login_as("gb.an").get(f"/lessons/{lesson.public_id}").get_data(as_text=True)
     assert hidden not in lesson_page
+
+
+def test_a_planner_attaches_from_search_results_and_from_the_lesson_page(
+        app, people, create, login_as, make_lesson):
+    found = make_lesson("gb.author", "validated", analyst="gb.an", **COUPLING_TEXT)
+    public_id = create()
+    client = login_as("gb.planner")
+    html = client.get(f"/search?q=bowser&exercise={public_id}").get_data(as_text=True)
+    assert f"/exercises/{public_id}/attach?lesson={found.public_id}" in html
+    assert f'name="exercise" value="{public_id}"' in html  # kept for the next search
+    # Without planning rights the search is plain.
+    plain = login_as("gb.planner2").get(f"/search?q=bowser&exercise={public_id}").get_data(
+        as_text=True)
+    assert "/attach?lesson=" not in plain
+    # The lesson page offers the exercises the user plans.
+    page = client.get(f"/lessons/{found.public_id}").get_data(as_text=True)
+    assert f'<option value="{public_id}">' in page
+    response = client.get(f"/exercises/attach?exercise={public_id}&lesson={found.public_id}")
+    assert response.headers["Location"].endswith(
+        f"/exercises/{public_id}/attach?lesson={found.public_id}")
+    assert attach(client, public_id, found.public_id).status_code == 302
+    assert link_row(app, public_id, found.public_id).status == "proposed"

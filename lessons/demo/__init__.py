@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import select
 
 from lessons import search
+from lessons.demo.exercises import load_demo_exercises
 from lessons.extensions import db
 from lessons.models import User
 from lessons.services import glossary as glossary_service
@@ -39,6 +40,10 @@ DEMO_USERS: list[tuple[str, str, tuple[str, ...], str, str]] = [
      "Centre for Army Lessons (AUS)"),
     ("ca.analyst", "CAN", ("contributor", "analyst"), "Maj Luc Tremblay",
      "Canadian Army Lessons Learned Centre"),
+    ("us.planner", "USA", ("contributor", "planner"), "Maj Chris Walker",
+     "III Armored Corps G7"),
+    ("au.planner", "AUS", ("contributor", "planner"), "Maj Sam Kelly",
+     "1st (Australian) Division G7"),
 ]
 
 # The route each demo status takes through the table (after submit).
@@ -91,7 +96,9 @@ def load_demo() -> dict[str, int]:
     with search.batch():
         for record in records:
             _load_lesson(record, users)
-    return {"users": len(DEMO_USERS), "lessons": len(records), "glossary_groups": glossary_groups}
+        exercises = load_demo_exercises(users)
+    return {"users": len(DEMO_USERS), "lessons": len(records), "exercises": exercises,
+            "glossary_groups": glossary_groups}
 
 
 def _load_lesson(record: dict[str, Any], users: dict[str, User]) -> None:

@@ -5,8 +5,12 @@ from __future__ import annotations
 from flask import Blueprint, Response, render_template, request, stream_with_context, url_for
 from flask_login import current_user
 
-from lessons import search
+from lessons import policy, search
+from lessons.errors import NotFound
+from lessons.models import Exercise
+from lessons.rules import ATTACHABLE_STATUSES
 from lessons.services import exchange
+from lessons.services import exercises as exercise_service
 
 bp = Blueprint("search", __name__, url_prefix="/search")
 
@@ -33,7 +37,21 @@ def index():
                                    per_page=state["per_page"], filters=state["filters"],
                                    sort=state["sort"])
     return render_template("search/index.html", result=result,
-                           per_page_choices=search.PER_PAGE_CHOICES)
+                           per_page_choices=search.PER_PAGE_CHOICES,
+                           attach_to=_attach_target(), attachable=ATTACHABLE_STATUSES)
+
+
+def _attach_target() -> Exercise | None:
+    """``?exercise=`` (from an exercise's "search lessons for it" link): each result then
+    offers "attach", if the user plans that exercise; otherwise the search is plain."""
+    public_id = request.args.get("exercise", "")
+    if not public_id:
+        return None
+    try:
+        exercise = exercise_service.get_exercise(current_user, public_id)
+    except NotFound:
+        return None
+    return exercise if policy.can_edit_exercise(current_user, exercise) else None
 
 
 @bp.get("/export")
@@ -62,6 +80,8 @@ def search_url(result: search.SearchPage, endpoint: str = "search.index", *,
     args = {"q": result.query or None, **{k: v for k, v in filters.items() if v},
             "sort": result.sort if result.sort != "relevance" else None,
             "per_page": result.per_page if result.per_page != DEFAULT_PER_PAGE else None}
+    if endpoint == "search.index" and request.args.get("exercise"):
+        args["exercise"] = request.args["exercise"][:16]
     args.update(changes)
     if endpoint == "search.index" and "page" not in changes and not (add or remove):
         args.setdefault("page", None)
