@@ -190,3 +190,75 @@ def test_lesson_is_written_validated_and_shared_only_as_released(
         reader.get_by_role("search").get_by_role("button", name="Search").click()
         expect(reader.get_by_test_id("total")).to_contain_text("0 lessons found")
         expect(reader.get_by_text("Only for British eyes")).to_have_count(0)
+
+
+def test_planner_goes_from_a_new_exercise_to_the_printed_packet(
+        open_as, open_pages, make_user, make_lesson, tmp_path):
+    from datetime import date, timedelta
+
+    make_user("gb.planner", "GBR", ("contributor", "planner"), display_name="Maj Planner")
+    make_user("gb.author", "GBR", ("contributor",))
+    make_user("gb.analyst", "GBR", ("analyst",))
+    lesson = make_lesson("gb.author", "validated", analyst="gb.analyst",
+                         releasable_to=["FVEY"], tags=["liaison"], title=TITLE)
+    make_lesson("gb.author", "validated", analyst="gb.analyst", tags=["liaison"],
+                title="Kept for British eyes")
+    soon = date.today() + timedelta(days=40)
+
+    with saved_on_failure(open_pages, tmp_path):
+        planner = open_as("gb.planner")
+        planner.get_by_role("navigation", name="Main").get_by_role("link",
+                                                                 name="Exercises").click()
+        planner.get_by_role("link", name="Plan a new exercise").click()
+        planner.locator("#name").fill("Exercise BROWSER JACKAL")
+        participants = planner.get_by_role("group", name="Participating nations")
+        participants.get_by_label("USA").check()
+        participants.get_by_label("AUS").check()
+        planner.get_by_label("Starts on").fill(soon.isoformat())
+        planner.get_by_label("Ends on").fill((soon + timedelta(days=7)).isoformat())
+        planner.get_by_label("Description").fill(
+            "Divisional CPX with partner liaison officers on the coalition chat.")
+        planner.get_by_label("Objective 1").fill("Give partner LNOs chat accounts on day one")
+        planner.get_by_label("Tags").fill("liaison")
+        planner.get_by_label("Initial planning conference").fill(
+            (date.today() + timedelta(days=10)).isoformat())
+        planner.get_by_role("button", name="Create exercise").click()
+        expect(planner.get_by_role("heading", level=1)).to_have_text("Exercise BROWSER JACKAL")
+        expect(planner.locator("#timeline")).to_contain_text("in 10 days")
+
+        # Recommendations: the FVEY lesson first, with its reasons; attach it.
+        planner.get_by_role("link", name="Recommended lessons", exact=True).click()
+        first = planner.locator("li.recommendation").first
+        expect(first.get_by_role("link", name=TITLE)).to_be_visible()
+        expect(first.locator(".why")).to_contain_text("Shares tags: liaison")
+        expect(first).to_contain_text("Releasable to every participating nation.")
+        first.get_by_role("link", name="Attach…").click()
+        planner.get_by_label("Supports objective").select_option(
+            label="1. Give partner LNOs chat accounts on day one")
+        planner.get_by_label("Note").fill("Brief at the IPC.")
+        planner.get_by_role("button", name="Attach as proposed").click()
+        attached = planner.locator(f"#link-{lesson.public_id}")
+        expect(attached.locator(".badge").first).to_have_text("Proposed")
+        attached.get_by_role("button", name="Mark accepted").click()
+        expect(planner.locator(f"#link-{lesson.public_id} .badge").first).to_have_text(
+            "Accepted")
+
+        # The packet for the initial planning conference, then printed.
+        planner.locator("#timeline").get_by_role("row", name=re.compile(
+            "Initial planning conference")).get_by_role("link").click()
+        expect(planner.get_by_role("heading", level=1)).to_have_text(
+            "Read-ahead packet: Exercise BROWSER JACKAL")
+        group = planner.locator("section.packet-group")
+        expect(group.get_by_role("heading", level=2)).to_have_text(
+            "Objective 1: Give partner LNOs chat accounts on day one")
+        expect(group.get_by_role("heading", level=3)).to_have_text(TITLE)
+        expect(planner.get_by_text("Kept for British eyes")).to_have_count(0)
+        marking = "UNCLASSIFIED // REL TO AUS, GBR, USA"
+        expect(planner.get_by_test_id("marking-top")).to_have_text(marking)
+        planner.emulate_media(media="print")
+        expect(planner.locator(".packet-options")).to_be_hidden()
+        expect(planner.get_by_test_id("marking-top")).to_be_visible()
+        assert planner.get_by_test_id("marking-top").evaluate(
+            "e => getComputedStyle(e).position") == "fixed"
+        pdf = planner.pdf(format="A4")
+        assert pdf.startswith(b"%PDF") and pdf.count(b"/Type /Page") >= 1

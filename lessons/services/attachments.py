@@ -293,7 +293,8 @@ def pending_confirmations(user: User) -> list[ExerciseLesson]:
     links = db.session.scalars(
         select(ExerciseLesson).join(Lesson, ExerciseLesson.lesson_id == Lesson.id)
         .where(ExerciseLesson.confirmation == "pending",
-               Lesson.originator_nation == user.nation_code, policy.visible_lessons(user))
+               Lesson.originator_nation == user.nation_code,
+               Lesson.status.in_(sorted(LEARNABLE)), policy.visible_lessons(user))
         .order_by(ExerciseLesson.updated_at, ExerciseLesson.id).limit(500))
     return [link for link in links if policy.can_decide_for_originator(user, link.lesson)]
 

@@ -327,8 +327,11 @@ def packet(public_id: str):
         return _packet_download(result, "json")
     if fmt == "csv":
         return _packet_download(result, "csv")
+    pending = {r.lesson_id for r in packets.requests_for(current_user, exercise)
+               if r.status == "pending"}
     return render_template("exercises/packet.html", packet=result, exercise=exercise,
                            can_edit=policy.can_edit_exercise(current_user, exercise),
+                           pending=pending,
                            request_form=ReleaseRequestForm(formdata=None),
                            milestone_label=milestone_label)
 
