@@ -858,3 +858,21 @@ def test_a_planner_attaches_from_search_results_and_from_the_lesson_page(
         f"/exercises/{public_id}/attach?lesson={found.public_id}")
     assert attach(client, public_id, found.public_id).status_code == 302
     assert link_row(app, public_id, found.public_id).status == "proposed"
+
+
+def test_exercise_visibility_in_python_and_sql_agree(app, people, create):
+    """``can_view_exercise`` and the SQL filter ``visible_exercises`` are one rule."""
+    from lessons import policy
+    from lessons.models import User
+
+    ids = [create(nations=["GBR", "USA"]), create(nations=["GBR"]),
+           create("fr.planner", nations=["FRA", "AUS"], lead_nation="FRA")]
+    with app.app_context():
+        exercises = list(db.session.scalars(select(Exercise).where(Exercise.public_id.in_(ids))))
+        assert len(exercises) == 3
+        for user in db.session.scalars(select(User)):
+            in_sql = set(db.session.scalars(select(Exercise.public_id).where(
+                Exercise.public_id.in_(ids), policy.visible_exercises(user))))
+            in_python = {e.public_id for e in exercises if policy.can_view_exercise(user, e)}
+            assert in_sql == in_python, user.username
+        assert not policy.can_view_exercise(None, exercises[0])
