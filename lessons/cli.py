@@ -53,6 +53,26 @@ def create_user_command(username: str, nation: str, roles: str, display_name: st
     click.echo(f"created {user.username} ({user.nation_code}; {', '.join(sorted(user.roles))})")
 
 
+@users_cli.command("token")
+@click.argument("username")
+@click.option("--name", required=True, help="What will use the token, e.g. a script's name.")
+def create_token_command(username: str, name: str) -> None:
+    """Create an API token for USERNAME; prints it once, alone on the last line."""
+    from lessons.services import tokens
+
+    user = db.session.scalar(select(User).where(User.username == username.strip().lower()))
+    if user is None or not user.is_active:
+        click.echo(f"error: no active user {username!r}", err=True)
+        sys.exit(2)
+    try:
+        _token, secret = tokens.create_token(user, name)
+    except ValidationFailed as exc:
+        _fail(exc.errors)
+    click.echo(f"API token \"{name}\" for {user.username} ({user.nation_code}). It is not "
+               "stored and cannot be shown again:")
+    click.echo(secret)
+
+
 @users_cli.command("list")
 def list_users_command() -> None:
     """List users: username, nation, roles, active flag, unit."""

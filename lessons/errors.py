@@ -6,7 +6,9 @@ status, so views never choose status codes for domain failures.
 
 from __future__ import annotations
 
-from flask import Flask, render_template
+import json
+
+from flask import Flask, Response, render_template, request
 from werkzeug.exceptions import HTTPException
 
 
@@ -40,6 +42,20 @@ class InvalidTransition(DomainError):
     title = "Not possible in this status"
 
 
+class PreconditionFailed(DomainError):
+    """The change was based on a version that is no longer the current one."""
+
+    status = 412
+    title = "Changed since you loaded it"
+
+
+class PreconditionRequired(DomainError):
+    """A change to a versioned thing must say which version it was based on."""
+
+    status = 428
+    title = "Version required"
+
+
 class ValidationFailed(DomainError):
     """Input breaks a rule; ``errors`` maps contract keys to messages."""
 
@@ -51,9 +67,31 @@ class ValidationFailed(DomainError):
         self.errors = errors
 
 
+def is_api_request() -> bool:
+    return request.path.startswith("/api/")
+
+
+def problem(status: int, title: str, detail: str, *,
+            errors: list[dict[str, str]] | None = None,
+            headers: dict[str, str] | None = None) -> Response:
+    """An RFC 9457 problem document: what API clients get for every error."""
+    body: dict = {"type": "about:blank", "title": title, "status": status, "detail": detail}
+    if errors is not None:
+        body["errors"] = errors
+    response = Response(json.dumps(body, ensure_ascii=False), status=status,
+                        mimetype="application/problem+json", headers=headers)
+    return response
+
+
 def register_error_pages(app: Flask) -> None:
     @app.errorhandler(DomainError)
     def domain_error(error: DomainError):
+        if is_api_request():
+            errors = None
+            if isinstance(error, ValidationFailed):
+                errors = [{"field": key, "message": message}
+                          for key, message in error.errors.items()]
+            return problem(error.status, error.title, error.message, errors=errors)
         return render_template("errors/error.html", status=error.status,
                                title=error.title, message=error.message), error.status
 
@@ -61,5 +99,10 @@ def register_error_pages(app: Flask) -> None:
     def http_error(error: HTTPException):
         if error.code is None or error.code < 400:  # routing redirects are not errors
             return error
+        if is_api_request():
+            headers = dict(error.get_headers())
+            headers.pop("Content-Type", None)
+            return problem(error.code, error.name, error.description or error.name,
+                           headers=headers)
         return render_template("errors/error.html", status=error.code,
                                title=error.name, message=error.description), error.code

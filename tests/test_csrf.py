@@ -312,7 +312,7 @@ def test_every_post_form_on_the_lesson_pages_carries_a_token(users, make_lesson,
     lesson = make_lesson("gb.author", "action_assigned", analyst="gb.analyst")
     client = csrf_client("gb.analyst")
     for path in ("/", "/lessons", f"/lessons/{lesson.public_id}",
-                 f"/lessons/{lesson.public_id}/edit"):
+                 f"/lessons/{lesson.public_id}/edit", "/account"):
         parser = FormParser()
         parser.feed(client.get(path).text)
         posts = [f for f in parser.forms if f.method == "post"]
@@ -574,3 +574,21 @@ def test_every_post_form_on_the_exercise_pages_carries_a_token(planning, csrf_cl
             assert posts, path
             for form in posts:
                 assert form.value(TOKEN), f"form to {form.action} on {path} has no CSRF token"
+
+
+def test_the_api_takes_bearer_tokens_and_no_csrf_token(app, users, csrf_app, csrf_client):
+    from lessons.models import ApiToken
+    from lessons.services import tokens
+
+    with app.app_context():
+        author = db.session.scalar(select(User).where(User.username == "gb.author"))
+        secret = tokens.create_token(author, "script")[1]
+    response = csrf_app.test_client().post(
+        "/api/v1/lessons", json={"title": "Via the API", "observation": "No CSRF needed."},
+        headers={"Authorization": f"Bearer {secret}"})
+    assert response.status_code == 201
+    # The account page's token form is a CSRF-protected HTML form like any other.
+    client = csrf_client("gb.author")
+    form = form_on(client.get("/account").text, "/account/tokens")
+    assert_refused(client.post("/account/tokens", data=form.data(token=False, name="x")))
+    assert count(app, ApiToken) == 1

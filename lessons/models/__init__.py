@@ -15,10 +15,11 @@ from lessons.models.lesson import Lesson, RemedialAction, Tag
 from lessons.models.link import LessonLink
 from lessons.models.nation import Nation, NationGroup
 from lessons.models.outbox import IndexOutbox
+from lessons.models.token import ApiToken
 from lessons.models.user import User
 
 __all__ = [
-    "AuditRecord", "Exercise", "ExerciseLesson", "ExerciseLessonStep", "ExerciseNation",
+    "ApiToken", "AuditRecord", "Exercise", "ExerciseLesson", "ExerciseLessonStep", "ExerciseNation",
     "GlossaryGroup", "GlossaryState", "Milestone", "Objective", "ReleaseRequest",
     "IndexOutbox", "Lesson", "LessonLink", "Nation", "NationGroup", "RemedialAction", "Tag",
     "User",

@@ -148,6 +148,8 @@ class ExerciseLesson(db.Model):
     milestone_id: Mapped[int | None] = mapped_column(ForeignKey("exercise_milestones.id"))
     note: Mapped[str] = mapped_column(Text, default="")
     status: Mapped[str] = mapped_column(String(20), default="proposed", index=True)
+    # Bumped by every change, so API clients cannot overwrite each other's.
+    version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     evidence: Mapped[str] = mapped_column(Text, default="")
     # For an ``effective`` outcome recorded by a planner of another nation than the
     # lesson's originator: "pending" until an originator analyst confirms or declines.

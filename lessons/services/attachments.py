@@ -43,6 +43,7 @@ from lessons.rules import (
 from lessons.services import audit
 from lessons.services import exercises as exercise_service
 from lessons.services import lessons as lesson_service
+from lessons.services.lessons import check_version
 
 # Lesson statuses an effective outcome can make learned (the status table's sources).
 LEARNABLE = frozenset({"validated", "action_assigned"})
@@ -182,17 +183,21 @@ def attach_lesson(user: User, exercise_id: str, lesson_id: str,
 
 
 def edit_link(user: User, exercise_id: str, lesson_id: str,
-              data: Mapping[str, Any]) -> ExerciseLesson:
+              data: Mapping[str, Any], *, expected_version: int | None = None
+              ) -> ExerciseLesson:
     """Change an attached lesson's purpose, objective, milestone or note (not its
-    status: see ``step_link``). Commits with an audit entry when anything changed."""
+    status: see ``step_link``). Commits with an audit entry when anything changed;
+    ``PreconditionFailed`` when ``expected_version`` is not the link's version."""
     exercise = _load_exercise(user, exercise_id)
     link = attached_link(user, exercise, lesson_id)
+    check_version(link.version, expected_version, "attached lesson")
     values = _link_values(exercise, data, current=link)
     changed = [key for key in ("purpose", "objective", "milestone", "note")
                if getattr(link, key) != values[key]]
     if changed:
         for key in changed:
             setattr(link, key, values[key])
+        link.version += 1
         audit.record("attachment_edited", actor=user, exercise=exercise, lesson=link.lesson,
                      changes=changed)
         db.session.commit()
@@ -216,7 +221,7 @@ def check_step(link: ExerciseLesson, to: str) -> None:
 
 
 def step_link(user: User, exercise_id: str, lesson_id: str, to: str,
-              note: str = "") -> ExerciseLesson:
+              note: str = "", *, expected_version: int | None = None) -> ExerciseLesson:
     """Move an attached lesson one step on (``accepted``, ``incorporated``) or record the
     outcome (``effective`` / ``not_effective``, with ``note`` as the evidence, required).
 
@@ -228,6 +233,7 @@ def step_link(user: User, exercise_id: str, lesson_id: str, to: str,
     """
     exercise = _load_exercise(user, exercise_id)
     link = attached_link(user, exercise, lesson_id)
+    check_version(link.version, expected_version, "attached lesson")
     check_step(link, to)
     lesson = link.lesson
     problem = check_note(note, label="evidence" if to in OUTCOMES else "note",
@@ -237,6 +243,7 @@ def step_link(user: User, exercise_id: str, lesson_id: str, to: str,
     note = note.strip()
     previous = link.status
     _step(user, link, to, note)
+    link.version += 1
     if to in OUTCOMES:
         link.evidence = note
     audit.record("outcome_recorded" if to in OUTCOMES else "attachment_moved", actor=user,
@@ -327,11 +334,13 @@ def decide_outcome(user: User, exercise_id: str, lesson_id: str, *, confirm: boo
         _make_learned(user, lesson, f"{link.evidence} (confirmed by {user.nation_code} "
                                     f"analyst{': ' + note if note else ''})")
         link.confirmation = "confirmed"
+        link.version += 1
         audit.record("outcome_confirmed", actor=user, exercise=link.exercise, lesson=lesson,
                      comment=note)
         lesson_service.commit_lesson(lesson)
     else:
         link.confirmation = "declined"
+        link.version += 1
         audit.record("outcome_declined", actor=user, exercise=link.exercise, lesson=lesson,
                      comment=note)
         # Also on the lesson's own trail, without the exercise, for its analysts.

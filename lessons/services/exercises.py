@@ -39,7 +39,7 @@ from lessons.rules import (
     normalise_tags,
 )
 from lessons.services import audit
-from lessons.services.lessons import _tag_objects
+from lessons.services.lessons import _tag_objects, check_version
 from lessons.services.nations import expand, known_codes
 
 EXERCISE_SCALARS = ("name", "type", "lead_nation", "starts_on", "ends_on", "location",
@@ -276,7 +276,8 @@ def get_exercise(user: User, public_id: str) -> Exercise:
     return load_exercise(user, public_id)
 
 
-def update_exercise(user: User, public_id: str, data: Mapping[str, Any]) -> Exercise:
+def update_exercise(user: User, public_id: str, data: Mapping[str, Any], *,
+                    expected_version: int | None = None) -> Exercise:
     """Edit an exercise (its planners only); bumps ``version`` when anything changed.
 
     The planner's own nation must stay a participant (or they would lose sight of the
@@ -284,6 +285,7 @@ def update_exercise(user: User, public_id: str, data: Mapping[str, Any]) -> Exer
     """
     exercise = load_exercise(user, public_id, for_update=True)
     policy.require_edit_exercise(user, exercise)
+    check_version(exercise.version, expected_version, "exercise")
     values = {**exercise_values(exercise), **normalise_exercise(data)}
     _check(values)
     if user.nation_code not in set(expand(values["nations"])) | {values["lead_nation"]}:

@@ -18,7 +18,7 @@ from sqlalchemy import Select, and_, func, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from lessons import policy, search
-from lessons.errors import NotAllowed, NotFound, ValidationFailed
+from lessons.errors import NotAllowed, NotFound, PreconditionFailed, ValidationFailed
 from lessons.extensions import db
 from lessons.models import (
     AuditRecord,
@@ -67,6 +67,8 @@ def normalise_values(data: Mapping[str, Any]) -> dict[str, Any]:
             clean[key] = value.strip() if isinstance(value, str) else value
             if key == "observed_on" and clean[key] == "":
                 clean[key] = None
+            if key in ("kind", "classification") and not clean[key]:
+                del clean[key]  # "not given": the default or the current value stands
     for key in ("domains", "functions"):
         if key in data:
             clean[key] = sorted({str(v).strip().lower() for v in data[key] or [] if str(v).strip()})
@@ -227,14 +229,26 @@ def _check_derived_release(user: User, source: Lesson, wanted: list[str]) -> Non
             f"({', '.join(sorted(source.releasable_to))}); remove {', '.join(beyond)}.")})
 
 
-def update_lesson(user: User, public_id: str, data: Mapping[str, Any]) -> Lesson:
+def check_version(current: int, expected: int | None, what: str = "lesson") -> None:
+    """Refuse a change based on an older version (no lost updates): ``expected`` is the
+    version the client loaded (``None``: not checked)."""
+    if expected is not None and expected != current:
+        raise PreconditionFailed(f"The {what} is at version {current}; your change was based "
+                                 f"on version {expected}. Reload it and apply your change "
+                                 "again.")
+
+
+def update_lesson(user: User, public_id: str, data: Mapping[str, Any], *,
+                  expected_version: int | None = None) -> Lesson:
     """Apply an edit by the author (draft) or an originator analyst; bumps ``version``.
 
-    An edit that changes nothing stores nothing. Raises ``NotFound``, ``NotAllowed`` or
+    An edit that changes nothing stores nothing. Raises ``NotFound``, ``NotAllowed``,
+    ``PreconditionFailed`` (``expected_version`` is not the current one) or
     ``ValidationFailed``; the submit rules apply to lessons already past draft.
     """
     lesson = _load(user, public_id, for_update=True)
     policy.require_edit(user, lesson)
+    check_version(lesson.version, expected_version)
     values = {**lesson_values(lesson), **normalise_values(data)}
     _check(values, submitting=lesson.status != "draft")
     changed = apply_values(lesson, values)
@@ -266,7 +280,8 @@ def _move(user: User, lesson: Lesson, to: str, note: str) -> None:
                  to_status=to, comment=note.strip())
 
 
-def transition_lesson(user: User, public_id: str, to: str, note: str = "") -> Lesson:
+def transition_lesson(user: User, public_id: str, to: str, note: str = "", *,
+                      expected_version: int | None = None) -> Lesson:
     """Move a lesson along the status table; commits the move and its audit record.
 
     Raises ``NotFound`` (not visible), ``InvalidTransition`` (no such move from here),
@@ -274,6 +289,8 @@ def transition_lesson(user: User, public_id: str, to: str, note: str = "") -> Le
     reason, evidence, open action or submit field is missing).
     """
     lesson = _load(user, public_id, for_update=True)
+    policy.require_view(user, lesson)
+    check_version(lesson.version, expected_version)
     _move(user, lesson, to, note)
     commit_lesson(lesson)
     return lesson

@@ -106,6 +106,43 @@ def packet(user, exercise_id: str, milestone: str, audience: str | Iterable[str]
                   proposed=proposed, classification=highest, lessons=included)
 
 
+PACKET_TEXT = ("observation", "discussion", "conclusion", "recommendation")
+
+
+def packet_item(link: ExerciseLesson) -> dict:
+    """One packet entry in the exchange format's keys plus how the exercise uses it."""
+    lesson = link.lesson
+    return {
+        "id": lesson.public_id, "external_id": lesson.external_id, "title": lesson.title,
+        "marking": lesson.marking, "kind": lesson.kind, "status": lesson.status,
+        "originator_nation": lesson.originator_nation,
+        **{key: getattr(lesson, key) for key in PACKET_TEXT},
+        "tags": lesson.tags, "releasable_to": sorted(lesson.releasable_to),
+        "purpose": link.purpose,
+        "objective": ({"id": link.objective.public_id, "text": link.objective.text}
+                      if link.objective else None),
+        "milestone": link.milestone.name if link.milestone else None,
+        "link_status": link.status, "note": link.note,
+    }
+
+
+def packet_document(result: Packet) -> dict:
+    """The packet as data (the JSON download and the API): exercise, milestone, marking,
+    audience, lessons, withheld."""
+    exercise = result.exercise
+    return {
+        "exercise": {"id": exercise.public_id, "name": exercise.name,
+                     "starts_on": exercise.starts_on.isoformat(),
+                     "ends_on": exercise.ends_on.isoformat()},
+        "milestone": result.milestone.name,
+        "marking": result.marking,
+        "audience": result.audience,
+        "lessons": [packet_item(link) for link in result.lessons],
+        "withheld": {"count": len(result.withheld), "nations": result.lacking},
+    }
+
+
+
 # --- release requests ------------------------------------------------------------------------
 def request_release(user, exercise_id: str, lesson_id: str, nations: Iterable[str],
                     reason: str = "") -> ReleaseRequest:

@@ -8,11 +8,12 @@ from flask_login import current_user
 from lessons.extensions import login_manager
 
 # Endpoints reachable without logging in; everything else is refused server-side.
-PUBLIC_ENDPOINTS = frozenset({"auth.login", "static"})
+PUBLIC_ENDPOINTS = frozenset({"auth.login", "static", "api_docs.index"})
 
 
 def register_blueprints(app: Flask) -> None:
-    from lessons.views import admin, auth, exercises, lessons, main, reviews, search
+    from lessons.api import register_api
+    from lessons.views import account, admin, auth, exercises, lessons, main, reviews, search
 
     app.register_blueprint(auth.bp)
     app.register_blueprint(main.bp)
@@ -21,11 +22,15 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(exercises.bp)
     app.register_blueprint(reviews.bp)
     app.register_blueprint(admin.bp)
+    app.register_blueprint(account.bp)
+    register_api(app)
 
     @app.before_request
     def require_login():
         if request.endpoint in PUBLIC_ENDPOINTS or request.endpoint is None:
             return None
+        if request.blueprint == "api":
+            return None  # bearer tokens only: the API authenticates its own requests
         if not current_user.is_authenticated:
             return login_manager.unauthorized()
         return None

@@ -336,43 +336,8 @@ def packet(public_id: str):
                            milestone_label=milestone_label)
 
 
-PACKET_TEXT = ("observation", "discussion", "conclusion", "recommendation")
-
-
-def packet_item(link: ExerciseLesson) -> dict:
-    """One packet entry in the exchange format's keys plus how the exercise uses it."""
-    lesson = link.lesson
-    return {
-        "id": lesson.public_id, "external_id": lesson.external_id, "title": lesson.title,
-        "marking": lesson.marking, "kind": lesson.kind, "status": lesson.status,
-        "originator_nation": lesson.originator_nation,
-        **{key: getattr(lesson, key) for key in PACKET_TEXT},
-        "tags": lesson.tags, "releasable_to": sorted(lesson.releasable_to),
-        "purpose": link.purpose,
-        "objective": ({"id": link.objective.public_id, "text": link.objective.text}
-                      if link.objective else None),
-        "milestone": link.milestone.name if link.milestone else None,
-        "link_status": link.status, "note": link.note,
-    }
-
-
-def packet_document(result: packets.Packet) -> dict:
-    """The JSON download (and later the API): exercise, audience, lessons, withheld."""
-    exercise = result.exercise
-    return {
-        "exercise": {"id": exercise.public_id, "name": exercise.name,
-                     "starts_on": exercise.starts_on.isoformat(),
-                     "ends_on": exercise.ends_on.isoformat()},
-        "milestone": result.milestone.name,
-        "marking": result.marking,
-        "audience": result.audience,
-        "lessons": [packet_item(link) for link in result.lessons],
-        "withheld": {"count": len(result.withheld), "nations": result.lacking},
-    }
-
-
 CSV_COLUMNS = ("objective", "id", "external_id", "title", "marking", "kind", "status",
-               "originator_nation", *PACKET_TEXT, "tags", "purpose", "link_status", "note")
+               "originator_nation", *packets.PACKET_TEXT, "tags", "purpose", "link_status", "note")
 
 
 def _csv_cell(value: object) -> str:
@@ -386,7 +351,7 @@ def _packet_download(result: packets.Packet, fmt: str) -> Response:
     name = f"{result.exercise.name}-{result.milestone.name}".replace(" ", "-")
     name = "".join(ch for ch in name if ch.isalnum() or ch in "-_")[:80] or "packet"
     if fmt == "json":
-        body = json.dumps(packet_document(result), ensure_ascii=False, indent=2)
+        body = json.dumps(packets.packet_document(result), ensure_ascii=False, indent=2)
         return Response(body, mimetype="application/json", headers={
             "Content-Disposition": f'attachment; filename="{name}.json"'})
     out = io.StringIO()
@@ -394,7 +359,7 @@ def _packet_download(result: packets.Packet, fmt: str) -> Response:
     writer.writerow(["# " + result.marking])
     writer.writerow(CSV_COLUMNS)
     for link in result.lessons:
-        item = packet_item(link)
+        item = packets.packet_item(link)
         objective = item.pop("objective")
         item["objective"] = objective["text"] if objective else ""
         item["tags"] = ";".join(item["tags"])

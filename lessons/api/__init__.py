@@ -1,0 +1,152 @@
+"""The JSON API, ``/api/v1``: bearer tokens only (no cookies, so no CSRF), the same
+services and policy as the pages, RFC 9457 problems for every error, and ``ETag`` /
+``If-Match`` on everything that can be changed.
+
+The OpenAPI document (``/api/v1/openapi.json``) is generated from ``schemas`` and the
+operation table in ``openapi``; ``/api/docs`` renders it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+from flask import Blueprint, Flask, Response, g, jsonify, request
+from pydantic import BaseModel, ValidationError
+
+from lessons.errors import PreconditionFailed, PreconditionRequired, ValidationFailed, problem
+from lessons.extensions import csrf
+from lessons.models import User
+from lessons.services import tokens
+
+bp = Blueprint("api", __name__, url_prefix="/api/v1")
+
+# A lesson is eight 50,000-character texts at most; escaped JSON of that fits in 2 MB.
+API_MAX_BODY = 2 * 1024 * 1024
+PUBLIC = frozenset({"api.openapi"})
+
+Model = TypeVar("Model", bound=BaseModel)
+
+
+@bp.before_request
+def authenticate() -> Response | None:
+    """Every API call names its user by a bearer token; the session cookie is ignored."""
+    request.max_content_length = API_MAX_BODY
+    if request.endpoint in PUBLIC:
+        return None
+    header = request.headers.get("Authorization", "")
+    scheme, _, secret = header.partition(" ")
+    user = tokens.authenticate(secret.strip()) if scheme.lower() == "bearer" else None
+    if user is None:
+        return problem(401, "Unauthorized", "Send a valid API token: "
+                       "'Authorization: Bearer <token>' (create one on your account page "
+                       "or with `flask users token`).",
+                       headers={"WWW-Authenticate": 'Bearer realm="muster"'})
+    g.api_user = user
+    return None
+
+
+def caller() -> User:
+    return g.api_user
+
+
+def body(model: type[Model]) -> Model:
+    """The request's JSON body, checked against ``model``: 400 if it is not JSON, 422
+    listing every field that breaks the schema."""
+    if not request.is_json:
+        raise BadBody("Send a JSON body with 'Content-Type: application/json'.")
+    data = request.get_json(silent=True)
+    if data is None:
+        raise BadBody("The body is not readable JSON.")
+    bad = _unstorable(data)
+    if bad:
+        raise ValidationFailed({bad: "Text may not contain NUL characters or unpaired "
+                                     "surrogates."})
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ValidationFailed(_field_errors(exc)) from None
+
+
+def _unstorable(value: Any, where: str = "body") -> str:
+    """Where a string holds what no database stores (NUL, lone surrogates), else ''."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return where
+        return where if "\x00" in value else ""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found = _unstorable(key, where) or _unstorable(item, f"{key}" if where == "body"
+                                                           else f"{where}.{key}")
+            if found:
+                return found
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            found = _unstorable(item, f"{where}.{index}")
+            if found:
+                return found
+    return ""
+
+
+def _field_errors(exc: ValidationError) -> dict[str, str]:
+    errors: dict[str, str] = {}
+    for error in exc.errors(include_url=False):
+        where = ".".join(str(part) for part in error["loc"]) or "body"
+        errors.setdefault(where, error["msg"])
+    return errors
+
+
+class BadBody(ValidationFailed):
+    """Not a readable JSON body at all: 400, not 422."""
+
+    status = 400
+    title = "Bad request"
+
+    def __init__(self, message: str) -> None:
+        super().__init__({"body": message}, message)
+
+
+def if_match(required: bool = True) -> int | None:
+    """The version named by ``If-Match`` (``None`` for ``*``, or when optional and
+    absent). 428 when required and absent; 412 when it names no version."""
+    header = request.headers.get("If-Match", "").strip()
+    if not header:
+        if required:
+            raise PreconditionRequired("Send 'If-Match' with the ETag of the version your "
+                                       "change is based on (GET it first).")
+        return None
+    if header == "*":
+        return None
+    value = header.split(",")[0].strip().removeprefix("W/").strip('"')
+    if not value.isdigit():
+        raise PreconditionFailed(f"If-Match {header!r} names no version of this resource.")
+    return int(value)
+
+
+def query_int(name: str, default: int, low: int, high: int) -> int:
+    raw = request.args.get(name, "")
+    if raw == "":
+        return default
+    if not raw.isdigit() or not low <= int(raw) <= high:
+        raise ValidationFailed({name: f"Must be a whole number from {low} to {high}."})
+    return int(raw)
+
+
+def respond(data: Any, status: int = 200, *, version: int | None = None,
+            location: str | None = None) -> Response:
+    response = jsonify(data)
+    response.status_code = status
+    if version is not None:
+        response.headers["ETag"] = f'"{version}"'
+    if location:
+        response.headers["Location"] = location
+    return response
+
+
+def register_api(app: Flask) -> None:
+    from lessons.api import docs, exercises, lessons, openapi  # noqa: F401  (routes)
+
+    csrf.exempt(bp)
+    app.register_blueprint(bp)
+    app.register_blueprint(docs.bp)
