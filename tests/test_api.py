@@ -443,3 +443,9 @@ def test_the_api_docs_page_renders_the_document(app, client):
     html = client.get("/api/docs").get_data(as_text=True)
     assert "PATCH /exercises/{public_id}/lessons/{lesson_id}" in html
     assert 'id="schema-LessonCreate"' in html and "If-Match" in html
+
+
+def test_a_query_parameter_the_operation_does_not_take_is_refused(api):
+    problem = assert_problem(api("gb.author").get("/lessons?stauts=validated"), 422)
+    assert problem["errors"] == [{"field": "stauts",
+                                  "message": "Not a parameter of this operation."}]

@@ -300,3 +300,22 @@ def test_serving_warms_the_index_in_the_background_at_the_first_request(app, mak
     assert calls == [1]
     with served.app_context():
         db.engine.dispose()
+
+
+def test_segment_names_do_not_repeat_when_random_is_reseeded(app, make_user, make_lesson):
+    """Forked workers share ``random``'s state, and test tools reseed it: the index must
+    not draw a live segment's name again (it would overwrite that segment's files)."""
+    import random
+
+    from lessons import search
+
+    make_user("seed.author", "GBR", ("contributor",))
+    ids = []
+    for title in ("Reseeded lesson alpha", "Reseeded lesson bravo", "Reseeded lesson charlie"):
+        random.seed(1944)
+        ids.append(make_lesson("seed.author", "draft", title=title).public_id)
+    with app.app_context():
+        drift = search.check()
+        assert not (drift.missing or drift.stale or drift.extra or drift.pending)
+        names = [segment.segment_id() for segment in search.store().open()[1]._segments()]
+        assert len(names) == len(set(names))

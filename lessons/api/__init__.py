@@ -42,7 +42,20 @@ def authenticate() -> Response | None:
                        "or with `flask users token`).",
                        headers={"WWW-Authenticate": 'Bearer realm="muster"'})
     g.api_user = user
+    _check_query_names()
     return None
+
+
+def _check_query_names() -> None:
+    """Refuse query parameters the operation does not take: a misspelt filter
+    (``?stauts=``) would otherwise be ignored silently and return everything."""
+    from lessons.api.openapi import query_names
+
+    allowed = query_names(request.endpoint or "", request.method)
+    unknown = sorted(set(request.args) - allowed)
+    if allowed is not None and unknown:
+        raise ValidationFailed({name[:60]: "Not a parameter of this operation."
+                                for name in unknown[:20]})
 
 
 def caller() -> User:

@@ -69,9 +69,11 @@ def _exercise_response(exercise: Exercise, status: int = 200):
 
 
 def _input(data) -> dict:
+    """Body values for the services; objectives as texts or ``{"id", "text"}``."""
     values = data.model_dump(exclude_unset=True)
-    if "objectives" in values:
-        values["objectives"] = [o if isinstance(o, str) else {"id": o["id"], "text": o["text"]}
+    if values.get("objectives") is not None:
+        values["objectives"] = [o if isinstance(o, str)
+                                else {"id": o.get("id", ""), "text": o["text"]}
                                 for o in values["objectives"]]
     return values
 

@@ -22,7 +22,8 @@ ERROR_TEXT = {
     409: "The status table does not allow this move now.",
     412: "If-Match names a version that is no longer current.",
     413: f"The body is larger than {API_MAX_BODY // (1024 * 1024)} MB.",
-    422: "The body or a parameter breaks a rule; `errors` lists each field.",
+    422: "The body or a parameter breaks a rule (or is not one the operation takes); "
+         "`errors` lists each.",
     428: "A change needs If-Match.",
 }
 
@@ -136,6 +137,14 @@ _SPECIAL = {"api.exercise_lessons": {
     "api.openapi": {"type": "object"}}
 
 
+def query_names(endpoint: str, method: str) -> set[str] | None:
+    """The query parameters an operation takes (``None`` for an unknown operation)."""
+    for op in OPERATIONS:
+        if op.endpoint == endpoint and op.method == method.lower():
+            return {p.name for p in op.params if p.where == "query"}
+    return None
+
+
 def _schema(model: type[BaseModel], components: dict[str, Any], mode: str) -> dict:
     schema = model.model_json_schema(ref_template="#/components/schemas/{model}", mode=mode)
     for name, definition in schema.pop("$defs", {}).items():
@@ -164,7 +173,9 @@ def document() -> dict[str, Any]:
             success["headers"] = {"ETag": {"description": "The version, for If-Match.",
                                            "schema": {"type": "string"}}}
         responses: dict[str, Any] = {str(op.status): success}
-        for code in op.errors:
+        # Any operation refuses query parameters it does not take.
+        codes = sorted(set(op.errors) | ({422} if op.endpoint != "api.openapi" else set()))
+        for code in codes:
             responses[str(code)] = {"description": ERROR_TEXT[code], "content": {
                 "application/problem+json": {"schema": problem}}}
         operation: dict[str, Any] = {

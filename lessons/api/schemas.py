@@ -8,10 +8,10 @@ status table) are the services' and come back as 409/422 problems like any other
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from lessons.rules import (
     DESCRIPTION_MAX,
@@ -44,6 +44,9 @@ Text = Annotated[str, StringConstraints(max_length=TEXT_MAX)]
 Short = Annotated[str, StringConstraints(max_length=SHORT_MAX)]
 Note = Annotated[str, StringConstraints(max_length=NOTE_MAX)]
 PublicId = Annotated[str, StringConstraints(min_length=1, max_length=210)]
+# Stored as naive UTC; sent as RFC 3339 with the zone, as the document's date-time says.
+UtcDateTime = Annotated[datetime, AfterValidator(
+    lambda value: value if value.tzinfo else value.replace(tzinfo=UTC))]
 
 
 class _In(BaseModel):
@@ -132,8 +135,8 @@ class LessonOut(BaseModel):
     status: Literal[STATUSES]
     actions: list[Action]
     version: int
-    created_at: datetime
-    updated_at: datetime
+    created_at: UtcDateTime
+    updated_at: UtcDateTime
     marking: str
 
 
@@ -217,8 +220,8 @@ class ExerciseOut(BaseModel):
     planners: list[str]
     status: Literal["planned", "under_way", "completed"]
     version: int
-    created_at: datetime
-    updated_at: datetime
+    created_at: UtcDateTime
+    updated_at: UtcDateTime
     marking: str
 
 
@@ -260,7 +263,7 @@ class StepOut(BaseModel):
     from_status: Literal[LINK_STATUSES] | None
     to_status: Literal[LINK_STATUSES]
     by: str
-    at: datetime
+    at: UtcDateTime
     note: str
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import secrets
 import shutil
 import threading
@@ -25,6 +26,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import whoosh.util
 from sqlalchemy import delete, func, select, tuple_
 from sqlalchemy.orm import selectinload
 from whoosh import index as whoosh_index
@@ -37,6 +39,12 @@ from lessons.extensions import db
 from lessons.models import IndexOutbox, Lesson
 from lessons.search.documents import lesson_document
 from lessons.search.schema import SCHEMA_VERSION, build_schema
+
+# Whoosh names new segments and temporary files from the global ``random`` module. Its
+# state is shared with everything else in the process and copied into every forked
+# worker, so two workers (or anything that seeds ``random``) draw the same names, and a
+# new segment can overwrite the files of a live one. Names come from the OS instead.
+whoosh.util.random = random.SystemRandom()
 
 log = logging.getLogger(__name__)
 
