@@ -478,3 +478,42 @@ def test_a_drafts_actions_cannot_be_managed_even_by_an_analyst_author(app, make_
     assert "Add a remedial action" not in client.get(f"/lessons/{lesson.public_id}").text
     with app.app_context():
         assert db.session.scalar(select(func.count()).select_from(RemedialAction)) == 0
+
+
+def test_a_second_save_over_a_newer_version_shows_both_and_keeps_what_was_typed(
+        app, make_user, make_lesson, login_as):
+    """Two analysts open the same lesson; the first saves; the second's save is refused
+    with 409, shows what the first saved, keeps the second's text, and stores nothing.
+    Saving again from that page is deliberate and goes through."""
+    make_user("gb.author", "GBR", ("contributor",))
+    make_user("gb.an1", "GBR", ("analyst",))
+    make_user("gb.an2", "GBR", ("analyst",))
+    lesson = make_lesson("gb.author", "submitted")
+    first, second = login_as("gb.an1"), login_as("gb.an2")
+    path = f"/lessons/{lesson.public_id}/edit"
+    form_first = re.search(r'name="version" type="hidden" value="(\d+)"',
+                           first.get(path).get_data(as_text=True))
+    form_second = re.search(r'name="version" type="hidden" value="(\d+)"',
+                            second.get(path).get_data(as_text=True))
+    assert form_first and form_second and form_first[1] == form_second[1]
+    loaded = form_first[1]
+    assert first.post(path, data=form_data(version=loaded,
+                                           conclusion="First analyst's conclusion.")
+                      ).status_code == 302
+    response = second.post(path, data=form_data(version=loaded,
+                                                conclusion="Second analyst's conclusion."))
+    assert response.status_code == 409
+    html = response.get_data(as_text=True)
+    conflict = unescape(re.search(r'<section class="conflict.*?</section>', html, re.S)[0])
+    assert "First analyst's conclusion." in conflict and "Conclusion" in conflict
+    assert "Second analyst's conclusion." in unescape(html)  # still in the form
+    with app.app_context():
+        stored = db.session.scalar(select(Lesson).where(Lesson.public_id == lesson.public_id))
+        assert stored.conclusion == "First analyst's conclusion."
+        newer = str(stored.version)
+    assert f'name="version" type="hidden" value="{newer}"' in html
+    assert second.post(path, data=form_data(version=newer, conclusion="Merged conclusion.")
+                       ).status_code == 302
+    with app.app_context():
+        assert db.session.scalar(select(Lesson.conclusion).where(
+            Lesson.public_id == lesson.public_id)) == "Merged conclusion."

@@ -876,3 +876,22 @@ def test_exercise_visibility_in_python_and_sql_agree(app, people, create):
             in_python = {e.public_id for e in exercises if policy.can_view_exercise(user, e)}
             assert in_sql == in_python, user.username
         assert not policy.can_view_exercise(None, exercises[0])
+
+
+def test_a_second_save_of_an_exercise_over_a_newer_version_is_caught(app, people, create,
+                                                                      login_as):
+    public_id = create(planners="gb.planner, gb.planner2")
+    first, second = login_as("gb.planner"), login_as("gb.planner2")
+    path = f"/exercises/{public_id}/edit"
+    assert 'name="version" type="hidden" value="1"' in first.get(path).get_data(as_text=True)
+    common = {"planners": "gb.planner, gb.planner2", "version": "1"}
+    assert first.post(path, data=exercise_form(location="Catterick", **common)
+                      ).status_code == 302
+    response = second.post(path, data=exercise_form(location="Otterburn", **common))
+    assert response.status_code == 409
+    html = response.get_data(as_text=True)
+    assert "Someone else saved this exercise" in html and 'value="Otterburn"' in html
+    assert 'name="version" type="hidden" value="2"' in html
+    with app.app_context():
+        assert db.session.scalar(select(Exercise.location).where(
+            Exercise.public_id == public_id)) == "Catterick"

@@ -86,6 +86,8 @@ class ExerciseForm(FlaskForm):
     planners = StringField("Planners", render_kw={"maxlength": 2000},
                            description="Usernames of the planners who may edit this exercise, "
                                        "comma separated.")
+    # The version the edit form was loaded at: a save over a newer one is caught.
+    version = HiddenField()
 
     def contract_data(self) -> dict[str, Any]:
         """The submitted values keyed by contract key, for the exercise services."""

@@ -93,6 +93,22 @@ class NewLessonForm(LessonForm):
         return data
 
 
+class EditLessonForm(LessonForm):
+    """The edit form carries the version it was loaded at, so a save over someone else's
+    newer save is caught instead of silently undoing it."""
+
+    version = HiddenField()
+
+    def contract_data(self) -> dict[str, Any]:
+        data = super().contract_data()
+        data.pop("version", None)
+        return data
+
+    def loaded_version(self) -> int | None:
+        value = (self.version.data or "").strip()
+        return int(value) if value.isdigit() else None
+
+
 def _lesson_reference(value: str | None) -> str:
     """A pasted lesson address (``.../lessons/<id>``) becomes its id; ids pass as typed."""
     value = (value or "").strip()

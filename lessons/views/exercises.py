@@ -23,7 +23,8 @@ from flask_login import current_user
 from wtforms import SelectChoice
 
 from lessons import policy
-from lessons.errors import ValidationFailed
+from lessons.errors import PreconditionFailed, ValidationFailed
+from lessons.extensions import db
 from lessons.forms.exercises import (
     BLANK_MILESTONES,
     BLANK_OBJECTIVES,
@@ -78,7 +79,7 @@ def _exercise_form(exercise: Exercise | None = None) -> ExerciseForm:
             "objectives": values["objectives"] + [{"id": "", "text": ""}] * BLANK_OBJECTIVES,
             "custom_milestones": [{"name": k, "due_on": v} for k, v in custom.items()]
             + [{"name": "", "due_on": None}] * BLANK_MILESTONES}
-    return ExerciseForm(data=data)
+    return ExerciseForm(data={**data, "version": str(exercise.version)})
 
 
 @bp.route("/new", methods=["GET", "POST"])
@@ -154,10 +155,20 @@ def edit(public_id: str):
     policy.require_edit_exercise(current_user, exercise)
     form = ExerciseForm() if request.method == "POST" else _exercise_form(exercise)
     if form.validate_on_submit():
+        loaded = (form.version.data or "").strip()
         try:
-            service.update_exercise(current_user, public_id, form.contract_data())
+            service.update_exercise(current_user, public_id, form.contract_data(),
+                                    expected_version=int(loaded) if loaded.isdigit() else None)
         except ValidationFailed as exc:
             _apply_exercise_errors(form, exc.errors)
+        except PreconditionFailed:
+            # Someone saved first: keep what this planner typed, show the newer version's
+            # number, and let a second save be a deliberate choice. Nothing was stored.
+            db.session.rollback()
+            exercise = service.get_exercise(current_user, public_id)
+            form.version.data = str(exercise.version)
+            return render_template("exercises/form.html", form=form, exercise=exercise,
+                                   conflict=True), 409
         else:
             flash("Changes saved.", "success")
             return redirect(url_for("exercises.detail", public_id=public_id))

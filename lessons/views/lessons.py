@@ -7,11 +7,13 @@ from flask_login import current_user
 from wtforms import SelectChoice
 
 from lessons import policy
-from lessons.errors import ValidationFailed
+from lessons.errors import PreconditionFailed, ValidationFailed
+from lessons.extensions import db
 from lessons.forms.exercises import DecisionForm
 from lessons.forms.lessons import (
     ActionForm,
     ActionStatusForm,
+    EditLessonForm,
     LessonForm,
     LinkForm,
     NewLessonForm,
@@ -165,17 +167,41 @@ def edit(public_id: str):
     policy.require_edit(current_user, lesson)
     values = service.lesson_values(lesson)
     values["tags"] = ", ".join(values["tags"])
-    form = _lesson_form(data=values)
+    form = _lesson_form(EditLessonForm, data={**values, "version": str(lesson.version)})
     if form.validate_on_submit():
         try:
-            service.update_lesson(current_user, public_id, form.contract_data())
+            service.update_lesson(current_user, public_id, form.contract_data(),
+                                  expected_version=form.loaded_version())
         except ValidationFailed as exc:
             apply_errors(form, exc.errors)
+        except PreconditionFailed:
+            return _conflict_page(public_id, form)
         else:
             flash("Changes saved.", "success")
             return redirect(url_for("lessons.detail", public_id=public_id))
     status = 422 if form.is_submitted() else 200
     return render_template("lessons/form.html", form=form, lesson=lesson), status
+
+
+def _conflict_page(public_id: str, form: EditLessonForm):
+    """Someone saved the lesson after this form was loaded: show what they saved beside
+    the form, which keeps everything this user typed, now based on the newer version so
+    that saving again is a deliberate choice. Nothing was stored."""
+    db.session.rollback()
+    lesson = service.get_lesson(current_user, public_id)
+    saved = service.lesson_values(lesson)
+    mine = service.normalise_values(form.contract_data())
+    differing = [(key, form[key].label.text, saved[key]) for key in mine
+                 if key in saved and _comparable(saved[key]) != _comparable(mine[key])]
+    form.version.data = str(lesson.version)
+    return render_template("lessons/form.html", form=form, lesson=lesson,
+                           conflict=differing), 409
+
+
+def _comparable(value):
+    if isinstance(value, list):
+        return sorted(str(v) for v in value)
+    return value if value not in (None, "") else ""
 
 
 @bp.post("/<public_id>/transition")
