@@ -19,7 +19,7 @@ from lessons.services import users as user_service
 users_cli = AppGroup("users", help="Create and list user accounts.")
 demo_cli = AppGroup("demo", help="Demo data for trying Muster out (refused in production).")
 search_cli = AppGroup("search", help="Keep the search index in step with the database.")
-lessons_cli = AppGroup("lessons", help="Import and export lessons (JSON Lines exchange format).")
+lessons_cli = AppGroup("lessons", help="Import and export lessons (JSON Lines or CSV).")
 
 
 def _fail(errors: dict[str, str]) -> None:
@@ -156,6 +156,16 @@ def search_check_command() -> None:
     sys.exit(1)
 
 
+FORMATS = ("jsonl", "csv")
+
+
+def _format(path: str, given: str | None) -> str:
+    """The exchange format: as given, else from the file name (CSV for ``.csv``)."""
+    if given:
+        return given
+    return "csv" if path.lower().endswith(".csv") else "jsonl"
+
+
 @lessons_cli.command("import")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, allow_dash=True))
 @click.option("--as", "as_user", metavar="USERNAME",
@@ -163,12 +173,14 @@ def search_check_command() -> None:
                    "(default: the one active admin).")
 @click.option("--map", "map_file", type=click.Path(exists=True, dir_okay=False),
               help="JSON map from another system's keys to the contract keys.")
+@click.option("--format", "fmt", type=click.Choice(FORMATS),
+              help="jsonl or csv (default: csv for a .csv file, else jsonl).")
 @click.option("--skip-invalid", is_flag=True,
               help="Store the good lines and report the bad ones (default: all or nothing).")
-def import_command(file: str, as_user: str | None, map_file: str | None,
+def import_command(file: str, as_user: str | None, map_file: str | None, fmt: str | None,
                    skip_invalid: bool) -> None:
-    """Import lessons from FILE (JSON Lines; - for standard input)."""
-    from lessons.services import exchange
+    """Import lessons from FILE (JSON Lines or CSV; - for standard input)."""
+    from lessons.services import exchange, spreadsheet
 
     try:
         submitter = (exchange.require_user(as_user) if as_user
@@ -179,11 +191,19 @@ def import_command(file: str, as_user: str | None, map_file: str | None,
         _fail(exc.errors)
     except ValueError as exc:
         _fail({"--map": str(exc)})
-    with click.open_file(file, "r", encoding="utf-8-sig") as handle:
-        lines = handle.read().splitlines()
-    with click.progressbar(lines, label="Checking lines", file=sys.stderr) as bar:
-        report = exchange.import_lines(bar, submitter, field_map=field_map,
-                                       skip_invalid=skip_invalid)
+    with click.open_file(file, "rb") as handle:  # bytes: CSV cells keep their line ends
+        raw = handle.read()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        _fail({"file": f"not UTF-8 text (byte {exc.start}); save it as UTF-8 and retry"})
+    if _format(file, fmt) == "csv":
+        records = list(spreadsheet.read_rows(text, field_map))
+    else:
+        records = list(exchange.read_lines(text.splitlines(), field_map))
+    with click.progressbar(records, label="Checking and storing", show_pos=True,
+                           file=sys.stderr) as bar:
+        report = exchange.import_records(bar, submitter, skip_invalid=skip_invalid)
     for error in report.errors:
         click.echo(f"error: {error}", err=True)
     if report.stored:
@@ -200,20 +220,28 @@ def import_command(file: str, as_user: str | None, map_file: str | None,
 @click.argument("file", type=click.Path(dir_okay=False, writable=True, allow_dash=True))
 @click.option("--as", "as_user", metavar="USERNAME",
               help="Export only what this user may see (default: every lesson).")
-def export_command(file: str, as_user: str | None) -> None:
-    """Export lessons to FILE (JSON Lines; - for standard output)."""
-    from lessons.services import exchange
+@click.option("--format", "fmt", type=click.Choice(FORMATS),
+              help="jsonl or csv (default: csv for a .csv file, else jsonl).")
+def export_command(file: str, as_user: str | None, fmt: str | None) -> None:
+    """Export lessons to FILE (JSON Lines or CSV; - for standard output)."""
+    from lessons.services import exchange, spreadsheet
 
     try:
         viewer = exchange.require_user(as_user) if as_user else None
     except ValidationFailed as exc:
         _fail(exc.errors)
-    count = 0
-    with click.open_file(file, "w", encoding="utf-8", atomic=file != "-") as handle:
-        for line in exchange.export_lines(viewer):
-            handle.write(line)
-            count += 1
-    click.echo(f"Exported {count} lesson(s).", err=file == "-")
+    lessons = exchange.export_lessons(viewer)
+    csv_out = _format(file, fmt) == "csv"
+    with click.open_file(file, "wb", atomic=file != "-") as handle, \
+            click.progressbar(lessons, label="Exporting", show_pos=True,
+                              file=sys.stderr) as bar:
+        if csv_out:
+            handle.write(spreadsheet.header_line().encode("utf-8"))
+        for lesson in bar:
+            text = (spreadsheet.row_line(exchange.lesson_record(lesson)) if csv_out
+                    else exchange.json_line(lesson))
+            handle.write(text.encode("utf-8"))
+    click.echo(f"Exported {len(lessons)} lesson(s).", err=file == "-")
 
 
 def register_cli(app: Flask) -> None:

@@ -289,6 +289,12 @@ def can_write_observation_for(user: UserLike, exercise: Exercise) -> bool:
     return can_create_lesson(user) and can_view_exercise(user, exercise)
 
 
+def can_import_lessons(user: UserLike) -> bool:
+    """Analysts load their nation's lessons from files (operators use the CLI)."""
+    user = _real_user(user)
+    return user is not None and user.has_role("analyst")
+
+
 # --- users -----------------------------------------------------------------------------
 def can_admin(user: UserLike) -> bool:
     user = _real_user(user)

@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from flask_wtf import FlaskForm
+from flask_wtf.file import FileField, FileRequired
 from wtforms import (
+    BooleanField,
     DateField,
     HiddenField,
     SelectChoice,
@@ -137,3 +139,19 @@ class ActionForm(FlaskForm):
 
 class ActionStatusForm(FlaskForm):
     status = SelectField("Status", choices=_choices({s: s.title() for s in ACTION_STATUSES}))
+
+
+class ImportForm(FlaskForm):
+    file = FileField("File", validators=[FileRequired("Choose a file to upload.")],
+                     description="JSON Lines (.jsonl) or CSV (.csv) in the exchange format, "
+                                 "UTF-8.")
+    format = SelectField("Format", choices=[SelectChoice("", "From the file name"),
+                                            SelectChoice("jsonl", "JSON Lines"),
+                                            SelectChoice("csv", "CSV")], default="")
+    map = FileField("Field map (optional)",
+                    description="A JSON map from another system's fields to Muster's, "
+                                "as for `flask lessons import --map`.")
+
+
+class ConfirmImportForm(FlaskForm):
+    skip_invalid = BooleanField("Import the good lines and leave out the rejected ones")

@@ -15,12 +15,12 @@ from lessons.models.lesson import Lesson, RemedialAction, Tag
 from lessons.models.link import LessonLink
 from lessons.models.nation import Nation, NationGroup
 from lessons.models.outbox import IndexOutbox
-from lessons.models.token import ApiToken
+from lessons.models.token import ApiToken, StagedImport
 from lessons.models.user import User
 
 __all__ = [
-    "ApiToken", "AuditRecord", "Exercise", "ExerciseLesson", "ExerciseLessonStep", "ExerciseNation",
-    "GlossaryGroup", "GlossaryState", "Milestone", "Objective", "ReleaseRequest",
-    "IndexOutbox", "Lesson", "LessonLink", "Nation", "NationGroup", "RemedialAction", "Tag",
-    "User",
+    "ApiToken", "AuditRecord", "Exercise", "ExerciseLesson", "ExerciseLessonStep",
+    "ExerciseNation", "GlossaryGroup", "GlossaryState", "IndexOutbox", "Lesson", "LessonLink",
+    "Milestone", "Nation", "NationGroup", "Objective", "ReleaseRequest", "RemedialAction",
+    "StagedImport", "Tag", "User",
 ]

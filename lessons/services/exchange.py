@@ -261,6 +261,8 @@ class ImportReport:
     unchanged: int = 0
     errors: list[LineError] = field(default_factory=list)
     stored: bool = False
+    # Line number -> created / updated / unchanged, for the upload page's preview.
+    outcomes: dict[int, str] = field(default_factory=dict)
 
     @property
     def rejected_lines(self) -> list[int]:
@@ -316,25 +318,43 @@ def _store(record: CheckedRecord, existing: Lesson | None, submitter: User) -> s
 
 
 def import_lines(lines: Iterable[str], submitter: User, *, field_map: FieldMap | None = None,
-                 skip_invalid: bool = False) -> ImportReport:
-    """Import exchange-format lines as ``submitter`` (operator use; commits once).
+                 skip_invalid: bool = False, dry_run: bool = False,
+                 own_nation_only: bool = False) -> ImportReport:
+    """Import exchange-format lines as ``submitter``; see ``import_records``."""
+    return import_records(read_lines(lines, field_map), submitter, skip_invalid=skip_invalid,
+                          dry_run=dry_run, own_nation_only=own_nation_only)
 
-    Every line is checked before anything is stored. Without ``skip_invalid`` any bad
-    line means nothing is stored and every bad line is reported; with it, the good
-    lines are stored. A status in the file is taken as is and audited as imported.
+
+def import_records(records: Iterable[tuple[int, dict[str, Any] | None, LineError | None]],
+                   submitter: User, *, skip_invalid: bool = False, dry_run: bool = False,
+                   own_nation_only: bool = False) -> ImportReport:
+    """Import records (from JSON Lines or CSV, already mapped) as ``submitter``; commits
+    once.
+
+    Every record is checked before anything is stored. Without ``skip_invalid`` any bad
+    record means nothing is stored and every bad one is reported; with it, the good ones
+    are stored. A status in the file is taken as is and audited as imported.
+    ``dry_run`` does everything but commit (the upload page's preview: exact counts of
+    new, updated and unchanged, nothing stored or indexed). ``own_nation_only`` (an
+    analyst's upload) refuses records of, or updates to, another nation's lessons.
     """
     report = ImportReport()
     nations = nation_codes()
     codes = known_codes()
     checked: list[CheckedRecord] = []
     seen: dict[str, int] = {}
-    for number, record, error in read_lines(lines, field_map):
+    for number, record, error in records:
         if error is not None:
             report.errors.append(error)
             continue
         assert record is not None
         result, errors = check_record(record, number, default_nation=submitter.nation_code,
                                       nations=nations, codes=codes)
+        if result is not None and own_nation_only and result.originator != \
+                submitter.nation_code:
+            errors = [LineError(number, "originator_nation",
+                                f"you may import lessons of {submitter.nation_code} only")]
+            result = None
         if result is not None and result.external_id:
             if result.external_id in seen:
                 errors = [LineError(number, "external_id",
@@ -345,14 +365,28 @@ def import_lines(lines: Iterable[str], submitter: User, *, field_map: FieldMap |
         report.errors.extend(errors)
         if result is not None:
             checked.append(result)
-    if report.errors and not skip_invalid:
-        return report
     existing = {lesson.external_id: lesson for lesson in db.session.scalars(
         select(Lesson).where(Lesson.external_id.in_(list(seen))))} if seen else {}
+    if own_nation_only:
+        for record in list(checked):
+            current = existing.get(record.external_id or "")
+            if current is not None and current.originator_nation != submitter.nation_code:
+                # Same words whether or not the submitter could see it: no existence leak.
+                report.errors.append(LineError(record.line, "external_id",
+                                               "names a lesson you may not update"))
+                checked.remove(record)
+    report.errors.sort(key=lambda e: e.line)
+    report.outcomes = {}
+    if report.errors and not skip_invalid and not dry_run:
+        return report
     try:
         for record in checked:
             outcome = _store(record, existing.get(record.external_id or ""), submitter)
             setattr(report, outcome, getattr(report, outcome) + 1)
+            report.outcomes[record.line] = outcome
+        if dry_run:
+            db.session.rollback()
+            return report
         db.session.commit()
     except BaseException:
         db.session.rollback()
@@ -380,9 +414,9 @@ def lesson_record(lesson: Lesson) -> dict[str, Any]:
     return record
 
 
-def export_lines(viewer: User | None, lesson_ids: list[int] | None = None) -> Iterator[str]:
-    """JSON Lines for the lessons ``viewer`` may see (every lesson when ``viewer`` is None,
-    an operator's export), optionally only ``lesson_ids``, in their given order."""
+def export_lessons(viewer: User | None, lesson_ids: list[int] | None = None) -> list[Lesson]:
+    """The lessons ``viewer`` may see (every lesson when ``viewer`` is None, an operator's
+    export), optionally only ``lesson_ids``, in their given order (else by age)."""
     query = select(Lesson).order_by(Lesson.id)
     if viewer is not None:
         query = query.where(policy.visible_lessons(viewer))
@@ -392,9 +426,17 @@ def export_lines(viewer: User | None, lesson_ids: list[int] | None = None) -> It
     lessons = list(db.session.scalars(query))
     if lesson_ids is not None:
         lessons.sort(key=lambda lesson: rank[lesson.id])
-    for lesson in lessons:
-        if viewer is None or policy.can_view(viewer, lesson):
-            yield json.dumps(lesson_record(lesson), ensure_ascii=False) + "\n"
+    return [lesson for lesson in lessons if viewer is None or policy.can_view(viewer, lesson)]
+
+
+def export_lines(viewer: User | None, lesson_ids: list[int] | None = None) -> Iterator[str]:
+    """JSON Lines for ``export_lessons(viewer, lesson_ids)``."""
+    for lesson in export_lessons(viewer, lesson_ids):
+        yield json_line(lesson)
+
+
+def json_line(lesson: Lesson) -> str:
+    return json.dumps(lesson_record(lesson), ensure_ascii=False) + "\n"
 
 
 def default_submitter() -> User:

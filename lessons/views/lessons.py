@@ -13,7 +13,9 @@ from lessons.forms.exercises import DecisionForm
 from lessons.forms.lessons import (
     ActionForm,
     ActionStatusForm,
+    ConfirmImportForm,
     EditLessonForm,
+    ImportForm,
     LessonForm,
     LinkForm,
     NewLessonForm,
@@ -22,7 +24,7 @@ from lessons.forms.lessons import (
 from lessons.models import Lesson
 from lessons.rules import ATTACHABLE_STATUSES, KINDS, STATUSES
 from lessons.search import related
-from lessons.services import attachments, packets
+from lessons.services import attachments, imports, packets
 from lessons.services import exercises as exercise_service
 from lessons.services import lessons as service
 from lessons.views.helpers import apply_errors
@@ -55,6 +57,44 @@ def index():
                            confirmations=confirmations if flt.tab == "review" else [],
                            releases=releases if flt.tab == "review" else [],
                            decision_form=DecisionForm())
+
+
+@bp.route("/import", methods=["GET", "POST"])
+def import_file():
+    """Upload lessons (JSON Lines or CSV): preview first, store on confirmation."""
+    if not policy.can_import_lessons(current_user):
+        abort(403, "Only analysts import lessons.")
+    form = ImportForm()
+    if form.validate_on_submit():
+        upload, mapping = form.file.data, form.map.data
+        try:
+            preview = imports.stage(current_user, upload.filename or "", upload.read(),
+                                    form.format.data or "",
+                                    mapping.read() if mapping else b"")
+        except ValidationFailed as exc:
+            apply_errors(form, exc.errors)
+        else:
+            return render_template("lessons/import.html", form=form, preview=preview,
+                                   confirm_form=ConfirmImportForm(formdata=None))
+    status = 422 if form.is_submitted() else 200
+    return render_template("lessons/import.html", form=form, preview=None), status
+
+
+@bp.post("/import/<token>")
+def confirm_import(token: str):
+    form = ConfirmImportForm()
+    if not form.validate_on_submit():
+        abort(400, "The form expired; upload the file again.")
+    report = imports.confirm(current_user, token, skip_invalid=bool(form.skip_invalid.data))
+    if not report.stored:
+        preview = imports.preview(current_user, token)
+        return render_template("lessons/import.html", form=ImportForm(formdata=None),
+                               preview=preview, confirm_form=form,
+                               refused=True), 422
+    flash(f"Imported {report.created} new and {report.updated} updated lesson(s); "
+          f"{report.unchanged} unchanged, {len(report.rejected_lines)} line(s) left out.",
+          "success")
+    return redirect(url_for("lessons.index", tab="all"))
 
 
 @bp.route("/new", methods=["GET", "POST"])

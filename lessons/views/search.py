@@ -9,7 +9,7 @@ from lessons import policy, search
 from lessons.errors import NotFound
 from lessons.models import Exercise
 from lessons.rules import ATTACHABLE_STATUSES
-from lessons.services import exchange
+from lessons.services import exchange, spreadsheet
 from lessons.services import exercises as exercise_service
 
 bp = Blueprint("search", __name__, url_prefix="/search")
@@ -56,9 +56,14 @@ def _attach_target() -> Exercise | None:
 
 @bp.get("/export")
 def export():
-    """Every result of the search the user may see, in the exchange format."""
+    """Every result of the search the user may see, in the exchange format: JSON Lines,
+    or CSV with ``format=csv``."""
     state = _state()
     ids = search.matching_ids(current_user, state["text"], filters=state["filters"])
+    if request.args.get("format") == "csv":
+        rows = spreadsheet.export_rows(exchange.export_lessons(current_user, ids))
+        return Response(stream_with_context(rows), mimetype="text/csv", headers={
+            "Content-Disposition": 'attachment; filename="lessons.csv"'})
     lines = exchange.export_lines(current_user, ids)
     return Response(stream_with_context(lines), mimetype="application/x-ndjson",
                     headers={"Content-Disposition": 'attachment; filename="lessons.jsonl"'})
