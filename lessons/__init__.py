@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from flask import Flask, Response
+from flask import Flask, Response, abort, request
 from sqlalchemy import event
 from sqlalchemy.engine import Engine, make_url
 
@@ -45,6 +45,7 @@ def create_app(config: type[Config] | str | None = None, **overrides: object) ->
     from lessons.errors import register_error_pages
     from lessons.views import register_blueprints
 
+    app.before_request(_refuse_nul_characters)
     register_blueprints(app)
     register_error_pages(app)
 
@@ -73,6 +74,19 @@ def _warm_search_on_first_request(app: Flask) -> None:
             from lessons import search
 
             search.warm_in_background(app)
+
+
+def _refuse_nul_characters() -> None:
+    """No database stores a NUL character (PostgreSQL refuses the whole statement), so a
+    request carrying one in its address, query or form gets a 400 here, before any
+    view, instead of a server error later."""
+    texts = [*(request.view_args or {}).values()]
+    for source in (request.args, request.form):
+        for key, values in source.lists():
+            texts.append(key)
+            texts.extend(values)
+    if any(isinstance(text, str) and "\x00" in text for text in texts):
+        abort(400, "Text may not contain NUL characters.")
 
 
 def _security_headers(response: Response) -> Response:

@@ -449,3 +449,12 @@ def test_a_query_parameter_the_operation_does_not_take_is_refused(api):
     problem = assert_problem(api("gb.author").get("/lessons?stauts=validated"), 422)
     assert problem["errors"] == [{"field": "stauts",
                                   "message": "Not a parameter of this operation."}]
+
+
+def test_nul_characters_anywhere_in_a_request_get_400_not_a_server_error(api, login_as):
+    gb = api("gb.author")
+    assert_problem(gb.get("/lessons/ab%00cd"), 400, "NUL")
+    assert_problem(gb.get("/lessons?q=a%00b"), 400, "NUL")
+    page = login_as("gb.an")
+    assert page.get("/lessons/ab%00cd").status_code == 400
+    assert page.post("/lessons/new", data={"title": "a\x00b"}).status_code == 400

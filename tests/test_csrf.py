@@ -312,7 +312,7 @@ def test_every_post_form_on_the_lesson_pages_carries_a_token(users, make_lesson,
     lesson = make_lesson("gb.author", "action_assigned", analyst="gb.analyst")
     client = csrf_client("gb.analyst")
     for path in ("/", "/lessons", f"/lessons/{lesson.public_id}",
-                 f"/lessons/{lesson.public_id}/edit", "/account"):
+                 f"/lessons/{lesson.public_id}/edit", "/account", "/lessons/import"):
         parser = FormParser()
         parser.feed(client.get(path).text)
         posts = [f for f in parser.forms if f.method == "post"]
