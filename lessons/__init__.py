@@ -81,7 +81,11 @@ def _refuse_nul_characters() -> None:
     request carrying one in its address, query or form gets a 400 here, before any
     view, instead of a server error later."""
     texts = [*(request.view_args or {}).values()]
-    for source in (request.args, request.form):
+    sources = [request.args]
+    if request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        # Only then: reading the body sets its size limit, which the API sets lower.
+        sources.append(request.form)
+    for source in sources:
         for key, values in source.lists():
             texts.append(key)
             texts.extend(values)

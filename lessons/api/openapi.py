@@ -15,7 +15,7 @@ from lessons.api import API_MAX_BODY, bp
 from lessons.api import schemas as s
 
 ERROR_TEXT = {
-    400: "The body is not readable JSON.",
+    400: "The body is not readable JSON, or the request holds a NUL character.",
     401: "No valid API token.",
     403: "Visible to the caller, who may not change it.",
     404: "Does not exist, or the caller may not see it (the two look the same).",
@@ -173,8 +173,10 @@ def document() -> dict[str, Any]:
             success["headers"] = {"ETag": {"description": "The version, for If-Match.",
                                            "schema": {"type": "string"}}}
         responses: dict[str, Any] = {str(op.status): success}
-        # Any operation refuses query parameters it does not take.
-        codes = sorted(set(op.errors) | ({422} if op.endpoint != "api.openapi" else set()))
+        # Any operation refuses query parameters it does not take (422), and NUL
+        # characters in its address or query (400).
+        codes = sorted(set(op.errors) | {400} | ({422} if op.endpoint != "api.openapi"
+                                                 else set()))
         for code in codes:
             responses[str(code)] = {"description": ERROR_TEXT[code], "content": {
                 "application/problem+json": {"schema": problem}}}
