@@ -369,6 +369,9 @@ def test_recommendations_attach_track_and_packet_through_the_api(api, make_lesso
                                                     "purpose": "read_ahead"}), 422,
                    "already attached")
     link_path = f"{base}/lessons/{wide.public_id}"
+    response = planner.get(link_path)
+    assert response.status_code == 200 and response.headers["ETag"] == '"1"'
+    assert response.get_json()["status"] == "proposed"
     assert_problem(planner.patch(link_path, {"status": "incorporated"},
                                  headers={"If-Match": '"1"'}), 409)
     assert_problem(planner.patch(link_path, {"status": "accepted"}), 428)
