@@ -24,7 +24,6 @@ from wtforms import SelectChoice
 
 from lessons import policy
 from lessons.errors import PreconditionFailed, ValidationFailed
-from lessons.extensions import db
 from lessons.forms.exercises import (
     BLANK_MILESTONES,
     BLANK_OBJECTIVES,
@@ -164,7 +163,6 @@ def edit(public_id: str):
         except PreconditionFailed:
             # Someone saved first: keep what this planner typed, show the newer version's
             # number, and let a second save be a deliberate choice. Nothing was stored.
-            db.session.rollback()
             exercise = service.get_exercise(current_user, public_id)
             form.version.data = str(exercise.version)
             return render_template("exercises/form.html", form=form, exercise=exercise,

@@ -8,7 +8,6 @@ from wtforms import SelectChoice
 
 from lessons import policy
 from lessons.errors import PreconditionFailed, ValidationFailed
-from lessons.extensions import db
 from lessons.forms.exercises import DecisionForm
 from lessons.forms.lessons import (
     ActionForm,
@@ -227,7 +226,6 @@ def _conflict_page(public_id: str, form: EditLessonForm):
     """Someone saved the lesson after this form was loaded: show what they saved beside
     the form, which keeps everything this user typed, now based on the newer version so
     that saving again is a deliberate choice. Nothing was stored."""
-    db.session.rollback()
     lesson = service.get_lesson(current_user, public_id)
     saved = service.lesson_values(lesson)
     mine = service.normalise_values(form.contract_data())
