@@ -25,35 +25,62 @@ from whoosh.query import And, AndNot, Every, Not, NullQuery, Or, Query, Term
 from whoosh.reading import TermNotFound
 from whoosh.searching import Searcher
 
-from lessons.search.schema import FACETS
+from lessons.search import postings
+from lessons.search.postings import Postings
+from lessons.search.schema import CONTENT, FACETS, TITLE
 
 # Masks of arbitrary terms kept per segment (facet values are always kept).
 TERM_MASKS_KEPT = 2048
+# Postings of the text fields' words kept per process, most recently used first: the
+# masks and the ranking of a query read them once, and the common words of the next
+# queries are read from memory (a word in every other lesson of 100,000 takes 400 kB).
+POSTINGS_KEPT_BYTES = 40 * 2**20
+CACHED_POSTINGS_FIELDS = frozenset({TITLE, CONTENT})
 _lock = threading.Lock()
 
 
-def ids_to_mask(ids: Iterable[int], size: int) -> int:
+def ids_to_mask(ids: Iterable[int] | np.ndarray, size: int) -> int:
     present = np.zeros(size, dtype=bool)
-    present[np.fromiter(ids, dtype=np.int64)] = True
+    present[ids if isinstance(ids, np.ndarray) else np.fromiter(ids, dtype=np.int64)] = True
     return int.from_bytes(np.packbits(present, bitorder="little").tobytes(), "little")
 
 
-def term_mask(reader, fieldname: str, text: str, size: int) -> int:
+def term_mask(reader, fieldname: str, text: str | bytes, size: int) -> int:
     """The mask of a segment's documents holding the term (deleted ones included)."""
-    field = reader.schema[fieldname]
-    raw = text.encode("utf-8") if isinstance(text, str) else text
-    try:
-        matcher = reader._terms.matcher(fieldname, raw, field.format)
-        read_block = matcher._read_ids
-    except AttributeError:
-        return ids_to_mask(reader.postings(fieldname, text).all_ids(), size)
-    ids: list[int] = []
-    while not matcher._atend:
-        if matcher._ids is None:
-            read_block()
-        ids.extend(matcher._ids)
-        matcher._next_block()
-    return ids_to_mask(ids, size)
+    return ids_to_mask(postings.read(reader, fieldname, text, weights=False).ids, size)
+
+
+class _PostingsCache:
+    """Recently read postings of text-field words, by segment, within a byte budget."""
+
+    def __init__(self, budget: int) -> None:
+        self.budget = budget
+        self.used = 0
+        self.entries: OrderedDict[tuple[str, str, str], Postings] = OrderedDict()
+
+    def get(self, key: tuple[str, str, str]) -> Postings | None:
+        with _lock:
+            found = self.entries.get(key)
+            if found is not None:
+                self.entries.move_to_end(key)
+            return found
+
+    def put(self, key: tuple[str, str, str], value: Postings) -> None:
+        size = value.ids.nbytes + value.weights.nbytes
+        if size > self.budget // 4:
+            return  # one huge list would push out everything else
+        with _lock:
+            old = self.entries.pop(key, None)
+            if old is not None:
+                self.used -= old.ids.nbytes + old.weights.nbytes
+            self.entries[key] = value
+            self.used += size
+            while self.used > self.budget and self.entries:
+                _, dropped = self.entries.popitem(last=False)
+                self.used -= dropped.ids.nbytes + dropped.weights.nbytes
+
+
+_postings = _PostingsCache(POSTINGS_KEPT_BYTES)
 
 
 def mask_to_ids(mask: int) -> list[int]:
@@ -83,14 +110,31 @@ class Leaf:
     offset: int
     masks: SegmentMasks
     live: int  # documents not deleted
+    key: str = ""  # the segment's, for caches
+
+    def postings(self, fieldname: str, text: str) -> Postings:
+        """The word's postings in this segment (deleted documents included): ids in
+        document order and weights; the text fields' are kept for the next query."""
+        if fieldname not in CACHED_POSTINGS_FIELDS:
+            return postings.read(self.searcher.reader(), fieldname, text)
+        key = (self.key, fieldname, text)
+        found = _postings.get(key)
+        if found is None:
+            read = postings.read(self.searcher.reader(), fieldname, text)
+            found = Postings(read.ids.astype(np.int32), read.weights.astype(np.float32))
+            _postings.put(key, found)
+        return found
 
     def term(self, fieldname: str, text: str) -> int:
         key = (fieldname, text)
         found = self.masks.terms.get(key)
         if found is None:
             try:
-                found = term_mask(self.searcher.reader(), fieldname, text,
-                                  self.masks.size)
+                if fieldname in CACHED_POSTINGS_FIELDS:
+                    found = ids_to_mask(self.postings(fieldname, text).ids, self.masks.size)
+                else:
+                    found = term_mask(self.searcher.reader(), fieldname, text,
+                                      self.masks.size)
             except (TermNotFound, KeyError):
                 found = 0
             with _lock:
@@ -172,7 +216,7 @@ def leaves(searcher: Searcher, generation: str) -> list[Leaf]:
             masks = _segments[key] = SegmentMasks(size=size)
         deleted = reader.deleted_docs_set if reader.has_deletions() else ()
         live = ((1 << size) - 1) & ~ids_to_mask(deleted, size)
-        found.append(Leaf(leaf_searcher, offset, masks, live))
+        found.append(Leaf(leaf_searcher, offset, masks, live, key))
     in_use = {f"{generation}/{leaf.searcher.reader().segment().segment_id()}"
               for leaf in found}
     if len(_segments) > 4 * max(len(in_use), 8):
