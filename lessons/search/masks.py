@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from whoosh.idsets import DocIdSet
-from whoosh.query import And, AndNot, Every, Not, NullQuery, Or, Query, Term
+from whoosh.query import And, AndNot, Every, Not, NullQuery, Or, Phrase, Query, Term
 from whoosh.reading import TermNotFound
 from whoosh.searching import Searcher
 
@@ -143,35 +143,76 @@ class Leaf:
                     self.masks.terms.popitem(last=False)
         return found & self.live
 
-    def query(self, query: Query) -> int:
-        """The live documents of this segment that ``query`` matches."""
+    def query(self, query: Query, within: int | None = None) -> int:
+        """The live documents of this segment that ``query`` matches, among ``within``
+        (default: every live one). Narrowing first is what makes phrases cheap: their
+        positions are read only for the documents still in question."""
+        scope = self.live if within is None else within & self.live
+        return self._query(query, scope) if scope else 0
+
+    def _query(self, query: Query, scope: int) -> int:
         if isinstance(query, Term):
             text = query.text.decode() if isinstance(query.text, bytes) else str(query.text)
-            return self.term(query.fieldname, text)
+            return self.term(query.fieldname, text) & scope
         if isinstance(query, And):
-            mask = self.live
-            for child in query.subqueries:
-                mask &= self.query(child)
+            mask = scope
+            for child in sorted(query.subqueries, key=_cost):  # words before phrases
+                mask = self._query(child, mask)
                 if not mask:
                     break
             return mask
         if isinstance(query, Or):
             mask = 0
-            for child in query.subqueries:
-                mask |= self.query(child)
+            for child in sorted(query.subqueries, key=_cost):
+                rest = scope & ~mask  # what an earlier part matched is in already
+                if not rest:
+                    break
+                mask |= self._query(child, rest)
             return mask
         if isinstance(query, AndNot):
-            return self.query(query.a) & ~self.query(query.b)
+            mask = self._query(query.a, scope)
+            return mask & ~self._query(query.b, mask) if mask else 0
         if isinstance(query, Not):
-            return self.live & ~self.query(query.query)
+            return scope & ~self._query(query.query, scope)
         if isinstance(query, Every):
-            return self.live
+            return scope
         if query is NullQuery:
             return 0
-        # Phrases, wildcards, ranges: ask Whoosh for the documents.
+        if isinstance(query, Phrase) and query.slop == 1 and query.words and \
+                _has_positions(self.searcher, query.fieldname):
+            return self.phrase(query.fieldname, query.words, scope)
+        # Sloppy phrases, wildcards, ranges: ask Whoosh for the documents.
         context = self.searcher.boolean_context()
         return ids_to_mask(query.matcher(self.searcher, context).all_ids(),
-                           self.masks.size) & self.live
+                           self.masks.size) & scope
+
+    def phrase(self, fieldname: str, words: list[str | bytes], scope: int) -> int:
+        """The documents of ``scope`` holding ``words`` at consecutive positions (what
+        Whoosh's phrase with slop 1 matches), checked on the positions of the documents
+        holding every word only, rarest word first."""
+        texts = [w.decode() if isinstance(w, bytes) else str(w) for w in words]
+        candidates = scope
+        for text in set(texts):
+            candidates &= self.term(fieldname, text)
+            if not candidates:
+                return 0
+        offsets: dict[str, list[int]] = {}
+        for offset, text in enumerate(texts):
+            offsets.setdefault(text, []).append(offset)
+        reader = self.searcher.reader()
+        docs = np.asarray(mask_to_ids(candidates), dtype=np.int64)
+        starts = None  # document << 32 | where the phrase would start in it
+        for text in sorted(offsets, key=lambda t: self.term(fieldname, t).bit_count()):
+            doc_of, where = postings.positions(reader, fieldname, text, docs)
+            for offset in offsets[text]:
+                keep = where >= offset
+                keys = (doc_of[keep] << 32) | (where[keep] - offset)
+                starts = keys if starts is None else np.intersect1d(starts, keys,
+                                                                    assume_unique=True)
+                if not len(starts):
+                    return 0
+            docs = np.unique(starts >> 32)
+        return ids_to_mask(docs, self.masks.size)
 
     def lengths(self, fieldname: str) -> np.ndarray:
         """Each document's length in ``fieldname`` (for BM25), read once per segment."""
@@ -200,6 +241,20 @@ class Leaf:
                 values[text] = term_mask(reader, fieldname, raw, self.masks.size)
             self.masks.facets[fieldname] = values
         return values
+
+
+def _has_positions(searcher: Searcher, fieldname: str) -> bool:
+    field = searcher.schema[fieldname] if fieldname in searcher.schema else None
+    return bool(field and field.format and field.format.supports("positions"))
+
+
+def _cost(query: Query) -> int:
+    """Rough order of evaluation: masks of words first, position checks last."""
+    if isinstance(query, Term):
+        return 0
+    if query.is_leaf():
+        return 2
+    return max((_cost(child) for child in query.children()), default=0)
 
 
 def leaves(searcher: Searcher, generation: str) -> list[Leaf]:

@@ -31,6 +31,10 @@ _BININT1, _BININT2, _BININT = 0x4B, 0x4D, 0x4A
 _NONE, _BINFLOAT = 0x4E, 0x47
 _FLOATS = np.dtype([("op", "u1"), ("value", ">f8")])
 _ONE = b"G" + struct.pack(">d", 1.0)
+# A posting's positions: a count, then the gaps pickled as a list; with one position,
+# the count 1 and a one-item list of a one- or two-byte integer.
+_ONE_POSITION_K = b"\x00\x00\x00\x01\x80\x02]q\x00K"
+_ONE_POSITION_M = b"\x00\x00\x00\x01\x80\x02]q\x00M"
 _EMPTY_IDS = np.zeros(0, dtype=np.int64)
 _EMPTY_WEIGHTS = np.zeros(0, dtype=np.float64)
 
@@ -209,3 +213,89 @@ def _read_generic(reader, fieldname: str, text: str | bytes) -> Postings:
     if not ids:
         return NO_POSTINGS
     return Postings(np.asarray(ids, dtype=np.int64), np.asarray(weights, dtype=np.float64))
+
+
+def positions(reader, fieldname: str, text: str | bytes, docs: np.ndarray
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """Where the term occurs in the documents ``docs`` (sorted document numbers) of the
+    segment: parallel arrays of document numbers and word positions, by document.
+
+    Only the blocks whose id range holds one of ``docs`` are decompressed; those are
+    unpickled in full (the positions are in the part that is slow to read)."""
+    try:
+        matcher = _block_matcher(reader, fieldname, text)
+    except AttributeError:
+        return _positions_generic(reader, fieldname, text, docs)
+    if matcher is None or not len(docs):
+        return _EMPTY_IDS, _EMPTY_IDS
+    found_docs: list[int] = []
+    counts: list[int] = []
+    gaps: list[int] = []  # position gaps, per document from zero
+    first = 0  # the block's lowest possible id
+    postfile = matcher._postfile
+    while not matcher._atend:
+        last = matcher._maxid
+        start = np.searchsorted(docs, first)
+        if start < len(docs) and docs[start] <= last:
+            data = postfile.get(matcher._dataoffset,
+                                matcher._nextoffset - matcher._dataoffset)
+            if matcher._compression:
+                data = zlib.decompress(data)
+            id_gaps, _weights, values = pickle.loads(data)
+            ids = np.cumsum(np.asarray(id_gaps, dtype=np.int64))
+            wanted = docs[start:np.searchsorted(docs, last, side="right")]
+            at = np.minimum(np.searchsorted(ids, wanted), len(ids) - 1)
+            at = at[ids[at] == wanted]
+            for k, doc in zip(at.tolist(), ids[at].tolist(), strict=True):
+                value = values[k]
+                head = value[:10]
+                if head == _ONE_POSITION_K and len(value) == 13:
+                    gaps.append(value[10])  # the usual value: one position under 256
+                    counts.append(1)
+                elif head == _ONE_POSITION_M and len(value) == 14:
+                    gaps.append(value[10] | value[11] << 8)
+                    counts.append(1)
+                else:
+                    deltas = pickle.loads(value[4:] if value.endswith(b".")
+                                          else value[4:] + b".")
+                    counts.append(len(deltas))
+                    gaps.extend(deltas)
+                found_docs.append(doc)
+        first = last + 1
+        matcher._next_block()
+    return _by_document(found_docs, counts, gaps)
+
+
+def _by_document(found_docs: list[int], counts: list[int], gaps: list[int]
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """(document per position, position) from each document's position gaps."""
+    if not found_docs:
+        return _EMPTY_IDS, _EMPTY_IDS
+    sizes = np.asarray(counts, dtype=np.int64)
+    running = np.cumsum(np.asarray(gaps, dtype=np.int64))
+    # Each document's positions restart from zero: take off what came before it.
+    ends = np.cumsum(sizes)
+    before = np.concatenate(([0], running[ends[:-1] - 1]))
+    return (np.repeat(np.asarray(found_docs, dtype=np.int64), sizes),
+            running - np.repeat(before, sizes))
+
+
+def _positions_generic(reader, fieldname: str, text: str | bytes, docs: np.ndarray
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        matcher = reader.postings(fieldname, text)
+    except (KeyError, TermNotFound):
+        return _EMPTY_IDS, _EMPTY_IDS
+    wanted = set(docs.tolist())
+    found_docs: list[int] = []
+    counts: list[int] = []
+    gaps: list[int] = []
+    while matcher.is_active():
+        doc = matcher.id()
+        if doc in wanted:
+            where = matcher.value_as("positions")
+            found_docs.append(doc)
+            counts.append(len(where))
+            gaps.extend(b - a for a, b in zip([0, *where], where, strict=False))
+        matcher.next()
+    return _by_document(found_docs, counts, gaps)
