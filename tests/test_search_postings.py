@@ -148,3 +148,31 @@ def test_phrases_match_what_whoosh_matches(searcher) -> None:
         assert found_within == expected & in_scope, words
         matched += bool(expected)
     assert matched > 30  # most phrases occur, so the check is not vacuous
+
+
+SNIPPET_TEXTS = [
+    "The liaison officers' radios were refuelled at the harbour. The US team's "
+    "organisation chart was out of date; A new organization chart (v2.1) was issued.",
+    "Défense and defence: co-ordination of the LNO cell, the LO and the exchange officer "
+    "… whose report was late. " * 30,
+    "No match here at all, only other words of staff writing.",
+    "I was a team of one. Us and them; it is what it is. E.g. A.B.C. don't fly",
+    "",
+]
+SNIPPET_TERMS = [frozenset(words) for words in (
+    {"radio", "refuel", "organ"}, {"defens", "liaison", "offic"}, {"us", "team"},
+    {"it", "i"}, {"chart", "report", "late"}, {"absent"})]
+
+
+@pytest.mark.parametrize("text", SNIPPET_TEXTS)
+def test_snippets_are_what_whoosh_highlights(text: str) -> None:
+    from whoosh import highlight
+
+    from lessons.search import query
+    from lessons.search.schema import text_analyzer
+
+    for terms in SNIPPET_TERMS:
+        # The formatter numbers terms as it meets them: the same one for both.
+        expected = highlight.highlight(text, terms, text_analyzer(), query._fragmenter,
+                                       query._formatter, top=2) if text else ""
+        assert query.snippet(text, terms) == expected, (text[:40], terms)
