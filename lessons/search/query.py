@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from whoosh import highlight
 from whoosh.analysis import Token
@@ -247,6 +248,7 @@ _scorer = highlight.BasicFragmentScorer()
 _word = re.compile(TOKEN_PATTERN)
 
 
+@lru_cache(maxsize=200_000)
 def _analysed(word: str) -> str:
     """A token as ``text_analyzer`` leaves it for highlighting: stop words (and single
     letters) as written in lower case, other words folded and stemmed."""
