@@ -940,8 +940,45 @@ def _update_word(k: int) -> str:
     return f"qzxbench{letters}"
 
 
+BUILT = "built"  # --reuse: the database and index as the build left them
+BUILT_FILES = ("bench.db", "index")
+
+
+def _keep_built(corpus: Corpus, workdir: Path, figures: EngineFigures) -> None:
+    """Copy the freshly built database and index aside, with the build's figures."""
+    built = workdir / BUILT
+    shutil.rmtree(built, ignore_errors=True)
+    built.mkdir()
+    shutil.copy2(workdir / "bench.db", built / "bench.db")
+    shutil.copytree(workdir / "index", built / "index")
+    (built / "build.json").write_text(json.dumps({
+        "n": corpus.n, "seed": corpus.seed, "build_s": figures.build_s,
+        "extra": {k: v for k, v in figures.extra.items()
+                  if k in ("insert_s", "rss_after_build_mb",
+                           "reindex_children_peak_rss_mb")}}))
+
+
+def _restore_built(corpus: Corpus, workdir: Path, figures: EngineFigures) -> bool:
+    """Put back a database and index kept by an earlier ``--reuse`` run of the same
+    corpus (so edits made by that run are gone); False if there is none."""
+    built = workdir / BUILT
+    try:
+        kept = json.loads((built / "build.json").read_text())
+    except (OSError, ValueError):
+        return False
+    if (kept.get("n"), kept.get("seed")) != (corpus.n, corpus.seed):
+        return False
+    shutil.copy2(built / "bench.db", workdir / "bench.db")
+    shutil.copytree(built / "index", workdir / "index")
+    figures.build_s = kept["build_s"]
+    figures.build_docs_per_s = corpus.n / kept["build_s"]
+    figures.extra.update(kept.get("extra", {}))
+    figures.extra["reused_build"] = True
+    return True
+
+
 def run_muster(corpus: Corpus, queries: list[BenchQuery], warmups: list[BenchQuery],
-               updates: int, workdir: Path) -> EngineFigures:
+               updates: int, workdir: Path, reuse: bool = False) -> EngineFigures:
     from lessons import search
     from lessons.extensions import db
     from lessons.models import Lesson, User
@@ -951,19 +988,31 @@ def run_muster(corpus: Corpus, queries: list[BenchQuery], warmups: list[BenchQue
     app = _muster_app(workdir)
     user_ids = {u.username: u.id for u in corpus.users}
     try:
-        with app.app_context():
-            db.create_all()
-            say(f"Muster: inserting {corpus.n:,} lessons into SQLite (core inserts)")
-            started = time.perf_counter()
-            _insert_corpus(corpus)
-            figures.extra["insert_s"] = round(time.perf_counter() - started, 1)
-            say(f"Muster: reindex ({corpus.n:,} lessons)")
-            started = time.perf_counter()
-            search.reindex(Progress("reindex", corpus.n))
-            figures.build_s = time.perf_counter() - started
-            figures.build_docs_per_s = corpus.n / figures.build_s
-            say(f"  built in {figures.build_s:.1f} s: {figures.build_docs_per_s:.0f} docs/s")
-            figures.extra["rss_after_build_mb"] = current_rss_mb()
+        if reuse and _restore_built(corpus, workdir, figures):
+            say(f"Muster: reusing the database and index built earlier in {workdir / BUILT}"
+                f" ({figures.build_docs_per_s:.0f} docs/s when built)")
+        else:
+            with app.app_context():
+                db.create_all()
+                say(f"Muster: inserting {corpus.n:,} lessons into SQLite (core inserts)")
+                started = time.perf_counter()
+                _insert_corpus(corpus)
+                figures.extra["insert_s"] = round(time.perf_counter() - started, 1)
+                say(f"Muster: reindex ({corpus.n:,} lessons)")
+                started = time.perf_counter()
+                search.reindex(Progress("reindex", corpus.n))
+                figures.build_s = time.perf_counter() - started
+                figures.build_docs_per_s = corpus.n / figures.build_s
+                say(f"  built in {figures.build_s:.1f} s: "
+                    f"{figures.build_docs_per_s:.0f} docs/s")
+                figures.extra["rss_after_build_mb"] = current_rss_mb()
+                # The writer processes' own peak (this process's is in peak_rss_mb).
+                figures.extra["reindex_children_peak_rss_mb"] = resource.getrusage(
+                    resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+                db.session.remove()
+                db.engine.dispose()
+            if reuse:
+                _keep_built(corpus, workdir, figures)
 
         def run(query: BenchQuery) -> Timed:
             # One request context per query, as the search page gets.
@@ -1292,6 +1341,9 @@ def report(args: argparse.Namespace, muster: EngineFigures, raw: EngineFigures |
         "update_commit_ms": muster.extra.get("update_commit_p50_ms"),
         "update_failures": muster.failures,
         "insert_s": muster.extra.get("insert_s"),
+        "reindex_children_peak_rss_mb": _round(
+            muster.extra.get("reindex_children_peak_rss_mb")),
+        "reused_build": bool(muster.extra.get("reused_build")),
         "muster_peak_rss_mb": round(muster_peak, 1),
         "muster_rss_after_build_mb": _round(muster.extra.get("rss_after_build_mb")),
         "app_rss_before_search_mb": app_process.get("rss_before_search_mb"),
@@ -1319,12 +1371,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--workdir", type=Path, default=None,
                         help="where the database and indexes go (default: a temporary "
                              "folder, removed afterwards; a given folder is kept)")
+    parser.add_argument("--reuse", action="store_true",
+                        help="keep the built database and index in --workdir and, when "
+                             "an earlier run of the same --n and --seed kept them, start "
+                             "from a copy instead of rebuilding (the build figures are "
+                             "then that run's)")
     parser.add_argument("--probe", type=Path, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--skip-raw", action="store_true",
                         help="measure Muster only (raw Whoosh takes ~20 min at 100k)")
     args = parser.parse_args(argv)
     if args.n < 1 or args.queries < 1 or args.updates < 1:
         parser.error("--n, --queries and --updates must be positive")
+    if args.reuse and args.workdir is None:
+        parser.error("--reuse needs --workdir")
     return args
 
 
@@ -1351,7 +1410,7 @@ def main(argv: list[str] | None = None) -> int:
         for query in queries:
             counts[query.kind] += 1
         say("query mix: " + ", ".join(f"{kind} {count}" for kind, count in counts.items()))
-        muster = run_muster(corpus, queries, warmups, args.updates, workdir)
+        muster = run_muster(corpus, queries, warmups, args.updates, workdir, args.reuse)
         muster_peak = peak_rss_mb()
         raw = None if args.skip_raw else run_raw(corpus, queries, warmups, args.updates,
                                                   workdir)

@@ -233,7 +233,7 @@ class _Matches:
 
 def _matches(leaves: list[masks.Leaf], visible: list[int], parsed: Query,
              filters: dict[str, list[str]]) -> _Matches:
-    found = [leaf.query(parsed) & seen if seen else 0
+    found = [leaf.query(parsed, seen) if seen else 0
              for leaf, seen in zip(leaves, visible, strict=True)]
     by_filter = {name: [leaf.query(_filter_query(name, values)) for leaf in leaves]
                  for name, values in filters.items()}

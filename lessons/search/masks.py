@@ -21,39 +21,66 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from whoosh.idsets import DocIdSet
-from whoosh.query import And, AndNot, Every, Not, NullQuery, Or, Query, Term
+from whoosh.query import And, AndNot, Every, Not, NullQuery, Or, Phrase, Query, Term
 from whoosh.reading import TermNotFound
 from whoosh.searching import Searcher
 
-from lessons.search.schema import FACETS
+from lessons.search import postings
+from lessons.search.postings import Postings
+from lessons.search.schema import CONTENT, FACETS, TITLE
 
 # Masks of arbitrary terms kept per segment (facet values are always kept).
 TERM_MASKS_KEPT = 2048
+# Postings of the text fields' words kept per process, most recently used first: the
+# masks and the ranking of a query read them once, and the common words of the next
+# queries are read from memory (a word in every other lesson of 100,000 takes 400 kB).
+POSTINGS_KEPT_BYTES = 40 * 2**20
+CACHED_POSTINGS_FIELDS = frozenset({TITLE, CONTENT})
 _lock = threading.Lock()
 
 
-def ids_to_mask(ids: Iterable[int], size: int) -> int:
+def ids_to_mask(ids: Iterable[int] | np.ndarray, size: int) -> int:
     present = np.zeros(size, dtype=bool)
-    present[np.fromiter(ids, dtype=np.int64)] = True
+    present[ids if isinstance(ids, np.ndarray) else np.fromiter(ids, dtype=np.int64)] = True
     return int.from_bytes(np.packbits(present, bitorder="little").tobytes(), "little")
 
 
-def term_mask(reader, fieldname: str, text: str, size: int) -> int:
+def term_mask(reader, fieldname: str, text: str | bytes, size: int) -> int:
     """The mask of a segment's documents holding the term (deleted ones included)."""
-    field = reader.schema[fieldname]
-    raw = text.encode("utf-8") if isinstance(text, str) else text
-    try:
-        matcher = reader._terms.matcher(fieldname, raw, field.format)
-        read_block = matcher._read_ids
-    except AttributeError:
-        return ids_to_mask(reader.postings(fieldname, text).all_ids(), size)
-    ids: list[int] = []
-    while not matcher._atend:
-        if matcher._ids is None:
-            read_block()
-        ids.extend(matcher._ids)
-        matcher._next_block()
-    return ids_to_mask(ids, size)
+    return ids_to_mask(postings.read(reader, fieldname, text, weights=False).ids, size)
+
+
+class _PostingsCache:
+    """Recently read postings of text-field words, by segment, within a byte budget."""
+
+    def __init__(self, budget: int) -> None:
+        self.budget = budget
+        self.used = 0
+        self.entries: OrderedDict[tuple[str, str, str], Postings] = OrderedDict()
+
+    def get(self, key: tuple[str, str, str]) -> Postings | None:
+        with _lock:
+            found = self.entries.get(key)
+            if found is not None:
+                self.entries.move_to_end(key)
+            return found
+
+    def put(self, key: tuple[str, str, str], value: Postings) -> None:
+        size = value.ids.nbytes + value.weights.nbytes
+        if size > self.budget // 4:
+            return  # one huge list would push out everything else
+        with _lock:
+            old = self.entries.pop(key, None)
+            if old is not None:
+                self.used -= old.ids.nbytes + old.weights.nbytes
+            self.entries[key] = value
+            self.used += size
+            while self.used > self.budget and self.entries:
+                _, dropped = self.entries.popitem(last=False)
+                self.used -= dropped.ids.nbytes + dropped.weights.nbytes
+
+
+_postings = _PostingsCache(POSTINGS_KEPT_BYTES)
 
 
 def mask_to_ids(mask: int) -> list[int]:
@@ -83,14 +110,31 @@ class Leaf:
     offset: int
     masks: SegmentMasks
     live: int  # documents not deleted
+    key: str = ""  # the segment's, for caches
+
+    def postings(self, fieldname: str, text: str) -> Postings:
+        """The word's postings in this segment (deleted documents included): ids in
+        document order and weights; the text fields' are kept for the next query."""
+        if fieldname not in CACHED_POSTINGS_FIELDS:
+            return postings.read(self.searcher.reader(), fieldname, text)
+        key = (self.key, fieldname, text)
+        found = _postings.get(key)
+        if found is None:
+            read = postings.read(self.searcher.reader(), fieldname, text)
+            found = Postings(read.ids.astype(np.int32), read.weights.astype(np.float32))
+            _postings.put(key, found)
+        return found
 
     def term(self, fieldname: str, text: str) -> int:
         key = (fieldname, text)
         found = self.masks.terms.get(key)
         if found is None:
             try:
-                found = term_mask(self.searcher.reader(), fieldname, text,
-                                  self.masks.size)
+                if fieldname in CACHED_POSTINGS_FIELDS:
+                    found = ids_to_mask(self.postings(fieldname, text).ids, self.masks.size)
+                else:
+                    found = term_mask(self.searcher.reader(), fieldname, text,
+                                      self.masks.size)
             except (TermNotFound, KeyError):
                 found = 0
             with _lock:
@@ -99,35 +143,76 @@ class Leaf:
                     self.masks.terms.popitem(last=False)
         return found & self.live
 
-    def query(self, query: Query) -> int:
-        """The live documents of this segment that ``query`` matches."""
+    def query(self, query: Query, within: int | None = None) -> int:
+        """The live documents of this segment that ``query`` matches, among ``within``
+        (default: every live one). Narrowing first is what makes phrases cheap: their
+        positions are read only for the documents still in question."""
+        scope = self.live if within is None else within & self.live
+        return self._query(query, scope) if scope else 0
+
+    def _query(self, query: Query, scope: int) -> int:
         if isinstance(query, Term):
             text = query.text.decode() if isinstance(query.text, bytes) else str(query.text)
-            return self.term(query.fieldname, text)
+            return self.term(query.fieldname, text) & scope
         if isinstance(query, And):
-            mask = self.live
-            for child in query.subqueries:
-                mask &= self.query(child)
+            mask = scope
+            for child in sorted(query.subqueries, key=_cost):  # words before phrases
+                mask = self._query(child, mask)
                 if not mask:
                     break
             return mask
         if isinstance(query, Or):
             mask = 0
-            for child in query.subqueries:
-                mask |= self.query(child)
+            for child in sorted(query.subqueries, key=_cost):
+                rest = scope & ~mask  # what an earlier part matched is in already
+                if not rest:
+                    break
+                mask |= self._query(child, rest)
             return mask
         if isinstance(query, AndNot):
-            return self.query(query.a) & ~self.query(query.b)
+            mask = self._query(query.a, scope)
+            return mask & ~self._query(query.b, mask) if mask else 0
         if isinstance(query, Not):
-            return self.live & ~self.query(query.query)
+            return scope & ~self._query(query.query, scope)
         if isinstance(query, Every):
-            return self.live
+            return scope
         if query is NullQuery:
             return 0
-        # Phrases, wildcards, ranges: ask Whoosh for the documents.
+        if isinstance(query, Phrase) and query.slop == 1 and query.words and \
+                _has_positions(self.searcher, query.fieldname):
+            return self.phrase(query.fieldname, query.words, scope)
+        # Sloppy phrases, wildcards, ranges: ask Whoosh for the documents.
         context = self.searcher.boolean_context()
         return ids_to_mask(query.matcher(self.searcher, context).all_ids(),
-                           self.masks.size) & self.live
+                           self.masks.size) & scope
+
+    def phrase(self, fieldname: str, words: list[str | bytes], scope: int) -> int:
+        """The documents of ``scope`` holding ``words`` at consecutive positions (what
+        Whoosh's phrase with slop 1 matches), checked on the positions of the documents
+        holding every word only, rarest word first."""
+        texts = [w.decode() if isinstance(w, bytes) else str(w) for w in words]
+        candidates = scope
+        for text in set(texts):
+            candidates &= self.term(fieldname, text)
+            if not candidates:
+                return 0
+        offsets: dict[str, list[int]] = {}
+        for offset, text in enumerate(texts):
+            offsets.setdefault(text, []).append(offset)
+        reader = self.searcher.reader()
+        docs = np.asarray(mask_to_ids(candidates), dtype=np.int64)
+        starts = None  # document << 32 | where the phrase would start in it
+        for text in sorted(offsets, key=lambda t: self.term(fieldname, t).bit_count()):
+            doc_of, where = postings.positions(reader, fieldname, text, docs)
+            for offset in offsets[text]:
+                keep = where >= offset
+                keys = (doc_of[keep] << 32) | (where[keep] - offset)
+                starts = keys if starts is None else np.intersect1d(starts, keys,
+                                                                    assume_unique=True)
+                if not len(starts):
+                    return 0
+            docs = np.unique(starts >> 32)
+        return ids_to_mask(docs, self.masks.size)
 
     def lengths(self, fieldname: str) -> np.ndarray:
         """Each document's length in ``fieldname`` (for BM25), read once per segment."""
@@ -158,6 +243,20 @@ class Leaf:
         return values
 
 
+def _has_positions(searcher: Searcher, fieldname: str) -> bool:
+    field = searcher.schema[fieldname] if fieldname in searcher.schema else None
+    return bool(field and field.format and field.format.supports("positions"))
+
+
+def _cost(query: Query) -> int:
+    """Rough order of evaluation: masks of words first, position checks last."""
+    if isinstance(query, Term):
+        return 0
+    if query.is_leaf():
+        return 2
+    return max((_cost(child) for child in query.children()), default=0)
+
+
 def leaves(searcher: Searcher, generation: str) -> list[Leaf]:
     """The searcher's segments with their masks; forgets segments no longer in use."""
     found: list[Leaf] = []
@@ -172,7 +271,7 @@ def leaves(searcher: Searcher, generation: str) -> list[Leaf]:
             masks = _segments[key] = SegmentMasks(size=size)
         deleted = reader.deleted_docs_set if reader.has_deletions() else ()
         live = ((1 << size) - 1) & ~ids_to_mask(deleted, size)
-        found.append(Leaf(leaf_searcher, offset, masks, live))
+        found.append(Leaf(leaf_searcher, offset, masks, live, key))
     in_use = {f"{generation}/{leaf.searcher.reader().segment().segment_id()}"
               for leaf in found}
     if len(_segments) > 4 * max(len(in_use), 8):

@@ -11,9 +11,12 @@ both fields' positions.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from whoosh import highlight
+from whoosh.analysis import Token
 from whoosh.fields import Schema
 from whoosh.qparser import (
     GtLtPlugin,
@@ -40,11 +43,14 @@ from lessons.search.glossary import Glossary, tokenize
 from lessons.search.schema import (
     CONTENT,
     QUERY_FIELDS,
+    STOP_MIN_LENGTH,
+    STOP_WORDS,
     TITLE,
     TITLE_BOOST,
+    TOKEN_PATTERN,
     build_schema,
-    text_analyzer,
 )
+from lessons.search.spelling import fold_and_stem
 
 # Policy rule fields -> index fields (values are lower-cased like the index's).
 _INDEX_FIELDS = {
@@ -60,7 +66,6 @@ _ALIAS = re.compile(r"(?<![\w:])(" + "|".join(
     alias for alias, target in QUERY_FIELDS.items() if alias != target) + r"):")
 
 _schema = build_schema()
-_analyzer = text_analyzer()
 # Only what users may name: the content field plus the query-language fields.
 _query_schema = Schema(**{name: _schema[name] for name in {CONTENT, *_QUERY_NAMES}})
 
@@ -239,10 +244,38 @@ def highlight_terms(query: Query) -> frozenset[str]:
 
 _formatter = highlight.HtmlFormatter(tagname="mark", between=" … ")
 _fragmenter = highlight.ContextFragmenter(maxchars=220, surround=60)
+_scorer = highlight.BasicFragmentScorer()
+_word = re.compile(TOKEN_PATTERN)
+
+
+@lru_cache(maxsize=200_000)
+def _analysed(word: str) -> str:
+    """A token as ``text_analyzer`` leaves it for highlighting: stop words (and single
+    letters) as written in lower case, other words folded and stemmed."""
+    word = word.lower()
+    return word if len(word) < STOP_MIN_LENGTH or word in STOP_WORDS else fold_and_stem(word)
+
+
+def _marked_tokens(text: str, terms: frozenset[str]) -> Iterator[Token]:
+    """The tokens Whoosh's ``highlight`` makes of ``text`` (the analyzer with stop words
+    kept, each token marked if it is a query term), in one pass instead of a chain of
+    generators: most of the time of a snippet was there."""
+    token = Token(chars=True, removestops=False, mode="query")
+    token.boost = 1.0
+    token.stopped = False
+    for match in _word.finditer(text):
+        token.text = analysed = _analysed(match.group())
+        token.startchar, token.endchar = match.span()
+        token.matched = analysed in terms
+        yield token
 
 
 def snippet(text: str, terms: frozenset[str], top: int = 2) -> str:
-    """HTML-escaped text around the matched words, with the words in ``<mark>``."""
-    if not text or not terms:
+    """HTML-escaped text around the matched words, with the words in ``<mark>``: what
+    ``whoosh.highlight.highlight`` gives with the index's analyzer, found faster (a text
+    holding none of the terms is passed over on its distinct words)."""
+    if not text or not terms or not any(_analysed(word) in terms
+                                        for word in set(_word.findall(text))):
         return ""
-    return highlight.highlight(text, terms, _analyzer, _fragmenter, _formatter, top=top)
+    fragments = _fragmenter.fragment_tokens(text, _marked_tokens(text, terms))
+    return _formatter(text, highlight.top_fragments(fragments, top, _scorer, highlight.FIRST))

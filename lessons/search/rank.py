@@ -4,8 +4,9 @@ The masks already say which documents match (words, filters and the user's visib
 what is left is ordering them. Whoosh's collector walks a tree of matchers per document
 (several Python calls per match and per tree node) and checks the filter on every
 match; at 100,000 lessons that was three quarters of a search. Here each query word's
-postings are read a block at a time and added into a score table: one multiply-add per
-posting, then the best ``need`` allowed documents are taken from the table.
+postings (as arrays, shared with the masks: see ``postings`` and ``Leaf.postings``) are
+added into a score table: one vectorised multiply-add per posting, then the best
+``need`` allowed documents are taken from the table.
 
 Scores are Okapi BM25 with the index's global statistics, title words weighted by the
 title boost; phrase words score as words (the masks have already required the phrase).
@@ -16,7 +17,6 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import Iterator
 
 import numpy as np
 from whoosh.query import FuzzyTerm, Not, Phrase, Prefix, Query, Term, Wildcard
@@ -61,32 +61,6 @@ def scored_terms(query: Query) -> list[tuple[str, str, float]]:
     return [(field, text, boost) for (field, text), boost in found.items()]
 
 
-def _postings(reader, fieldname: str, text: str) -> Iterator[tuple[tuple, object]]:
-    """(ids, weights) a block at a time, deleted documents included (the caller's masks
-    exclude them); the public matcher API where the codec is not the one we know."""
-    raw = text.encode("utf-8")
-    try:
-        matcher = reader._terms.matcher(fieldname, raw, reader.schema[fieldname].format)
-        read_ids, read_weights = matcher._read_ids, matcher._read_weights
-    except (KeyError, TermNotFound):
-        return
-    except AttributeError:
-        matcher = reader.postings(fieldname, text)
-        ids, weights = [], []
-        while matcher.is_active():
-            ids.append(matcher.id())
-            weights.append(matcher.weight())
-            matcher.next()
-        yield ids, weights
-        return
-    while not matcher._atend:
-        if matcher._ids is None:
-            read_ids()
-        read_weights()
-        yield matcher._ids, matcher._weights
-        matcher._next_block()
-
-
 def top(searcher: Searcher, leaves: list[masks.Leaf], allowed: list[int],
         terms: list[tuple[str, str, float]], need: int) -> list[int]:
     """Global document numbers of the ``need`` best allowed documents, best first; ties
@@ -104,18 +78,16 @@ def top(searcher: Searcher, leaves: list[masks.Leaf], allowed: list[int],
     for leaf, mask in zip(leaves, allowed, strict=True):
         if not mask:
             continue
-        reader = leaf.searcher.reader()
         scores = np.zeros(leaf.masks.size, dtype=np.float64)
         for field, text, boost in terms:
-            ids: list[int] = []
-            weights: list[float] = []
-            for block_ids, block_weights in _postings(reader, field, text):
-                ids.extend(block_ids)
-                weights.extend(block_weights)
-            if not ids:
+            try:
+                found = leaf.postings(field, text)
+            except (KeyError, TermNotFound):
                 continue
-            docs = np.asarray(ids, dtype=np.int64)
-            tf = np.asarray(weights, dtype=np.float64)
+            if not len(found):
+                continue
+            docs = found.ids
+            tf = found.weights.astype(np.float64)
             lengths = leaf.lengths(field)[docs]
             scores[docs] += (boost * idf[field, text] * (K1 + 1)) * tf / (
                 tf + K1 * (1 - B) + (K1 * B / average[field]) * lengths)

@@ -13,7 +13,9 @@ per distinct term, and nearly every pair is distinct. Phrases use positions.)
 from __future__ import annotations
 
 from whoosh.analysis import (
-    STOP_WORDS,
+    STOP_WORDS as WHOOSH_STOP_WORDS,
+)
+from whoosh.analysis import (
     LowercaseFilter,
     RegexTokenizer,
     StopFilter,
@@ -43,22 +45,24 @@ QUERY_FIELDS = {
     "unit": "unit", "source_event": "source_event", "event": "source_event",
     "date": "observed", "observed": "observed", "year": "year", "title": TITLE,
 }
-_TOKEN = r"[^\W_]+(?:['\u2019.][^\W_]+)*"
-# Whoosh's English stop words, but "us" is the United States in these lessons.
-_STOP_WORDS = frozenset(STOP_WORDS - {"us"})
+TOKEN_PATTERN = r"[^\W_]+(?:['\u2019.][^\W_]+)*"
+# Whoosh's English stop words, but "us" is the United States in these lessons; words
+# shorter than STOP_MIN_LENGTH are stopped too (StopFilter's default minimum size).
+STOP_WORDS = frozenset(WHOOSH_STOP_WORDS - {"us"})
+STOP_MIN_LENGTH = 2
 
 
 def text_analyzer():
     """Lower-cased, stop-worded, British spellings folded onto American ones and
     Porter-stemmed: "refuelling" finds "refuel", "defence" finds "defense". (No stop
     word has a second spelling, so stopping before folding changes nothing.)"""
-    return (RegexTokenizer(_TOKEN) | LowercaseFilter() | StopFilter(stoplist=_STOP_WORDS)
-            | SpellingStemFilter())
+    return (RegexTokenizer(TOKEN_PATTERN) | LowercaseFilter()
+            | StopFilter(stoplist=STOP_WORDS, minsize=STOP_MIN_LENGTH) | SpellingStemFilter())
 
 
 def plain_analyzer():
     """Lower-cased words, nothing folded: unit and source event names are names."""
-    return RegexTokenizer(_TOKEN) | LowercaseFilter()
+    return RegexTokenizer(TOKEN_PATTERN) | LowercaseFilter()
 
 
 def build_schema() -> Schema:
