@@ -197,7 +197,9 @@ def test_analyst_moves_a_lesson_with_what_the_table_requires(api):
     assert_problem(analyst.post(path, {"to": "learned", "note": "x"}), 409)
     assert_problem(api("gb.author").post(path, {"to": "validated"}), 403)
     assert analyst.post(path, {"to": "validated"}).get_json()["status"] == "validated"
-    assert_problem(analyst.post(path, {"to": "archived", "note": "old"},
+    learned = analyst.post(path, {"to": "learned", "evidence": "Worked in two CPXs."})
+    assert learned.get_json()["status"] == "learned"
+    assert_problem(analyst.post(path, {"to": "archived", "reason": "old"},
                                 headers={"If-Match": '"1"'}), 412)
 
 

@@ -92,6 +92,6 @@ def transition_lesson(public_id: str):
     service.get_lesson(caller(), public_id)
     expected = if_match(required=False)
     data = body(TransitionIn)
-    lesson = service.transition_lesson(caller(), public_id, data.to, data.note,
+    lesson = service.transition_lesson(caller(), public_id, data.to, data.text(),
                                        expected_version=expected)
     return _lesson_response(lesson)

@@ -95,9 +95,19 @@ class LessonPatch(LessonFields):
 
 
 class TransitionIn(_In):
+    """A move along the status table, with what the table asks for it: a ``comment``
+    (return to author), a ``reason`` (reject, archive) or ``evidence`` (learned); or any
+    of them as ``note``."""
+
     to: Literal[STATUSES]
-    note: Note = Field(default="", description="The comment, reason or evidence the status "
-                                               "table asks for this move.")
+    note: Note = ""
+    comment: Note = ""
+    reason: Note = ""
+    evidence: Note = ""
+
+    def text(self) -> str:
+        return next((value for value in (self.note, self.comment, self.reason, self.evidence)
+                     if value.strip()), "")
 
 
 class Action(BaseModel):
