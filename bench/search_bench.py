@@ -953,9 +953,24 @@ def _keep_built(corpus: Corpus, workdir: Path, figures: EngineFigures) -> None:
     shutil.copytree(workdir / "index", built / "index")
     (built / "build.json").write_text(json.dumps({
         "n": corpus.n, "seed": corpus.seed, "build_s": figures.build_s,
+        "schema": _schema_fingerprint(),
         "extra": {k: v for k, v in figures.extra.items()
                   if k in ("insert_s", "rss_after_build_mb",
                            "reindex_children_peak_rss_mb")}}))
+
+
+def _schema_fingerprint() -> str:
+    """The database tables and columns and the index schema version this code expects: a
+    kept build from code with other ones cannot be reused."""
+    import hashlib
+
+    import lessons.models  # noqa: F401  (every table registered)
+    from lessons.extensions import db
+    from lessons.search.schema import SCHEMA_VERSION
+
+    columns = sorted(f"{table.name}.{column.name}" for table in db.metadata.sorted_tables
+                     for column in table.columns)
+    return hashlib.sha256(f"{SCHEMA_VERSION}:{','.join(columns)}".encode()).hexdigest()[:16]
 
 
 def _restore_built(corpus: Corpus, workdir: Path, figures: EngineFigures) -> bool:
@@ -966,8 +981,9 @@ def _restore_built(corpus: Corpus, workdir: Path, figures: EngineFigures) -> boo
         kept = json.loads((built / "build.json").read_text())
     except (OSError, ValueError):
         return False
-    if (kept.get("n"), kept.get("seed")) != (corpus.n, corpus.seed):
-        return False
+    if (kept.get("n"), kept.get("seed"), kept.get("schema")) != (
+            corpus.n, corpus.seed, _schema_fingerprint()):
+        return False  # another corpus, or built by a version with other tables
     shutil.copy2(built / "bench.db", workdir / "bench.db")
     shutil.copytree(built / "index", workdir / "index")
     figures.build_s = kept["build_s"]
