@@ -35,7 +35,7 @@ _FORMULA = re.compile(r"^'*[=+\-@\t\r]")
 MAX_CELL = MAX_LINE_BYTES
 
 
-def _protect(text: str) -> str:
+def protect_cell(text: str) -> str:
     """Defuse formula injection, reversibly: one more leading ``'``."""
     return "'" + text if _FORMULA.match(text) else text
 
@@ -50,8 +50,8 @@ def _cell(key: str, value: Any) -> str:
     if key == "actions":
         return json.dumps(value, ensure_ascii=False) if value else ""
     if isinstance(value, list):
-        return _protect(LIST_SEPARATOR.join(value))
-    return _protect(str(value))
+        return protect_cell(LIST_SEPARATOR.join(value))
+    return protect_cell(str(value))
 
 
 def header_line() -> str:

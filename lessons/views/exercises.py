@@ -43,7 +43,7 @@ from lessons.rules import (
     STANDARD_MILESTONES,
     milestone_label,
 )
-from lessons.services import attachments, packets, recommendations
+from lessons.services import attachments, packets, recommendations, spreadsheet
 from lessons.services import exercises as service
 from lessons.services import lessons as lesson_service
 from lessons.views.helpers import apply_errors
@@ -349,13 +349,6 @@ CSV_COLUMNS = ("objective", "id", "external_id", "title", "marking", "kind", "st
                "originator_nation", *packets.PACKET_TEXT, "tags", "purpose", "link_status", "note")
 
 
-def _csv_cell(value: object) -> str:
-    """Text for a spreadsheet cell; a leading = + - @ would run as a formula, so it gets a
-    quote mark in front (OWASP's CSV-injection advice)."""
-    text = "" if value is None else str(value)
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
-
-
 def _packet_download(result: packets.Packet, fmt: str) -> Response:
     name = f"{result.exercise.name}-{result.milestone.name}".replace(" ", "-")
     name = "".join(ch for ch in name if ch.isalnum() or ch in "-_")[:80] or "packet"
@@ -372,7 +365,9 @@ def _packet_download(result: packets.Packet, fmt: str) -> Response:
         objective = item.pop("objective")
         item["objective"] = objective["text"] if objective else ""
         item["tags"] = ";".join(item["tags"])
-        writer.writerow([_csv_cell(item.get(column)) for column in CSV_COLUMNS])
+        writer.writerow([spreadsheet.protect_cell("" if item.get(column) is None
+                                                   else str(item[column]))
+                         for column in CSV_COLUMNS])
     writer.writerow(["# " + result.marking])
     # A byte-order mark lets spreadsheet programs read the UTF-8 correctly.
     return Response("\ufeff" + out.getvalue(), mimetype="text/csv", headers={
