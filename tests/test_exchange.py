@@ -279,3 +279,12 @@ def test_without_as_the_one_active_admin_submits(app, runner, make_user, tmp_pat
     make_user("second.admin", "GBR", ("admin",))
     result = runner.invoke(args=["lessons", "import", str(path)])
     assert result.exit_code == 2 and "ops.admin, second.admin" in result.output
+
+
+def test_a_nul_character_is_reported_not_stored(app, runner, importer, tmp_path):
+    path = tmp_path / "nul.jsonl"
+    path.write_text(json.dumps(record(title="Bad\u0000title")) + "\n", "utf-8")
+    result = run_import(runner, path)
+    assert result.exit_code == 1
+    assert "line 1: title: holds a NUL character" in result.output
+    assert count(app) == 0

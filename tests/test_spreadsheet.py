@@ -191,6 +191,10 @@ def test_an_unreadable_upload_is_refused_with_a_message(app, people, login_as):
         "file": (io.BytesIO(b"\xff\xfe\x00bad"), "x.csv")}, content_type="multipart/form-data")
     assert response.status_code == 422
     assert "Not UTF-8 text" in response.get_data(as_text=True)
+    response = client.post("/lessons/import", data={
+        "file": (io.BytesIO(b"title\nA\x00B\n"), "x.csv")}, content_type="multipart/form-data")
+    assert response.status_code == 422
+    assert "NUL characters" in response.get_data(as_text=True)
     response = client.post("/lessons/import", data={}, content_type="multipart/form-data")
     assert response.status_code == 422
     assert "Choose a file to upload." in response.get_data(as_text=True)

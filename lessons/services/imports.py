@@ -54,10 +54,13 @@ def _records(staged: StagedImport) -> list:
 
 def _decode(data: bytes, what: str) -> str:
     try:
-        return data.decode("utf-8-sig")
+        text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise ValidationFailed({what: f"Not UTF-8 text (byte {exc.start}); save the file as "
                                       "UTF-8 and upload it again."}) from None
+    if "\x00" in text:
+        raise ValidationFailed({what: "The file holds NUL characters: it is not a text file."})
+    return text
 
 
 def stage(user: User, filename: str, data: bytes, fmt: str = "",
