@@ -93,9 +93,12 @@ def public_id_from(location: str) -> str:
 
 
 def field_errors(html: str, field: str) -> list[str]:
-    """Messages shown next to ``field`` (the ``<field>-error`` paragraphs)."""
-    return [unescape(m) for m in re.findall(rf'<p class="error" id="{field}-error">([^<]*)</p>',
-                                            html)]
+    """Messages shown next to ``field`` (the paragraphs in its ``<field>-error`` block,
+    which the page has once at most, as element ids must be unique)."""
+    blocks = re.findall(rf'<div class="errors" id="{field}-error">(.*?)</div>', html, re.S)
+    assert len(blocks) <= 1, f"{field}-error appears {len(blocks)} times"
+    return [unescape(m) for block in blocks
+            for m in re.findall(r'<p class="error">([^<]*)</p>', block)]
 
 
 def marking(html: str, where: str) -> str:
