@@ -463,3 +463,16 @@ def test_nul_characters_anywhere_in_a_request_get_400_not_a_server_error(api, lo
     page = login_as("gb.an")
     assert page.get("/lessons/ab%00cd").status_code == 400
     assert page.post("/lessons/new", data={"title": "a\x00b"}).status_code == 400
+
+
+def test_a_link_patch_whose_step_is_refused_changes_nothing_else(app, api, make_lesson):
+    lesson = make_lesson("gb.author", "validated", analyst="gb.an")
+    planner = api("gb.planner")
+    exercise = planner.post("/exercises", EXERCISE).get_json()
+    planner.post(f"/exercises/{exercise['id']}/lessons",
+                 {"lesson_id": lesson.public_id, "purpose": "inject", "note": "Before"})
+    path = f"/exercises/{exercise['id']}/lessons/{lesson.public_id}"
+    assert_problem(planner.patch(path, {"note": "After", "status": "effective",
+                                        "evidence": "x"}, headers={"If-Match": '"1"'}), 409)
+    link = planner.get(path)
+    assert (link.get_json()["note"], link.headers["ETag"]) == ("Before", '"1"')

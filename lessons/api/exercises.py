@@ -24,7 +24,6 @@ from lessons.models import Exercise, ExerciseLesson
 from lessons.rules import OUTCOMES
 from lessons.services import attachments, packets, recommendations
 from lessons.services import exercises as service
-from lessons.services.lessons import check_version
 
 
 def exercise_status(exercise: Exercise) -> str:
@@ -150,21 +149,8 @@ def update_exercise_lesson(public_id: str, lesson_id: str):
     if data.evidence is not None and data.status not in OUTCOMES:
         raise ValidationFailed({"evidence": "Evidence goes with an outcome: status effective "
                                             "or not_effective."})
-    link = attachments.get_link(caller(), public_id, lesson_id)
-    check_version(link.version, expected, "attached lesson")
-    moving = data.status is not None and data.status != link.status
-    if moving:
-        # Refuse a step that cannot be made before changing anything else.
-        attachments.check_step(link, data.status)
-        if data.status in OUTCOMES and not (data.evidence or "").strip():
-            raise ValidationFailed({"evidence": "Evidence is required for an outcome."})
-    if values:
-        link = attachments.edit_link(caller(), public_id, lesson_id, values,
-                                     expected_version=expected)
-        expected = link.version if expected is not None else None
-    if moving:
-        link = attachments.step_link(caller(), public_id, lesson_id, data.status,
-                                     data.evidence or "", expected_version=expected)
+    link = attachments.update_link(caller(), public_id, lesson_id, values, to=data.status,
+                                   evidence=data.evidence or "", expected_version=expected)
     return respond(link_json(link), version=link.version)
 
 

@@ -185,21 +185,57 @@ def attach_lesson(user: User, exercise_id: str, lesson_id: str,
 def edit_link(user: User, exercise_id: str, lesson_id: str,
               data: Mapping[str, Any], *, expected_version: int | None = None
               ) -> ExerciseLesson:
-    """Change an attached lesson's purpose, objective, milestone or note (not its
-    status: see ``step_link``). Commits with an audit entry when anything changed;
-    ``PreconditionFailed`` when ``expected_version`` is not the link's version."""
+    """Change an attached lesson's purpose, objective, milestone or note; see
+    ``update_link``."""
+    return update_link(user, exercise_id, lesson_id, data, expected_version=expected_version)
+
+
+def step_link(user: User, exercise_id: str, lesson_id: str, to: str,
+              note: str = "", *, expected_version: int | None = None) -> ExerciseLesson:
+    """Move an attached lesson one step on, or record its outcome with ``note`` as the
+    evidence; see ``update_link``."""
+    return update_link(user, exercise_id, lesson_id, {}, to=to, evidence=note,
+                       expected_version=expected_version)
+
+
+def update_link(user: User, exercise_id: str, lesson_id: str, data: Mapping[str, Any], *,
+                to: str | None = None, evidence: str = "",
+                expected_version: int | None = None) -> ExerciseLesson:
+    """Change how the exercise uses a lesson (``data``: purpose, objective, milestone,
+    note) and/or move it one step (``to``: ``accepted``, ``incorporated``, or the outcome
+    ``effective`` / ``not_effective`` with ``evidence``, required). Everything is checked
+    before anything changes, and it all commits once, with audit entries.
+
+    An effective outcome moves the lesson to ``learned`` in the same transaction when
+    ``user`` belongs to the originator nation and the lesson is validated or
+    action-assigned; otherwise it is marked pending for an originator analyst. Raises
+    ``PreconditionFailed`` (``expected_version`` is not the link's), ``InvalidTransition``
+    for anything but the next step, ``NotAllowed`` for non-planners, ``ValidationFailed``
+    for bad values or missing evidence. A ``to`` equal to the current status is no move.
+    """
     exercise = _load_exercise(user, exercise_id)
     link = attached_link(user, exercise, lesson_id)
     check_version(link.version, expected_version, "attached lesson")
-    values = _link_values(exercise, data, current=link)
+    values = _link_values(exercise, data, current=link) if data else None
+    moving = to is not None and to != link.status
+    if moving:
+        check_step(link, to)
+        problem = check_note(evidence, label="evidence" if to in OUTCOMES else "note",
+                             required=to in OUTCOMES)
+        if problem:
+            raise ValidationFailed({"evidence" if to in OUTCOMES else "note": problem})
     changed = [key for key in ("purpose", "objective", "milestone", "note")
-               if getattr(link, key) != values[key]]
+               if values is not None and getattr(link, key) != values[key]]
+    for key in changed:
+        setattr(link, key, values[key])
     if changed:
-        for key in changed:
-            setattr(link, key, values[key])
         link.version += 1
         audit.record("attachment_edited", actor=user, exercise=exercise, lesson=link.lesson,
                      changes=changed)
+    learned = _advance(user, exercise, link, to, evidence.strip()) if moving else False
+    if learned:
+        lesson_service.commit_lesson(link.lesson)
+    elif changed or moving:
         db.session.commit()
     return link
 
@@ -220,27 +256,10 @@ def check_step(link: ExerciseLesson, to: str) -> None:
                                 f"{nxt}, one step at a time.")
 
 
-def step_link(user: User, exercise_id: str, lesson_id: str, to: str,
-              note: str = "", *, expected_version: int | None = None) -> ExerciseLesson:
-    """Move an attached lesson one step on (``accepted``, ``incorporated``) or record the
-    outcome (``effective`` / ``not_effective``, with ``note`` as the evidence, required).
-
-    An effective outcome moves the lesson to ``learned`` in the same transaction when
-    ``user`` belongs to the originator nation and the lesson is validated or
-    action-assigned; otherwise it is marked pending for an originator analyst. Raises
-    ``InvalidTransition`` for anything but the next step, ``NotAllowed`` for
-    non-planners, ``ValidationFailed`` for missing evidence.
-    """
-    exercise = _load_exercise(user, exercise_id)
-    link = attached_link(user, exercise, lesson_id)
-    check_version(link.version, expected_version, "attached lesson")
-    check_step(link, to)
+def _advance(user: User, exercise: Exercise, link: ExerciseLesson, to: str,
+             note: str) -> bool:
+    """Make the (already checked) step; True when it made the lesson learned."""
     lesson = link.lesson
-    problem = check_note(note, label="evidence" if to in OUTCOMES else "note",
-                         required=to in OUTCOMES)
-    if problem:
-        raise ValidationFailed({"evidence" if to in OUTCOMES else "note": problem})
-    note = note.strip()
     previous = link.status
     _step(user, link, to, note)
     link.version += 1
@@ -249,19 +268,13 @@ def step_link(user: User, exercise_id: str, lesson_id: str, to: str,
     audit.record("outcome_recorded" if to in OUTCOMES else "attachment_moved", actor=user,
                  exercise=exercise, lesson=lesson, from_status=previous, to_status=to,
                  comment=note)
-    touched = False
     if to == "effective" and lesson.status in LEARNABLE:
         if policy.outcome_moves_at_once(user, lesson):
             _make_learned(user, lesson, note)
             link.confirmation = "confirmed"
-            touched = True
-        else:
-            link.confirmation = "pending"
-    if touched:
-        lesson_service.commit_lesson(lesson)
-    else:
-        db.session.commit()
-    return link
+            return True
+        link.confirmation = "pending"
+    return False
 
 
 def _make_learned(user: User, lesson: Lesson, evidence: str) -> None:
