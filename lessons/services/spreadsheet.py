@@ -144,3 +144,25 @@ def read_rows(text: str, field_map: FieldMap | None
             yield line, None, errors[0]
             continue
         yield line, typed, None
+
+
+PACKET_COLUMNS = ("objective", "id", "external_id", "title", "marking", "kind", "status",
+                  "originator_nation", "observation", "discussion", "conclusion",
+                  "recommendation", "tags", "purpose", "link_status", "note")
+
+
+def packet_csv(result: Any) -> str:
+    """A read-ahead packet (``packets.Packet``) as CSV, its marking on the first and last
+    rows; one row a lesson, the objective as its text."""
+    from lessons.services.packets import packet_item
+
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(["# " + result.marking])
+    writer.writerow(PACKET_COLUMNS)
+    for link in result.lessons:
+        item = packet_item(link)
+        item["objective"] = item["objective"]["text"] if item["objective"] else ""
+        writer.writerow([_cell(column, item.get(column)) for column in PACKET_COLUMNS])
+    writer.writerow(["# " + result.marking])
+    return BOM + out.getvalue()

@@ -3,8 +3,6 @@ call a service, render; every decision about who may see what is the services'."
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from datetime import date
 
@@ -345,10 +343,6 @@ def packet(public_id: str):
                            milestone_label=milestone_label)
 
 
-CSV_COLUMNS = ("objective", "id", "external_id", "title", "marking", "kind", "status",
-               "originator_nation", *packets.PACKET_TEXT, "tags", "purpose", "link_status", "note")
-
-
 def _packet_download(result: packets.Packet, fmt: str) -> Response:
     name = f"{result.exercise.name}-{result.milestone.name}".replace(" ", "-")
     name = "".join(ch for ch in name if ch.isalnum() or ch in "-_")[:80] or "packet"
@@ -356,21 +350,7 @@ def _packet_download(result: packets.Packet, fmt: str) -> Response:
         body = json.dumps(packets.packet_document(result), ensure_ascii=False, indent=2)
         return Response(body, mimetype="application/json", headers={
             "Content-Disposition": f'attachment; filename="{name}.json"'})
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(["# " + result.marking])
-    writer.writerow(CSV_COLUMNS)
-    for link in result.lessons:
-        item = packets.packet_item(link)
-        objective = item.pop("objective")
-        item["objective"] = objective["text"] if objective else ""
-        item["tags"] = ";".join(item["tags"])
-        writer.writerow([spreadsheet.protect_cell("" if item.get(column) is None
-                                                   else str(item[column]))
-                         for column in CSV_COLUMNS])
-    writer.writerow(["# " + result.marking])
-    # A byte-order mark lets spreadsheet programs read the UTF-8 correctly.
-    return Response("\ufeff" + out.getvalue(), mimetype="text/csv", headers={
+    return Response(spreadsheet.packet_csv(result), mimetype="text/csv", headers={
         "Content-Disposition": f'attachment; filename="{name}.csv"'})
 
 
