@@ -71,6 +71,7 @@ DEFAULT_N = 100_000
 DEFAULT_SEED = 1944
 DEFAULT_QUERIES = 200
 DEFAULT_UPDATES = 20
+SUBMITS = 10  # new lessons submitted, each timed until a search finds it
 WARMUP_QUERIES = 6
 PER_PAGE = 10
 PROGRESS_EVERY = 5_000
@@ -813,6 +814,8 @@ class EngineFigures:
     build_docs_per_s: float = 0.0
     build_s: float = 0.0
     update_ms: list[float] = field(default_factory=list)
+    submit_ms: list[float] = field(default_factory=list)
+    after_response_ms: list[float] = field(default_factory=list)
     searches: list[Timed] = field(default_factory=list)
     failures: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
@@ -928,6 +931,44 @@ def _update_targets(corpus: Corpus, count: int) -> list[dict[str, Any]]:
     return targets
 
 
+def _new_lessons(corpus: Corpus, count: int) -> list[dict[str, Any]]:
+    """Lessons beyond the corpus (same generator), as their authors would submit them."""
+    fields = ("title", "observation", "discussion", "conclusion", "recommendation", "kind",
+              "friction", "workaround", "limits", "permanence", "source_event", "location",
+              "observed_on", "tags", "domains", "functions", "nations", "releasable_to")
+    by_id = {user.id: user.username for user in corpus.users}
+    made = []
+    for i in range(corpus.n, corpus.n + count):
+        lesson = corpus.lesson(i)
+        data = {name: lesson[name] for name in fields}
+        data["author"] = by_id[lesson["author_id"]]
+        made.append(data)
+    return made
+
+
+def _ms_until_found(user, word: str, started: float, figures: EngineFigures) -> float:
+    """Milliseconds from ``started`` until a search by ``user`` finds ``word``."""
+    from lessons import search
+
+    while True:
+        found = search.search_lessons(user, word, per_page=PER_PAGE).total
+        elapsed = time.perf_counter() - started
+        if found or elapsed > UPDATE_DEADLINE_S:
+            break
+        time.sleep(0.002)
+    figures.failures += 0 if found else 1
+    return elapsed * 1000
+
+
+def _send_response(app, figures: EngineFigures) -> None:
+    """What the server does once the edit's response is ready and sent: run the
+    request's after-request work and close the response (Muster merges small index
+    segments then). Timed apart from the edit, which did not wait for it."""
+    started = time.perf_counter()
+    app.process_response(app.response_class()).close()
+    figures.after_response_ms.append((time.perf_counter() - started) * 1000)
+
+
 def _update_word(k: int) -> str:
     """A word found in no lesson: letters only, so no analyzer splits it."""
     letters = ""
@@ -998,7 +1039,7 @@ def run_muster(corpus: Corpus, queries: list[BenchQuery], warmups: list[BenchQue
     from lessons import search
     from lessons.extensions import db
     from lessons.models import Lesson, User
-    from lessons.services.lessons import update_lesson
+    from lessons.services.lessons import create_lesson, update_lesson
 
     figures = EngineFigures()
     app = _muster_app(workdir)
@@ -1061,15 +1102,19 @@ def run_muster(corpus: Corpus, queries: list[BenchQuery], warmups: list[BenchQue
                 update_lesson(analyst, target["public_id"],
                               {"observation": f"{observation} {word}"})
                 commit_ms.append((time.perf_counter() - started) * 1000)
-                while True:
-                    found = search.search_lessons(analyst, word, per_page=PER_PAGE).total
-                    elapsed = time.perf_counter() - started
-                    if found or elapsed > UPDATE_DEADLINE_S:
-                        break
-                    time.sleep(0.002)
-                figures.update_ms.append(elapsed * 1000)
-                figures.failures += 0 if found else 1
+                figures.update_ms.append(_ms_until_found(analyst, word, started, figures))
+                _send_response(app, figures)
         figures.extra["update_commit_p50_ms"] = round(percentile(commit_ms, 50), 1)
+        say(f"Muster: {SUBMITS} new lessons, each submitted until a search finds it")
+        for k, data in enumerate(_new_lessons(corpus, SUBMITS)):
+            word = _update_word(updates + k)
+            with app.test_request_context():
+                author = db.session.get(User, user_ids[data.pop("author")])
+                data["observation"] += f" {word}"
+                started = time.perf_counter()
+                create_lesson(author, data, submit=True)
+                figures.submit_ms.append(_ms_until_found(author, word, started, figures))
+                _send_response(app, figures)
         figures.extra["index_mb"] = round(folder_mb(workdir / "index"), 1)
         say("Muster: memory of a fresh app process running the query mix")
         figures.extra["app_process"] = _probe_app_process(queries, user_ids, workdir)
@@ -1307,6 +1352,9 @@ def report(args: argparse.Namespace, muster: EngineFigures, raw: EngineFigures |
     raw_p50 = percentile(raw.search_ms(), 50) if raw else None
     raw_p95 = percentile(raw.search_ms(), 95) if raw else None
     update_ms = percentile(muster.update_ms, 50)
+    update_p95 = percentile(muster.update_ms, 95)
+    submit_p50 = percentile(muster.submit_ms, 50) if muster.submit_ms else None
+    submit_max = max(muster.submit_ms, default=None)
     raw_update = percentile(raw.update_ms, 50) if raw else None
     agree = (sum(1 for a, b in zip(muster.searches, raw.searches, strict=True)
                  if (a.total > 0) == (b.total > 0)) if raw else None)
@@ -1316,6 +1364,12 @@ def report(args: argparse.Namespace, muster: EngineFigures, raw: EngineFigures |
         f"{_fmt(raw.build_docs_per_s if raw else None, 12, 0)}")
     say(f"{'update p50 (ms)':<28}{_fmt(update_ms, 12)}{_fmt(raw_update, 12)}"
         "   (Muster: committed and found by a search; raw: update + commit)")
+    say(f"{'update p95 (ms)':<28}{_fmt(update_p95, 12)}")
+    say(f"{'submit p50 / max (ms)':<28}{_fmt(submit_p50, 12)}{'':12}   "
+        f"max {_fmt(submit_max, 0)} (a new lesson submitted until a search finds it)")
+    say(f"{'after the response, max (ms)':<28}"
+        f"{_fmt(max(muster.after_response_ms, default=None), 12)}"
+        "   (merging small segments, which no edit waits for)")
     say(f"{'search p50 (ms)':<28}{_fmt(search_p50, 12)}{_fmt(raw_p50, 12)}"
         f"   ratio {_fmt(_ratio(search_p50, raw_p50), 0, 2)}")
     say(f"{'search p95 (ms)':<28}{_fmt(search_p95, 12)}{_fmt(raw_p95, 12)}"
@@ -1329,7 +1383,7 @@ def report(args: argparse.Namespace, muster: EngineFigures, raw: EngineFigures |
         say(f"queries where both engines agree on finding something or nothing: "
             f"{agree}/{len(muster.searches)}")
     if muster.failures:
-        say(f"WARNING: {muster.failures} edits were not found by search within "
+        say(f"WARNING: {muster.failures} edits or submits were not found by search within "
             f"{UPDATE_DEADLINE_S:g} s")
     peak = peak_rss_mb()
     app_process = muster.extra.get("app_process") or {}
@@ -1355,6 +1409,10 @@ def report(args: argparse.Namespace, muster: EngineFigures, raw: EngineFigures |
         "raw_build_docs_per_s": round(raw.build_docs_per_s, 1) if raw else None,
         "raw_update_ms": round(raw_update, 1) if raw_update is not None else None,
         "update_commit_ms": muster.extra.get("update_commit_p50_ms"),
+        "update_p95_ms": round(update_p95, 1),
+        "submit_p50_ms": _round(submit_p50),
+        "submit_max_ms": _round(submit_max),
+        "after_response_max_ms": _round(max(muster.after_response_ms, default=None)),
         "update_failures": muster.failures,
         "insert_s": muster.extra.get("insert_s"),
         "reindex_children_peak_rss_mb": _round(

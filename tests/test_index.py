@@ -319,3 +319,70 @@ def test_segment_names_do_not_repeat_when_random_is_reseeded(app, make_user, mak
         assert not (drift.missing or drift.stale or drift.extra or drift.pending)
         names = [segment.segment_id() for segment in search.store().open()[1]._segments()]
         assert len(names) == len(set(names))
+
+
+def _segment_sizes(app) -> list[int]:
+    with app.app_context():
+        return [s.doc_count_all() for s in search.store().open()[1]._segments()]
+
+
+def test_edits_leave_merging_small_segments_until_after_the_response(
+        app, make_user, make_lesson, login_as, monkeypatch):
+    """Each edit commits one small segment. Merging them is due every few edits; it runs
+    when the server closes the response, so the edit that made it due does not wait."""
+    from lessons.search import index as search_index
+    from tests.test_capture import form_data
+
+    # (Whoosh's MERGE_SMALL merges from five segments up.)
+    monkeypatch.setattr(search_index, "MAX_SEGMENTS_UNMERGED", 5)
+    make_user("gb.author", "GBR")
+    lesson = make_lesson("gb.author", "draft")
+    client = login_as("gb.author")
+    responses = []
+    for word in ("alpha", "bravo", "charlie", "delta", "echo"):
+        responses.append(client.post(f"/lessons/{lesson.public_id}/edit",
+                                     data=form_data(observation=f"Edit {word} wins.")))
+        assert responses[-1].status_code == 302
+    before = _segment_sizes(app)
+    assert sum(1 for size in before if size < search_index.SMALL_SEGMENT_DOCS) >= 5
+    for response in responses:
+        response.close()  # what the WSGI server does once the response is sent
+    after = _segment_sizes(app)
+    assert len(after) < len(before)
+    assert _found(app, "gb.author", "echo") == [lesson.public_id]
+    assert _found(app, "gb.author", "delta") == []
+    with app.app_context():
+        assert search.check().clean
+
+
+def test_small_segments_piled_up_are_merged_by_the_next_commit(app, make_user, make_lesson,
+                                                               monkeypatch):
+    """Where no response is ever closed (a client that hangs on), commits merge the pile."""
+    from lessons.search import index as search_index
+
+    monkeypatch.setattr(search_index, "MAX_SEGMENTS_UNMERGED", 100)  # never after a response
+    monkeypatch.setattr(search_index, "MAX_SEGMENTS_PILED_UP", 6)
+    make_user("gb.author", "GBR")
+    counts = []
+    for k in range(8):
+        make_lesson("gb.author", "draft", title=f"Pile {k}")
+        counts.append(len(_segment_sizes(app)))
+    assert counts[:6] == [1, 2, 3, 4, 5, 6]
+    assert max(counts) <= 7 and counts[-1] < 6
+    assert len(_found(app, "gb.author", "pile")) == 8
+
+
+def test_sync_merges_small_segments(app, make_user, make_lesson, runner, monkeypatch):
+    from lessons.search import index as search_index
+
+    monkeypatch.setattr(search_index, "MAX_SEGMENTS_PILED_UP", 100)
+    make_user("gb.author", "GBR")
+    with app.test_request_context():  # a request whose response never closes
+        for k in range(6):
+            make_lesson("gb.author", "draft", title=f"Unmerged {k}")
+    monkeypatch.setattr(search_index, "MAX_SEGMENTS_UNMERGED", 5)
+    assert len(_segment_sizes(app)) == 6
+    result = runner.invoke(args=["search", "sync"])
+    assert result.exit_code == 0, result.output
+    assert len(_segment_sizes(app)) < 6
+    assert len(_found(app, "gb.author", "unmerged")) == 6

@@ -6,6 +6,7 @@ search page calls ``search_lessons``; the CLI calls ``sync``, ``reindex`` and ``
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -13,7 +14,7 @@ from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
 
-from flask import current_app
+from flask import after_this_request, current_app, g, has_request_context
 from markupsafe import Markup
 from sqlalchemy import select
 from whoosh.query import And, Every, Or, Query, Term
@@ -30,6 +31,8 @@ __all__ = ["FACETS", "PER_PAGE_CHOICES", "Drift", "Facet", "FacetValue", "IndexB
            "ReindexReport", "SearchPage", "after_commit", "batch", "check", "clean_filters",
            "matching_ids", "queue_lesson", "reindex", "search_lessons", "sync", "visible_masks",
            "warm", "warm_in_background"]
+
+log = logging.getLogger(__name__)
 
 SNIPPET_FIELDS = ("observation", "discussion", "conclusion", "recommendation",
                   "friction", "workaround", "limits")
@@ -53,10 +56,13 @@ _batching = threading.local()
 
 
 def after_commit() -> None:
-    """Apply queued changes now; on failure they wait for the next apply or ``sync``."""
+    """Apply queued changes now; on failure they wait for the next apply or ``sync``.
+    Merging the small segments edits leave behind waits until after the response."""
     if getattr(_batching, "depth", 0):
         return  # ``batch()`` applies them all when it ends
-    index.apply_after_commit(store())
+    index_store = store()
+    index.apply_after_commit(index_store)
+    _merge_later(index_store)
 
 
 @contextmanager
@@ -73,7 +79,34 @@ def batch() -> Iterator[None]:
     finally:
         _batching.depth -= 1
         if not _batching.depth:
-            index.apply_after_commit(store())
+            index_store = store()
+            index.apply_after_commit(index_store)
+            _merge_later(index_store)
+
+
+def _merge_later(index_store: index.IndexStore) -> None:
+    """Merge small segments once the response has gone (an edit's user does not wait
+    for it), or now where there is no request (the CLI). At most once per request."""
+    if not has_request_context():
+        _merge_quietly(index_store)
+        return
+    if g.get("_search_merge_after_response"):
+        return
+    g._search_merge_after_response = True
+
+    @after_this_request
+    def merge_on_close(response):
+        response.call_on_close(lambda: _merge_quietly(index_store))
+        return response
+
+
+def _merge_quietly(index_store: index.IndexStore) -> None:
+    # After the response nobody can be told of a failure, and nothing is lost by one:
+    # the segments stay searchable and the next edit's commit tries again.
+    try:
+        index_store.merge_small()
+    except Exception:  # noqa: BLE001
+        log.exception("merging small search segments failed; the next edit retries")
 
 
 def warm() -> None:
@@ -105,8 +138,12 @@ def warm_in_background(app) -> None:
 
 
 def sync() -> int:
-    """Apply every pending change; returns the number applied. Raises ``IndexBusy``."""
-    return index.apply_pending(store())
+    """Apply every pending change and merge small segments; returns the number applied.
+    Raises ``IndexBusy``."""
+    index_store = store()
+    applied = index.apply_pending(index_store)
+    index_store.merge_small()
+    return applied
 
 
 def reindex(progress: Callable[[int, int], None] | None = None) -> ReindexReport:

@@ -61,7 +61,11 @@ CHARS_PER_POSTING = 11
 POOL_BYTES_PER_POSTING = 190
 SMALL_SEGMENT_DOCS = 1000
 DELETE_BATCH = 500  # outbox rows per delete statement (three parameters each)
+# Small segments (one per edit) are merged once this many have gathered, after the
+# response where there is one (``search.after_commit``), so an edit does not wait for it;
+# a commit merges them itself past MAX_SEGMENTS_PILED_UP (nobody else did).
 MAX_SEGMENTS_UNMERGED = 10
+MAX_SEGMENTS_PILED_UP = 24
 SCHEMA_FILE = "SCHEMA_VERSION"
 # Keep this many generations on disk: searchers in other processes may still be
 # reading the previous one until their next refresh.
@@ -164,9 +168,13 @@ class IndexStore:
         return generation, whoosh_index.open_dir(str(self.root / generation))
 
     @contextmanager
-    def writer(self, ix: FileIndex | None = None) -> Iterator[SegmentWriter]:
-        """The index's single writer, committed on success (no merge: fast single
-        updates; merging happens on reindex), cancelled on error."""
+    def writer(self, ix: FileIndex | None = None, merge: bool = False
+               ) -> Iterator[SegmentWriter]:
+        """The index's single writer, committed on success, cancelled on error.
+
+        Commits do not merge (a single edit then costs one small segment's flush), unless
+        ``merge`` asks for it or small segments have piled up past the point where
+        someone should have merged them (``merge_small``)."""
         if ix is None:
             _, ix = self.open()
         try:
@@ -178,14 +186,21 @@ class IndexStore:
         except BaseException:
             writer.cancel()
             raise
-        # Single updates commit without merging (fast); once small segments pile up, the
-        # commit merges them (Whoosh's MERGE_SMALL leaves the large ones alone), since
-        # every segment costs each search a little.
-        small = [s for s in ix._segments() if s.doc_count_all() < SMALL_SEGMENT_DOCS]
-        if len(small) < MAX_SEGMENTS_UNMERGED:
-            writer.commit(merge=False)
-        else:
-            writer.commit()
+        # Whoosh's MERGE_SMALL merges the small segments and leaves the large ones alone.
+        writer.commit(merge=merge or _small_segments(ix) >= MAX_SEGMENTS_PILED_UP)
+
+    def merge_small(self) -> bool:
+        """Merge the small segments if enough have gathered; False if the writer is busy
+        (whoever holds it will leave the work for the next call)."""
+        _, ix = self.open()
+        if _small_segments(ix) < MAX_SEGMENTS_UNMERGED:
+            return True
+        try:
+            with self.writer(ix, merge=True):
+                pass
+        except IndexBusy:
+            return False
+        return True
 
     def searcher(self) -> Searcher:
         """A searcher for this thread that sees every committed change."""
@@ -218,6 +233,10 @@ class IndexStore:
         stale = [p for p in generations if p.name != live][: -(GENERATIONS_KEPT - 1) or None]
         for path in stale:
             shutil.rmtree(path, ignore_errors=True)
+
+
+def _small_segments(ix: FileIndex) -> int:
+    return sum(1 for s in ix._segments() if s.doc_count_all() < SMALL_SEGMENT_DOCS)
 
 
 def _load_lessons(ids: list[int]) -> dict[int, Lesson]:
