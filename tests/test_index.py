@@ -386,3 +386,27 @@ def test_sync_merges_small_segments(app, make_user, make_lesson, runner, monkeyp
     assert result.exit_code == 0, result.output
     assert len(_segment_sizes(app)) < 6
     assert len(_found(app, "gb.author", "unmerged")) == 6
+
+
+def test_a_merge_leaves_a_busy_writer_alone(app, make_user, make_lesson, monkeypatch):
+    """After a response, a merge must not hold the server's worker waiting for the lock."""
+    from lessons.search import index as search_index
+
+    monkeypatch.setattr(search_index, "MAX_SEGMENTS_UNMERGED", 5)
+    monkeypatch.setattr(search_index, "MERGE_WRITER_TIMEOUT", 0.1)
+    make_user("gb.author", "GBR")
+    with app.test_request_context():  # a request whose response never closes
+        for k in range(6):
+            make_lesson("gb.author", "draft", title=f"Waiting {k}")
+    with app.app_context():
+        store = search.store()
+        blocker = store.open()[1].writer()
+        try:
+            started = time.perf_counter()
+            assert store.merge_small() is False
+            assert time.perf_counter() - started < 2
+        finally:
+            blocker.cancel()
+        assert len(_segment_sizes(app)) == 6
+        assert store.merge_small() is True
+    assert len(_segment_sizes(app)) < 6

@@ -66,6 +66,7 @@ DELETE_BATCH = 500  # outbox rows per delete statement (three parameters each)
 # a commit merges them itself past MAX_SEGMENTS_PILED_UP (nobody else did).
 MAX_SEGMENTS_UNMERGED = 10
 MAX_SEGMENTS_PILED_UP = 24
+MERGE_WRITER_TIMEOUT = 1.0  # seconds a merge waits for the writer before leaving it
 SCHEMA_FILE = "SCHEMA_VERSION"
 # Keep this many generations on disk: searchers in other processes may still be
 # reading the previous one until their next refresh.
@@ -168,8 +169,8 @@ class IndexStore:
         return generation, whoosh_index.open_dir(str(self.root / generation))
 
     @contextmanager
-    def writer(self, ix: FileIndex | None = None, merge: bool = False
-               ) -> Iterator[SegmentWriter]:
+    def writer(self, ix: FileIndex | None = None, merge: bool = False,
+               timeout: float | None = None) -> Iterator[SegmentWriter]:
         """The index's single writer, committed on success, cancelled on error.
 
         Commits do not merge (a single edit then costs one small segment's flush), unless
@@ -177,10 +178,11 @@ class IndexStore:
         someone should have merged them (``merge_small``)."""
         if ix is None:
             _, ix = self.open()
+        timeout = self.writer_timeout if timeout is None else timeout
         try:
-            writer = ix.writer(timeout=self.writer_timeout, delay=0.05, compound=False)
+            writer = ix.writer(timeout=timeout, delay=0.05, compound=False)
         except LockError as exc:
-            raise IndexBusy(f"index writer busy for {self.writer_timeout:g} s") from exc
+            raise IndexBusy(f"index writer busy for {timeout:g} s") from exc
         try:
             yield writer
         except BaseException:
@@ -190,13 +192,13 @@ class IndexStore:
         writer.commit(merge=merge or _small_segments(ix) >= MAX_SEGMENTS_PILED_UP)
 
     def merge_small(self) -> bool:
-        """Merge the small segments if enough have gathered; False if the writer is busy
-        (whoever holds it will leave the work for the next call)."""
+        """Merge the small segments if enough have gathered; False if the writer stayed
+        busy (the work waits for the next call: better than holding a server worker)."""
         _, ix = self.open()
         if _small_segments(ix) < MAX_SEGMENTS_UNMERGED:
             return True
         try:
-            with self.writer(ix, merge=True):
+            with self.writer(ix, merge=True, timeout=MERGE_WRITER_TIMEOUT):
                 pass
         except IndexBusy:
             return False
