@@ -1452,7 +1452,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "then that run's)")
     parser.add_argument("--probe", type=Path, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--skip-raw", action="store_true",
-                        help="measure Muster only (raw Whoosh takes ~20 min at 100k)")
+                        help="measure Muster only (raw Whoosh takes 10 to 20 min at 100k)")
     args = parser.parse_args(argv)
     if args.n < 1 or args.queries < 1 or args.updates < 1:
         parser.error("--n, --queries and --updates must be positive")

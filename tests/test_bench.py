@@ -1,6 +1,6 @@
 """The search benchmark (bench/search_bench.py): a small run end to end, and its corpus.
 
-The full run (100k lessons, most of an hour) is by hand; these prove the script still
+The full run (100k lessons, about 20 minutes) is by hand; these prove the script still
 runs against the current search service, prints the figures the README quotes, and
 generates the same valid corpus and distinct queries from the same seed.
 """
