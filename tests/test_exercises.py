@@ -798,6 +798,32 @@ def test_a_release_request_declined_needs_a_reason_and_changes_nothing(app, logi
                         data={"decision": "approve"}).status_code == 409
 
 
+def test_archiving_a_lesson_declines_the_release_requests_waiting_on_it(app, login_as,
+                                                                      packet_setup):
+    """An archived lesson's REL TO no longer changes: its waiting requests leave the
+    analysts' list, declined with the archive's reason, which the planners see."""
+    public_id, narrow, _ = packet_setup
+    login_as("gb.planner").post(f"/exercises/{public_id}/release-requests",
+                                data={"lesson_id": narrow, "nations": "AUS"})
+    analyst = login_as("gb.an")
+    assert narrow in analyst.get("/lessons?tab=review").get_data(as_text=True)
+    response = analyst.post(f"/lessons/{narrow}/transition",
+                            data={"to": "archived", "note": "Superseded by the 2027 SOP."})
+    assert response.status_code == 302
+    with app.app_context():
+        request = db.session.scalar(select(ReleaseRequest))
+        assert (request.status, request.decision_note) == (
+            "declined", "The lesson was archived: Superseded by the 2027 SOP.")
+        assert request.decided_by.username == "gb.an"
+    review = analyst.get("/lessons?tab=review").get_data(as_text=True)
+    assert 'id="release-requests"' not in review or narrow not in section(
+        review, "release-requests")
+    assert ("release_declined", "AUS") in [(r[0], r[2]) for r in audit_rows(
+        app, exercise=public_id)]
+    page = login_as("gb.planner").get(f"/exercises/{public_id}").get_data(as_text=True)
+    assert "The lesson was archived: Superseded by the 2027 SOP." in page
+
+
 def test_only_planners_of_the_exercise_request_release(app, login_as, packet_setup):
     public_id, narrow, _ = packet_setup
     response = login_as("us.planner").post(f"/exercises/{public_id}/release-requests",

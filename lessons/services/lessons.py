@@ -25,11 +25,12 @@ from lessons.models import (
     Exercise,
     Lesson,
     LessonLink,
+    ReleaseRequest,
     RemedialAction,
     Tag,
     User,
 )
-from lessons.models.base import new_public_id
+from lessons.models.base import new_public_id, utcnow
 from lessons.rules import (
     ACTIONS_MAX,
     KINDS,
@@ -278,6 +279,24 @@ def _move(user: User, lesson: Lesson, to: str, note: str) -> None:
     lesson.version += 1
     audit.record(transition.audit_action, actor=user, lesson=lesson, from_status=previous,
                  to_status=to, comment=note.strip())
+    if to == "archived":
+        _decline_release_requests(user, lesson, note.strip())
+
+
+def _decline_release_requests(user: User, lesson: Lesson, reason: str) -> None:
+    """An archived lesson's release no longer changes, so requests still waiting on it
+    are declined with the archive's reason: they leave the analysts' list, and the
+    planners who asked see why (audited on their exercise, as a decision would be)."""
+    waiting = db.session.scalars(select(ReleaseRequest).where(
+        ReleaseRequest.lesson_id == lesson.id, ReleaseRequest.status == "pending"))
+    for request in waiting:
+        request.status = "declined"
+        request.decided_by_id = user.id
+        request.decided_at = utcnow()
+        request.decision_note = f"The lesson was archived: {reason}"
+        if request.exercise is not None:
+            audit.record("release_declined", actor=user, exercise=request.exercise,
+                         lesson=lesson, comment=", ".join(request.nations))
 
 
 def transition_lesson(user: User, public_id: str, to: str, note: str = "", *,
