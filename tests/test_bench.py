@@ -65,8 +65,13 @@ def test_figures_are_positive_and_consistent(figures: dict) -> None:
         assert isinstance(figures[key], int | float) and figures[key] > 0, key
     assert figures["search_p50_ms"] <= figures["search_p95_ms"]
     assert figures["raw_p50_ms"] <= figures["raw_p95_ms"]
-    assert figures["ratio_p50"] == pytest.approx(
-        figures["search_p50_ms"] / figures["raw_p50_ms"], rel=0.01)
+    for pct in ("p50", "p95"):
+        ours, raw = figures[f"search_{pct}_ms"], figures[f"raw_{pct}_ms"]
+        # The ratio is of the unrounded times; the times are printed to 0.1 ms, which
+        # moves a ratio of small times by up to 0.05 * (1 + ratio) / raw.
+        expected = ours / raw
+        assert figures[f"ratio_{pct}"] == pytest.approx(
+            expected, abs=0.05 * (1 + expected) / raw + 0.0005)
     assert figures["peak_rss_mb"] < 4096
     assert figures["update_failures"] == 0  # every edit and new lesson was found by a search
     assert figures["update_ms"] <= figures["update_p95_ms"]
