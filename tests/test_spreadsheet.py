@@ -130,12 +130,16 @@ def preview_rows(html: str) -> dict[int, tuple[str, str]]:
     return {int(line): (outcome, unescape(why)) for outcome, line, why in rows}
 
 
+def external_id_of(app, public_id: str) -> str:
+    with app.app_context():
+        return db.session.scalar(select(Lesson.external_id).where(
+            Lesson.public_id == public_id))
+
+
 def test_the_upload_page_previews_then_imports_on_confirmation(app, people, login_as,
                                                                make_lesson):
     existing = make_lesson("gb.author", "submitted")
-    with app.app_context():
-        existing_external = db.session.scalar(select(Lesson.external_id).where(
-            Lesson.public_id == existing.public_id))
+    existing_external = external_id_of(app, existing.public_id)
     content = (spreadsheet.header_line()
                + spreadsheet.row_line(record(external_id="NEW-1", originator_nation=""))
                + spreadsheet.row_line(record(external_id=existing_external,
@@ -168,9 +172,7 @@ def test_the_upload_page_previews_then_imports_on_confirmation(app, people, logi
 def test_an_analyst_imports_only_their_own_nations_lessons(app, people, login_as,
                                                            make_lesson):
     theirs = make_lesson("us.an", "submitted")
-    with app.app_context():
-        external = db.session.scalar(select(Lesson.external_id).where(
-            Lesson.public_id == theirs.public_id))
+    external = external_id_of(app, theirs.public_id)
     content = (spreadsheet.header_line()
                + spreadsheet.row_line(record(external_id="X-1", originator_nation="USA"))
                + spreadsheet.row_line(record(external_id=external, originator_nation="")))
