@@ -67,6 +67,33 @@ REQUIRED_ON_SUBMIT = ("title", "observation", "recommendation")
 NATION_CODE = re.compile(r"^[A-Z][A-Z0-9]{2,9}$")
 
 
+def unstorable(value: Any, where: str = "") -> str | None:
+    """Where in ``value`` (a JSON-like value) a string holds what no database stores: a
+    NUL character (PostgreSQL refuses the whole statement) or an unpaired surrogate
+    (which no UTF-8 encoder writes). The path is ``key.index...`` below ``where`` ("" for
+    ``value`` itself); None when everything is storable."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return where
+        return where if "\x00" in value else None
+    if isinstance(value, dict):
+        items = value.items()
+    elif isinstance(value, list):
+        items = enumerate(value)
+    else:
+        return None
+    for key, item in items:
+        # A bad key is reported at its parent: the key itself is not printable.
+        found = unstorable(key, where) if isinstance(key, str) else None
+        if found is None:
+            found = unstorable(item, f"{where}.{key}" if where else str(key))
+        if found is not None:
+            return found
+    return None
+
+
 def normalise_tags(raw: str | Iterable[str]) -> list[str]:
     """Lower-case, trim, squeeze spaces and deduplicate, keeping first-seen order."""
     items = raw.split(",") if isinstance(raw, str) else list(raw)

@@ -224,6 +224,9 @@ def test_a_body_breaking_rules_lists_every_bad_field(api):
 def test_text_no_database_can_store_is_refused(api):
     assert_problem(api("gb.author").post("/lessons", {**NEW_LESSON, "title": "a\x00b"}),
                    422, "NUL")
+    problem = assert_problem(api("gb.author").post("/lessons", {
+        **NEW_LESSON, "tags": ["liaison", "half \ud800 a pair"]}), 422, "surrogate")
+    assert [e["field"] for e in problem["errors"]] == ["tags.1"]
 
 
 def test_unknown_nations_are_refused_by_the_rules(api):

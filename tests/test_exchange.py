@@ -288,3 +288,13 @@ def test_a_nul_character_is_reported_not_stored(app, runner, importer, tmp_path)
     assert result.exit_code == 1
     assert "line 1: title: holds a NUL character" in result.output
     assert count(app) == 0
+
+
+def test_an_unpaired_surrogate_is_reported_not_stored(app, runner, importer, tmp_path):
+    """JSON may escape half a surrogate pair; no UTF-8 database column can hold it."""
+    path = tmp_path / "surrogate.jsonl"
+    path.write_text(json.dumps(record(tags=["liaison", "half \ud800 a pair"])) + "\n", "utf-8")
+    result = run_import(runner, path)
+    assert result.exit_code == 1
+    assert "line 1: tags: holds a NUL character or an unpaired surrogate" in result.output
+    assert count(app) == 0

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ValidationError
 from lessons.errors import PreconditionFailed, PreconditionRequired, ValidationFailed, problem
 from lessons.extensions import csrf
 from lessons.models import User
+from lessons.rules import unstorable
 from lessons.services import tokens
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -70,36 +71,14 @@ def body(model: type[Model]) -> Model:
     data = request.get_json(silent=True)
     if data is None:
         raise BadBody("The body is not readable JSON.")
-    bad = _unstorable(data)
-    if bad:
-        raise ValidationFailed({bad: "Text may not contain NUL characters or unpaired "
-                                     "surrogates."})
+    bad = unstorable(data)
+    if bad is not None:
+        raise ValidationFailed({bad or "body": "Text may not contain NUL characters or "
+                                               "unpaired surrogates."})
     try:
         return model.model_validate(data)
     except ValidationError as exc:
         raise ValidationFailed(_field_errors(exc)) from None
-
-
-def _unstorable(value: Any, where: str = "body") -> str:
-    """Where a string holds what no database stores (NUL, lone surrogates), else ''."""
-    if isinstance(value, str):
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            return where
-        return where if "\x00" in value else ""
-    if isinstance(value, dict):
-        for key, item in value.items():
-            found = _unstorable(key, where) or _unstorable(item, f"{key}" if where == "body"
-                                                           else f"{where}.{key}")
-            if found:
-                return found
-    if isinstance(value, list):
-        for index, item in enumerate(value):
-            found = _unstorable(item, f"{where}.{index}")
-            if found:
-                return found
-    return ""
 
 
 def _field_errors(exc: ValidationError) -> dict[str, str]:

@@ -28,6 +28,7 @@ from lessons.rules import (
     STATUSES,
     check_action,
     check_lesson,
+    unstorable,
 )
 from lessons.services import audit
 from lessons.services.lessons import (
@@ -151,21 +152,12 @@ def _as_date(value: Any) -> date | None:
         raise ValueError(f"{value!r} is not a date (YYYY-MM-DD)") from None
 
 
-def _holds_nul(value: Any) -> bool:
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, list):
-        return any(_holds_nul(item) for item in value)
-    if isinstance(value, dict):
-        return any(_holds_nul(item) for item in value.values())
-    return False
-
-
 def _check_types(record: Mapping[str, Any]) -> dict[str, str]:
     errors: dict[str, str] = {}
     for key, value in record.items():
-        if _holds_nul(value):
-            errors[key] = "holds a NUL character, which no database stores"
+        if unstorable(value) is not None:
+            errors[key] = ("holds a NUL character or an unpaired surrogate, which no "
+                           "database stores")
         elif key not in RECORD_KEYS:
             errors[key] = "unknown field (use --map to rename or ignore foreign fields)"
         elif value is None:
