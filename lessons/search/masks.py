@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 import numpy as np
 from whoosh.idsets import DocIdSet
 from whoosh.query import And, AndNot, Every, Not, NullQuery, Or, Phrase, Query, Term
-from whoosh.reading import TermNotFound
 from whoosh.searching import Searcher
 
 from lessons.search import postings
@@ -129,14 +128,11 @@ class Leaf:
         key = (fieldname, text)
         found = self.masks.terms.get(key)
         if found is None:
-            try:
-                if fieldname in CACHED_POSTINGS_FIELDS:
-                    found = ids_to_mask(self.postings(fieldname, text).ids, self.masks.size)
-                else:
-                    found = term_mask(self.searcher.reader(), fieldname, text,
-                                      self.masks.size)
-            except (TermNotFound, KeyError):
-                found = 0
+            # (A word or field not in the segment reads as no postings: mask 0.)
+            if fieldname in CACHED_POSTINGS_FIELDS:
+                found = ids_to_mask(self.postings(fieldname, text).ids, self.masks.size)
+            else:
+                found = term_mask(self.searcher.reader(), fieldname, text, self.masks.size)
             with _lock:
                 self.masks.terms[key] = found
                 while len(self.masks.terms) > TERM_MASKS_KEPT:

@@ -20,7 +20,6 @@ import math
 
 import numpy as np
 from whoosh.query import FuzzyTerm, Not, Phrase, Prefix, Query, Term, Wildcard
-from whoosh.reading import TermNotFound
 from whoosh.searching import Searcher
 
 from lessons.search import masks
@@ -80,10 +79,7 @@ def top(searcher: Searcher, leaves: list[masks.Leaf], allowed: list[int],
             continue
         scores = np.zeros(leaf.masks.size, dtype=np.float64)
         for field, text, boost in terms:
-            try:
-                found = leaf.postings(field, text)
-            except (KeyError, TermNotFound):
-                continue
+            found = leaf.postings(field, text)  # empty for a word not in the segment
             if not len(found):
                 continue
             docs = found.ids
