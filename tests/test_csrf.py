@@ -495,12 +495,13 @@ def planning(app: Flask, make_user, make_lesson) -> tuple[str, str]:
         public_id = exercise.public_id
         attachments.attach_lesson(planner, public_id, lesson.public_id,
                                   {"purpose": "read_ahead"})
-        attachments.step_link(planner, public_id, lesson.public_id, "accepted")
+        attachments.update_link(planner, public_id, lesson.public_id, {}, to="accepted")
         packets.request_release(planner, public_id, lesson.public_id, ["USA"])
         attachments.attach_lesson(us, public_id, other.public_id, {"purpose": "inject"})
         for to in ("accepted", "incorporated"):
-            attachments.step_link(us, public_id, other.public_id, to)
-        attachments.step_link(us, public_id, other.public_id, "effective", "It worked.")
+            attachments.update_link(us, public_id, other.public_id, {}, to=to)
+        attachments.update_link(us, public_id, other.public_id, {}, to="effective",
+                                evidence="It worked.")
     return public_id, lesson.public_id
 
 

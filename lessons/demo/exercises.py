@@ -30,10 +30,10 @@ def _walk(user: User, exercise_id: str, lesson_id: str, to: str, evidence: str =
     for step in ("accepted", "incorporated"):
         if to == "proposed":
             return
-        attachments.step_link(user, exercise_id, lesson_id, step)
+        attachments.update_link(user, exercise_id, lesson_id, {}, to=step)
         if step == to:
             return
-    attachments.step_link(user, exercise_id, lesson_id, to, evidence)
+    attachments.update_link(user, exercise_id, lesson_id, {}, to=to, evidence=evidence)
 
 
 def load_demo_exercises(users: dict[str, User]) -> int:

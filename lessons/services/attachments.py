@@ -182,22 +182,6 @@ def attach_lesson(user: User, exercise_id: str, lesson_id: str,
     return link
 
 
-def edit_link(user: User, exercise_id: str, lesson_id: str,
-              data: Mapping[str, Any], *, expected_version: int | None = None
-              ) -> ExerciseLesson:
-    """Change an attached lesson's purpose, objective, milestone or note; see
-    ``update_link``."""
-    return update_link(user, exercise_id, lesson_id, data, expected_version=expected_version)
-
-
-def step_link(user: User, exercise_id: str, lesson_id: str, to: str,
-              note: str = "", *, expected_version: int | None = None) -> ExerciseLesson:
-    """Move an attached lesson one step on, or record its outcome with ``note`` as the
-    evidence; see ``update_link``."""
-    return update_link(user, exercise_id, lesson_id, {}, to=to, evidence=note,
-                       expected_version=expected_version)
-
-
 def update_link(user: User, exercise_id: str, lesson_id: str, data: Mapping[str, Any], *,
                 to: str | None = None, evidence: str = "",
                 expected_version: int | None = None) -> ExerciseLesson:

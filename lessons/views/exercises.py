@@ -236,7 +236,7 @@ def edit_link(public_id: str, lesson_id: str):
     _attach_choices(form, exercise)
     if form.validate_on_submit():
         try:
-            attachments.edit_link(current_user, public_id, lesson_id, form.data)
+            attachments.update_link(current_user, public_id, lesson_id, form.data)
         except ValidationFailed as exc:
             apply_errors(form, exc.errors)
         else:
@@ -254,8 +254,8 @@ def step(public_id: str, lesson_id: str):
     if not form.validate_on_submit():
         abort(400, "The form was incomplete or expired; reload the page and try again.")
     try:
-        link = attachments.step_link(current_user, public_id, lesson_id, form.to.data or "",
-                                     form.note.data or "")
+        link = attachments.update_link(current_user, public_id, lesson_id, {},
+                                       to=form.to.data or "", evidence=form.note.data or "")
     except ValidationFailed as exc:
         return _detail_page(exercise, status=422,
                             step_errors={lesson_id: " ".join(exc.errors.values())})
