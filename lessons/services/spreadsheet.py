@@ -16,7 +16,7 @@ import io
 import json
 import re
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lessons.services.exchange import (
     LIST_KEYS,
@@ -26,6 +26,9 @@ from lessons.services.exchange import (
     LineError,
     lesson_record,
 )
+
+if TYPE_CHECKING:  # packets imports the lesson services, which import exchange
+    from lessons.services.packets import Packet
 
 COLUMNS = RECORD_KEYS
 LIST_SEPARATOR = ";"
@@ -151,9 +154,9 @@ PACKET_COLUMNS = ("objective", "id", "external_id", "title", "marking", "kind", 
                   "recommendation", "tags", "purpose", "link_status", "note")
 
 
-def packet_csv(result: Any) -> str:
-    """A read-ahead packet (``packets.Packet``) as CSV, its marking on the first and last
-    rows; one row a lesson, the objective as its text."""
+def packet_csv(result: Packet) -> str:
+    """A read-ahead packet as CSV, its marking on the first and last rows; one row a
+    lesson, the objective as its text."""
     from lessons.services.packets import packet_item
 
     out = io.StringIO()
