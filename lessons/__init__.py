@@ -11,6 +11,7 @@ from sqlalchemy.engine import Engine, make_url
 
 from config import Config, ProductionConfig, get_config
 from lessons.extensions import csrf, db, login_manager, migrate
+from lessons.rules import unstorable
 
 
 def create_app(config: type[Config] | str | None = None, **overrides: object) -> Flask:
@@ -79,7 +80,8 @@ def _warm_search_on_first_request(app: Flask) -> None:
 def _refuse_nul_characters() -> None:
     """No database stores a NUL character (PostgreSQL refuses the whole statement), so a
     request carrying one in its address, query or form gets a 400 here, before any
-    view, instead of a server error later."""
+    view, instead of a server error later (``rules.unstorable``; Werkzeug has already
+    replaced undecodable bytes, so no unpaired surrogate gets this far)."""
     texts = [*(request.view_args or {}).values()]
     sources = [request.args]
     if request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data"):
@@ -89,7 +91,7 @@ def _refuse_nul_characters() -> None:
         for key, values in source.lists():
             texts.append(key)
             texts.extend(values)
-    if any(isinstance(text, str) and "\x00" in text for text in texts):
+    if unstorable(texts) is not None:
         abort(400, "Text may not contain NUL characters.")
 
 
