@@ -49,6 +49,21 @@ class PreconditionFailed(DomainError):
     title = "Changed since you loaded it"
 
 
+class ConcurrentChange(PreconditionFailed):
+    """Someone else's change to the same thing committed first, between this request's
+    read and its write (the version-checked UPDATE matched no row). Nothing of this
+    request was stored. 409 on pages; over the API 412 when the request named its version
+    with ``If-Match``, otherwise 409."""
+
+    status = 409
+    title = "Changed by someone else at the same moment"
+
+    def __init__(self, message: str = "") -> None:
+        super().__init__(message or "Someone else changed this at the same moment, and "
+                         "their change was saved first; nothing of yours was stored. "
+                         "Reload it and apply your change again if it is still needed.")
+
+
 class PreconditionRequired(DomainError):
     """A change to a versioned thing must say which version it was based on."""
 
@@ -91,7 +106,10 @@ def register_error_pages(app: Flask) -> None:
             if isinstance(error, ValidationFailed):
                 errors = [{"field": key, "message": message}
                           for key, message in error.errors.items()]
-            return problem(error.status, error.title, error.message, errors=errors)
+            status = error.status
+            if isinstance(error, ConcurrentChange) and request.headers.get("If-Match"):
+                status = PreconditionFailed.status
+            return problem(status, error.title, error.message, errors=errors)
         return render_template("errors/error.html", status=error.status,
                                title=error.title, message=error.message), error.status
 

@@ -3,9 +3,13 @@
 from flask_login import LoginManager
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
+from flask_sqlalchemy.session import Session as FlaskSession
 from flask_wtf import CSRFProtect
 from sqlalchemy import MetaData
 from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.orm.exc import StaleDataError
+
+from lessons.errors import ConcurrentChange
 
 # Stable constraint names so Alembic can alter them later (SQLite batch mode needs names).
 NAMING = {
@@ -21,7 +25,22 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
 
 
-db = SQLAlchemy(model_class=Base)
+class Session(FlaskSession):
+    """Turns a version-checked UPDATE that matched no row into the domain's
+    ``ConcurrentChange``, wherever the flush happens (an explicit flush, autoflush or
+    commit), so every write path refuses a lost update the same way. The transaction is
+    rolled back at once, so the caller can go on reading (a conflict page shows what the
+    other writer saved)."""
+
+    def flush(self, objects=None) -> None:  # noqa: ANN001 - SQLAlchemy's signature
+        try:
+            super().flush(objects)
+        except StaleDataError as exc:
+            self.rollback()
+            raise ConcurrentChange() from exc
+
+
+db = SQLAlchemy(model_class=Base, session_options={"class_": Session})
 migrate = Migrate(render_as_batch=True, compare_type=True)
 login_manager = LoginManager()
 csrf = CSRFProtect()

@@ -11,6 +11,7 @@ from lessons.models.exercise import (
     ReleaseRequest,
 )
 from lessons.models.glossary import GlossaryGroup, GlossaryState
+from lessons.models.idempotency import IdempotentRequest
 from lessons.models.lesson import Lesson, RemedialAction, Tag
 from lessons.models.link import LessonLink
 from lessons.models.nation import Nation, NationGroup
@@ -20,7 +21,8 @@ from lessons.models.user import User
 
 __all__ = [
     "ApiToken", "AuditRecord", "Exercise", "ExerciseLesson", "ExerciseLessonStep",
-    "ExerciseNation", "GlossaryGroup", "GlossaryState", "IndexOutbox", "Lesson", "LessonLink",
+    "ExerciseNation", "GlossaryGroup", "GlossaryState", "IdempotentRequest", "IndexOutbox",
+    "Lesson", "LessonLink",
     "Milestone", "Nation", "NationGroup", "Objective", "ReleaseRequest", "RemedialAction",
     "StagedImport", "Tag", "User",
 ]

@@ -127,6 +127,9 @@ class Exercise(db.Model):
     def objective(self, public_id: str) -> Objective | None:
         return next((o for o in self.objectives if o.public_id == public_id), None)
 
+    # Version-checked UPDATEs, as on Lesson: of two racing edits exactly one succeeds.
+    __mapper_args__ = {"version_id_col": version, "version_id_generator": False}
+
     def __repr__(self) -> str:
         return f"<Exercise {self.public_id} {self.name}>"
 
@@ -165,6 +168,8 @@ class ExerciseLesson(db.Model):
     steps: Mapped[list[ExerciseLessonStep]] = relationship(
         cascade="all, delete-orphan", lazy="selectin", order_by="ExerciseLessonStep.id")
 
+    __mapper_args__ = {"version_id_col": version, "version_id_generator": False}
+
 
 class ExerciseLessonStep(db.Model):
     """Who moved a link to which status, when (the link's own history)."""
@@ -202,8 +207,12 @@ class ReleaseRequest(db.Model):
     decision_note: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     decided_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # Bumped by the decision: of two analysts deciding at once, exactly one decides.
+    version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
 
     lesson: Mapped[Lesson] = relationship(lazy="joined", innerjoin=True)
     exercise: Mapped[Exercise | None] = relationship(lazy="joined")
     requested_by: Mapped[User] = relationship(foreign_keys=[requested_by_id], lazy="joined")
     decided_by: Mapped[User | None] = relationship(foreign_keys=[decided_by_id], lazy="joined")
+
+    __mapper_args__ = {"version_id_col": version, "version_id_generator": False}

@@ -178,5 +178,11 @@ class Lesson(db.Model):
     def open_actions(self) -> list[RemedialAction]:
         return [a for a in self.actions if a.status == "open"]
 
+    # Every UPDATE of the row says ``WHERE version = <the version this session loaded>``,
+    # so of two racing writers exactly one succeeds (``StaleDataError`` for the other) on
+    # SQLite, where FOR UPDATE does nothing, as on PostgreSQL. The services bump the
+    # number themselves (it names the audit record), hence no generator.
+    __mapper_args__ = {"version_id_col": version, "version_id_generator": False}
+
     def __repr__(self) -> str:
         return f"<Lesson {self.public_id} {self.status}>"

@@ -43,7 +43,7 @@ from lessons.rules import (
 from lessons.services import audit
 from lessons.services import exercises as exercise_service
 from lessons.services import lessons as lesson_service
-from lessons.services.lessons import check_version
+from lessons.services.lessons import check_version, locked
 
 # Lesson statuses an effective outcome can make learned (the status table's sources).
 LEARNABLE = frozenset({"validated", "action_assigned"})
@@ -148,9 +148,12 @@ def get_link(user: User, exercise_id: str, lesson_id: str) -> ExerciseLesson:
 
 
 def attached_link(user: User, exercise: Exercise, lesson_id: str) -> ExerciseLesson:
+    # Fresh values even if this session loaded the link before: a writer that waited for
+    # the exercise's lock must see the step the other writer made.
     link = db.session.scalar(
         select(ExerciseLesson).join(Lesson, ExerciseLesson.lesson_id == Lesson.id)
-        .where(ExerciseLesson.exercise_id == exercise.id, Lesson.public_id == str(lesson_id)))
+        .where(ExerciseLesson.exercise_id == exercise.id, Lesson.public_id == str(lesson_id))
+        .execution_options(populate_existing=True))
     if link is None or not policy.can_view(user, link.lesson):
         raise NotFound("That lesson is not attached to this exercise.")
     return link
@@ -310,11 +313,13 @@ def decide_outcome(user: User, exercise_id: str, lesson_id: str, *, confirm: boo
     planner. Works without the analyst taking part in the exercise: the request was
     addressed to their nation. Raises ``NotFound`` when nothing is pending for them,
     ``InvalidTransition`` when the lesson can no longer become learned."""
-    link = db.session.scalar(
+    # Locked: of a confirm and a decline sent at once, the second waits and then finds
+    # nothing pending (PostgreSQL), or fails its version-checked UPDATE (SQLite).
+    link = db.session.scalar(locked(
         select(ExerciseLesson).join(Lesson, ExerciseLesson.lesson_id == Lesson.id)
         .join(Exercise, ExerciseLesson.exercise_id == Exercise.id)
         .where(Exercise.public_id == str(exercise_id), Lesson.public_id == str(lesson_id),
-               ExerciseLesson.confirmation == "pending"))
+               ExerciseLesson.confirmation == "pending"), ExerciseLesson))
     if link is None or not policy.can_view(user, link.lesson):
         raise NotFound("No outcome is waiting for confirmation here.")
     lesson = link.lesson

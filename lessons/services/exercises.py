@@ -39,7 +39,7 @@ from lessons.rules import (
     normalise_tags,
 )
 from lessons.services import audit
-from lessons.services.lessons import _tag_objects, check_version
+from lessons.services.lessons import _tag_objects, check_version, locked
 from lessons.services.nations import expand, known_codes
 
 EXERCISE_SCALARS = ("name", "type", "lead_nation", "starts_on", "ends_on", "location",
@@ -267,7 +267,7 @@ def create_exercise(user: User, data: Mapping[str, Any]) -> Exercise:
 def load_exercise(user: User, public_id: str, *, for_update: bool = False) -> Exercise:
     query = select(Exercise).where(Exercise.public_id == str(public_id))
     if for_update:
-        query = query.with_for_update(of=Exercise)
+        query = locked(query, Exercise)
     return policy.require_view_exercise(user, db.session.scalar(query))
 
 

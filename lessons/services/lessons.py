@@ -146,10 +146,19 @@ def commit_lesson(lesson: Lesson) -> None:
     search.after_commit()
 
 
+def locked(query: Select, of: type) -> Select:
+    """``query`` locking its rows until commit (PostgreSQL; SQLite has no row locks) and
+    overwriting whatever this session loaded of them before: a writer that waited for
+    the lock must check the other writer's result, not its own earlier read. The
+    version-checked UPDATE (``version_id_col``) is what holds on both databases; the lock
+    makes the loser wait and fail with a clear reason instead."""
+    return query.with_for_update(of=of).execution_options(populate_existing=True)
+
+
 def _load(user: User, public_id: str, *, for_update: bool = False) -> Lesson:
     query = select(Lesson).where(Lesson.public_id == public_id)
     if for_update:
-        query = query.with_for_update(of=Lesson)
+        query = locked(query, Lesson)
     return policy.require_view(user, db.session.scalar(query))
 
 
@@ -291,6 +300,7 @@ def _decline_release_requests(user: User, lesson: Lesson, reason: str) -> None:
         ReleaseRequest.lesson_id == lesson.id, ReleaseRequest.status == "pending"))
     for request in waiting:
         request.status = "declined"
+        request.version += 1
         request.decided_by_id = user.id
         request.decided_at = utcnow()
         request.decision_note = f"The lesson was archived: {reason}"

@@ -25,6 +25,7 @@ from lessons.services import audit
 from lessons.services import exercises as exercise_service
 from lessons.services import lessons as lesson_service
 from lessons.services.attachments import attached_link
+from lessons.services.lessons import locked
 
 # Links still only proposed are not in a packet: nobody has agreed to take them up.
 PACKET_STATUSES = frozenset({"accepted", "incorporated", "effective", "not_effective"})
@@ -204,8 +205,9 @@ def decide_release(user, request_id: str, *, approve: bool, note: str = "") -> R
     """An originator analyst approves (the nations join the lesson's REL TO, a new
     version is indexed) or declines (a reason is required) a release request. Both are
     audited on the lesson and, where there is one, on the exercise."""
-    request = db.session.scalar(select(ReleaseRequest).where(
-        ReleaseRequest.public_id == str(request_id)))
+    # Locked and versioned: of an approve and a decline sent at once exactly one decides.
+    request = db.session.scalar(locked(select(ReleaseRequest).where(
+        ReleaseRequest.public_id == str(request_id)), ReleaseRequest))
     if request is None or not policy.can_view(user, request.lesson):
         raise NotFound("No such release request.")
     lesson = request.lesson
@@ -220,6 +222,7 @@ def decide_release(user, request_id: str, *, approve: bool, note: str = "") -> R
         raise InvalidTransition("The lesson is archived; its release cannot change.")
     note = (note or "").strip()
     request.status = "approved" if approve else "declined"
+    request.version += 1
     request.decided_by_id = user.id
     request.decided_at = utcnow()
     request.decision_note = note
