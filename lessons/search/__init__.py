@@ -1,7 +1,9 @@
 """Full-text search behind a small interface; Whoosh stays inside this package.
 
 Services call ``queue_lesson`` in their transaction and ``after_commit`` after it; the
-search page calls ``search_lessons``; the CLI calls ``sync``, ``reindex`` and ``check``.
+search page calls ``search_lessons``; the CLI calls ``sync``, ``reindex`` and ``check``;
+a serving process calls ``on_worker_start`` as it starts, and ``/health`` reads
+``status``.
 """
 
 from __future__ import annotations
@@ -24,12 +26,13 @@ from lessons.extensions import db
 from lessons.models import IndexOutbox, Lesson, User
 from lessons.search import index, masks, query, rank, suggest
 from lessons.search.glossary import Glossary
-from lessons.search.index import Drift, IndexBusy, ReindexReport
+from lessons.search.index import Drift, IndexBusy, IndexMissing, ReindexReport
 from lessons.search.schema import FACETS
 
 __all__ = ["FACETS", "PER_PAGE_CHOICES", "Drift", "Facet", "FacetValue", "IndexBusy",
-           "ReindexReport", "SearchPage", "after_commit", "batch", "check", "clean_filters",
-           "matching_ids", "queue_lesson", "reindex", "search_lessons", "sync", "visible_masks",
+           "IndexMissing", "IndexStatus", "ReindexReport", "SearchPage", "after_commit",
+           "batch", "check", "clean_filters", "matching_ids", "on_worker_start",
+           "queue_lesson", "reindex", "search_lessons", "status", "sync", "visible_masks",
            "warm", "warm_in_background"]
 
 log = logging.getLogger(__name__)
@@ -112,8 +115,12 @@ def _merge_quietly(index_store: index.IndexStore) -> None:
 def warm() -> None:
     """Read what every search needs from each index segment (facet values, field
     lengths, dates) so the first user after a start does not wait for it (seconds at
-    100,000 lessons). Safe to run beside searches: the caches are per process."""
-    generation, searcher = store().searcher_with_generation()
+    100,000 lessons). Safe to run beside searches: the caches are per process.
+    Nothing to warm while the index is missing (``on_worker_start`` rebuilds it)."""
+    try:
+        generation, searcher = store().searcher_with_generation()
+    except IndexMissing:
+        return
     for leaf in masks.leaves(searcher, generation):
         for name in FACETS:
             leaf.facet(name)
@@ -135,6 +142,32 @@ def warm_in_background(app) -> None:
                 db.session.remove()
 
     threading.Thread(target=run, name="search-warm-up", daemon=True).start()
+
+
+def on_worker_start(app) -> threading.Thread:
+    """Called once by every serving process as it starts (the server's worker hook):
+    apply the index changes a crash left in the outbox, and rebuild the index if it is
+    missing or was built by an older Muster.
+
+    All in a background thread, so the worker serves at once (searches answer 503 while
+    the index is missing); a file lock keeps the other workers on this host from
+    rebuilding it too. Returns the thread (tests wait for it)."""
+
+    def run() -> None:
+        with app.app_context():
+            try:
+                report = index.recover(store())
+                if report is not None:
+                    log.warning("search index rebuilt at start: %d lessons in %.1f s",
+                                report.documents, report.seconds)
+            except Exception:  # noqa: BLE001 - the worker serves anyway; health tells
+                log.exception("search index recovery at start failed")
+            finally:
+                db.session.remove()
+
+    thread = threading.Thread(target=run, name="search-recovery", daemon=True)
+    thread.start()
+    return thread
 
 
 def sync() -> int:

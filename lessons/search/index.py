@@ -6,7 +6,12 @@ Layout of ``INDEX_DIR``::
     CURRENT         name of the live generation (replaced atomically by reindex)
     REINDEXING      present while a reindex runs: appliers then keep outbox rows so
                     the reindex can replay them into the new generation
+    _rebuild_LOCK   held by the one process rebuilding the index (``reindex``)
     gen-.../        one Whoosh index per generation
+
+A missing index (no CURRENT, or its generation gone) is created empty only while the
+database holds no lessons; otherwise it is reported (``IndexMissing``) instead of
+answering every search with nothing, until a reindex restores it.
 
 Whoosh allows one writer per index; every writer is taken with a timeout, and a
 timeout leaves the outbox rows in place for the next apply.
@@ -31,7 +36,7 @@ from sqlalchemy import delete, func, select, tuple_
 from sqlalchemy.orm import selectinload
 from whoosh import index as whoosh_index
 from whoosh.filedb.filestore import FileStorage
-from whoosh.index import FileIndex, LockError
+from whoosh.index import EmptyIndexError, FileIndex, LockError
 from whoosh.searching import Searcher
 from whoosh.writing import SegmentWriter
 
@@ -101,6 +106,23 @@ class IndexBusy(Exception):
     """The writer lock could not be taken in time; pending changes stay queued."""
 
 
+class IndexMissing(Exception):
+    """No usable index while the database holds lessons (the folder was lost, or a
+    first build is running): an empty answer would hide the loss, so nobody gets one."""
+
+    def __init__(self, rebuilding: bool = False) -> None:
+        super().__init__("the search index is being rebuilt" if rebuilding
+                         else "the search index is missing")
+        self.rebuilding = rebuilding
+
+
+# What ``IndexStore.state`` reports.
+STATE_OK = "ok"
+STATE_MISSING = "missing"  # lost, or never built
+STATE_REBUILDING = "rebuilding"  # missing, and a reindex is building it
+STATE_OUTDATED = "outdated"  # built by an older Muster: needs a reindex
+
+
 def write_schema_version(path: Path) -> None:
     (path / SCHEMA_FILE).write_text(str(SCHEMA_VERSION), "utf-8")
 
@@ -153,20 +175,61 @@ class IndexStore:
         finally:
             lock.release()
 
-    def open(self) -> tuple[str, FileIndex]:
-        """The live generation, creating an empty index on first use."""
+    def has_generation(self, generation: str | None) -> bool:
+        """Whether ``generation`` is on disk with at least one table of contents."""
+        return generation is not None and any((self.root / generation).glob("_MAIN_*.toc"))
+
+    def state(self) -> str:
+        """The index's state from the files alone (cheap enough to poll)."""
         generation = self.current_generation()
-        if generation is None:
-            with self._create_lock():
-                generation = self.current_generation()
-                if generation is None:
-                    generation = _new_generation_name()
-                    path = self.root / generation
-                    path.mkdir(parents=True)
-                    whoosh_index.create_in(str(path), build_schema())
-                    write_schema_version(path)
-                    self._set_current(generation)
-        return generation, whoosh_index.open_dir(str(self.root / generation))
+        if not self.has_generation(generation):
+            return STATE_REBUILDING if self.reindexing() else STATE_MISSING
+        if read_schema_version(self.root / generation) != SCHEMA_VERSION:
+            return STATE_OUTDATED
+        return STATE_OK
+
+    def open(self) -> tuple[str, FileIndex]:
+        """The live generation. Created empty on first use, but only while the database
+        holds no lessons: otherwise a lost index raises ``IndexMissing``."""
+        for _attempt in range(3):
+            generation = self.current_generation()
+            if not self.has_generation(generation):
+                generation = self._create_empty()
+            try:
+                return generation, whoosh_index.open_dir(str(self.root / generation))
+            except (EmptyIndexError, FileNotFoundError):
+                # A reindex swapped generations, or the folder went, between the two
+                # reads: look again.
+                continue
+        raise IndexMissing(self.reindexing())
+
+    def _create_empty(self) -> str:
+        with self._create_lock():
+            generation = self.current_generation()
+            if self.has_generation(generation):
+                return generation
+            if self.reindexing() or db.session.scalar(select(Lesson.id).limit(1)) is not None:
+                raise IndexMissing(self.reindexing())
+            generation = _new_generation_name()
+            path = self.root / generation
+            path.mkdir(parents=True)
+            whoosh_index.create_in(str(path), build_schema())
+            write_schema_version(path)
+            self._set_current(generation)
+            return generation
+
+    @contextmanager
+    def rebuild_lock(self, blocking: bool = True) -> Iterator[bool]:
+        """The one rebuild at a time on this host; yields False (not held) when another
+        process holds it and ``blocking`` is False."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        lock = FileStorage(str(self.root)).lock("rebuild")
+        held = lock.acquire(blocking=blocking)
+        try:
+            yield held
+        finally:
+            if held:
+                lock.release()
 
     @contextmanager
     def writer(self, ix: FileIndex | None = None, merge: bool = False,
@@ -324,8 +387,36 @@ def reindex(store: IndexStore, progress: Callable[[int, int], None] | None = Non
 
     While it runs, appliers keep writing the live generation but leave their outbox rows,
     so nothing committed during the rebuild is lost: after the swap those rows are
-    applied to the new generation.
+    applied to the new generation. One rebuild at a time: a second waits for the first.
     """
+    with store.rebuild_lock():
+        return _rebuild(store, progress)
+
+
+def recover(store: IndexStore) -> ReindexReport | None:
+    """Make the index usable again after a crash or a loss, as a serving process starts:
+    rebuild it if it is missing or outdated (unless another process on this host is
+    already rebuilding it), then apply the changes still waiting in the outbox.
+
+    Holding the rebuild lock proves no reindex runs, so a REINDEXING flag found then
+    was left by a crashed one; it is removed, or the outbox would grow forever.
+    """
+    report = None
+    with store.rebuild_lock(blocking=False) as held:
+        if not held:
+            return None
+        if store.state() != STATE_OK:
+            db.session.rollback()
+            if store.state() == STATE_OUTDATED or \
+                    db.session.scalar(select(Lesson.id).limit(1)) is not None:
+                report = _rebuild(store, None)
+        store.reindex_flag.unlink(missing_ok=True)
+    apply_pending(store)
+    return report
+
+
+def _rebuild(store: IndexStore, progress: Callable[[int, int], None] | None
+             ) -> ReindexReport:
     started = time.perf_counter()
     store.root.mkdir(parents=True, exist_ok=True)
     store.reindex_flag.write_text(str(os.getpid()), "utf-8")
@@ -397,18 +488,23 @@ class Drift:
     pending: int = 0  # outbox rows not yet applied
     reindex_interrupted: bool = False
     schema_outdated: bool = False  # written by an older Muster: needs a reindex
+    index_missing: bool = False  # lost (or never built) while lessons exist: reindex
 
     @property
     def clean(self) -> bool:
         return not (self.missing or self.stale or self.extra or self.pending
-                    or self.reindex_interrupted or self.schema_outdated)
+                    or self.reindex_interrupted or self.schema_outdated
+                    or self.index_missing)
 
 
 def check(store: IndexStore) -> Drift:
     """Compare every lesson's version in the database with the index."""
     db.session.rollback()
     in_db = {row.id: row.version for row in db.session.execute(select(Lesson.id, Lesson.version))}
-    generation, ix = store.open()
+    try:
+        generation, ix = store.open()
+    except IndexMissing:
+        return Drift(index_missing=True, reindex_interrupted=store.reindexing())
     if read_schema_version(store.root / generation) != SCHEMA_VERSION:
         return Drift(schema_outdated=True, reindex_interrupted=store.reindexing())
     with ix.searcher() as searcher:
