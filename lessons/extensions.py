@@ -32,12 +32,25 @@ class Session(FlaskSession):
     rolled back at once, so the caller can go on reading (a conflict page shows what the
     other writer saved)."""
 
+    _committing = False
+
     def flush(self, objects=None) -> None:  # noqa: ANN001 - SQLAlchemy's signature
         try:
             super().flush(objects)
         except StaleDataError as exc:
-            self.rollback()
+            if not self._committing:  # inside commit, the rollback waits for it to unwind
+                self.rollback()
             raise ConcurrentChange() from exc
+
+    def commit(self) -> None:
+        self._committing = True
+        try:
+            super().commit()
+        except ConcurrentChange:
+            self.rollback()
+            raise
+        finally:
+            self._committing = False
 
 
 db = SQLAlchemy(model_class=Base, session_options={"class_": Session})

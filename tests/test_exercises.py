@@ -511,7 +511,7 @@ def test_effective_from_another_nation_waits_for_the_originator_analyst(
     actions = [row[0] for row in audit_rows(app, lesson=lesson.public_id)]
     assert actions[-2:] == ["learned", "outcome_confirmed"] or actions[-2:] == [
         "outcome_confirmed", "learned"]
-    assert analyst.post(url, data={"decision": "confirm"}).status_code == 404
+    assert analyst.post(url, data={"decision": "confirm"}).status_code == 409  # decided
 
 
 def test_the_originator_analyst_declines_with_a_reason_and_the_lesson_stays_open(

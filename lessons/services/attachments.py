@@ -314,17 +314,25 @@ def decide_outcome(user: User, exercise_id: str, lesson_id: str, *, confirm: boo
     addressed to their nation. Raises ``NotFound`` when nothing is pending for them,
     ``InvalidTransition`` when the lesson can no longer become learned."""
     # Locked: of a confirm and a decline sent at once, the second waits and then finds
-    # nothing pending (PostgreSQL), or fails its version-checked UPDATE (SQLite).
+    # the outcome decided (PostgreSQL), or fails its version-checked UPDATE (SQLite).
     link = db.session.scalar(locked(
         select(ExerciseLesson).join(Lesson, ExerciseLesson.lesson_id == Lesson.id)
         .join(Exercise, ExerciseLesson.exercise_id == Exercise.id)
         .where(Exercise.public_id == str(exercise_id), Lesson.public_id == str(lesson_id),
-               ExerciseLesson.confirmation == "pending"), ExerciseLesson))
+               ExerciseLesson.confirmation.in_(("pending", "confirmed", "declined"))),
+        ExerciseLesson))
     if link is None or not policy.can_view(user, link.lesson):
         raise NotFound("No outcome is waiting for confirmation here.")
     lesson = link.lesson
     if not policy.can_decide_for_originator(user, lesson):
+        if link.confirmation != "pending":
+            raise NotFound("No outcome is waiting for confirmation here.")
         raise NotAllowed(f"Only an analyst of {lesson.originator_nation} can confirm this.")
+    if link.confirmation != "pending":
+        # Only an outcome that waited on this nation is ever confirmed or declined, so
+        # saying which tells its analyst nothing new.
+        raise InvalidTransition(f"This outcome was already {link.confirmation}; nothing "
+                                "was changed.")
     problem = check_note(note, label="reason", required=not confirm)
     if problem:
         raise ValidationFailed({"note": problem})

@@ -1,0 +1,367 @@
+"""Racing writes through real HTTP: of two (or more) requests that change the same thing
+at the same moment, exactly one applies and the others are refused with their reason;
+version numbers and audit records stay one to one.
+
+The app is served by a threaded WSGI server and each round's requests are released
+together by a barrier, so they overlap inside the app as they would under gunicorn. It
+runs on SQLite (where ``FOR UPDATE`` does nothing) and, with ``TEST_DATABASE_URL``, on
+PostgreSQL (where the loser waits for the winner's row lock).
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from types import SimpleNamespace
+from urllib.parse import urlencode
+
+import pytest
+from flask import Flask
+from sqlalchemy import select
+from werkzeug.serving import make_server
+
+from lessons.extensions import db
+from lessons.models import AuditRecord, ExerciseLesson, Lesson, ReleaseRequest, User
+from lessons.services import attachments, packets, tokens
+from lessons.services import exercises as exercise_service
+from lessons.services import lessons as lesson_service
+from tests.conftest import lesson_fields
+
+ROUNDS = 20
+
+
+@pytest.fixture
+def server(app: Flask) -> Iterator[str]:
+    """``app`` served by a threaded server on a free loopback port; yields host:port."""
+    httpd = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05},
+                              daemon=True)
+    thread.start()
+    try:
+        yield f"127.0.0.1:{httpd.server_port}"
+    finally:
+        httpd.shutdown()
+        thread.join(timeout=5)
+        httpd.server_close()
+
+
+class Http:
+    """One user agent: a session cookie (web) or a bearer token (API), one connection
+    per request so that racing requests never share a socket."""
+
+    def __init__(self, address: str, token: str | None = None) -> None:
+        self.address, self.token, self.cookie = address, token, ""
+
+    def send(self, method: str, path: str, *, form: dict | None = None,
+             body: dict | None = None, headers: dict[str, str] | None = None
+             ) -> SimpleNamespace:
+        all_headers = dict(headers or {})
+        data = None
+        if form is not None:
+            data = urlencode(form, doseq=True)
+            all_headers["Content-Type"] = "application/x-www-form-urlencoded"
+        elif body is not None:
+            data = json.dumps(body)
+            all_headers["Content-Type"] = "application/json"
+        if self.token:
+            all_headers["Authorization"] = f"Bearer {self.token}"
+        if self.cookie:
+            all_headers["Cookie"] = self.cookie
+        connection = http.client.HTTPConnection(self.address, timeout=60)
+        try:
+            connection.request(method, path, body=data, headers=all_headers)
+            response = connection.getresponse()
+            text = response.read().decode()
+            cookie = response.getheader("Set-Cookie")
+            if cookie and cookie.startswith("session="):
+                self.cookie = cookie.split(";", 1)[0]
+            return SimpleNamespace(status=response.status, text=text,
+                                   headers=dict(response.getheaders()))
+        finally:
+            connection.close()
+
+    def login(self, username: str) -> Http:
+        response = self.send("POST", "/login", form={"username": username,
+                                                    "password": "demo"})
+        assert response.status == 302, f"login as {username}: {response.status}"
+        return self
+
+
+def race(*calls: Callable[[], SimpleNamespace]) -> list[SimpleNamespace]:
+    """Run ``calls`` in threads released at the same moment; their responses in order."""
+    barrier = threading.Barrier(len(calls))
+    results: list[SimpleNamespace | BaseException | None] = [None] * len(calls)
+
+    def run(index: int, call: Callable[[], SimpleNamespace]) -> None:
+        barrier.wait()
+        try:
+            results[index] = call()
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            results[index] = exc
+
+    threads = [threading.Thread(target=run, args=(i, call)) for i, call in enumerate(calls)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=90)
+    for result in results:
+        if not isinstance(result, SimpleNamespace):
+            raise AssertionError(f"a racing request failed: {result!r}")
+    return results  # type: ignore[return-value]
+
+
+@pytest.fixture
+def people(make_user) -> None:
+    make_user("gb.author", "GBR", ("contributor",))
+    make_user("gb.an1", "GBR", ("contributor", "analyst"))
+    make_user("gb.an2", "GBR", ("contributor", "analyst"))
+    make_user("gb.planner", "GBR", ("contributor", "planner"))
+    make_user("us.planner", "USA", ("contributor", "planner"))
+
+
+def user(name: str) -> User:
+    return db.session.scalar(select(User).where(User.username == name))
+
+
+_token_numbers = iter(range(1, 10**6))
+
+
+def token(app: Flask, name: str) -> str:
+    with app.app_context():
+        return tokens.create_token(user(name), f"race {next(_token_numbers)}")[1]
+
+
+def new_lesson(app: Flask, status: str = "submitted", **fields) -> str:
+    with app.app_context():
+        author = user("gb.author")
+        lesson = lesson_service.create_lesson(author, lesson_fields(**fields),
+                                              submit=status != "draft")
+        if status == "validated":
+            lesson_service.transition_lesson(user("gb.an1"), lesson.public_id, "validated")
+        return lesson.public_id
+
+
+def stored(app: Flask, public_id: str) -> SimpleNamespace:
+    """The lesson's status, version, text and audit records, read fresh."""
+    with app.app_context():
+        lesson = db.session.scalar(select(Lesson).where(Lesson.public_id == public_id))
+        records = list(db.session.scalars(select(AuditRecord).where(
+            AuditRecord.lesson_id == lesson.id).order_by(AuditRecord.id)))
+        return SimpleNamespace(
+            status=lesson.status, version=lesson.version, title=lesson.title,
+            conclusion=lesson.conclusion, releasable_to=sorted(lesson.releasable_to),
+            actions=[r.action for r in records if r.exercise_id is None],
+            all_actions=[r.action for r in records],
+            versions=[r.version for r in records
+                      if r.exercise_id is None and r.action in VERSIONING])
+
+
+# Audit actions that make a new version of the lesson (the others, such as a declined
+# release or a link, note something about the current one).
+VERSIONING = frozenset({
+    "created", "edited", "imported", "submitted", "withdrawn", "returned", "validated",
+    "rejected", "action_assigned", "learned", "archived", "action_added", "action_updated",
+    "release_approved"})
+
+
+def assert_one_record_per_version(after: SimpleNamespace) -> None:
+    """Every version the lesson went through was made by exactly one audited change."""
+    counts = Counter(after.versions)
+    assert not [v for v, n in counts.items() if n > 1], after.versions
+    assert sorted(counts) == list(range(1, after.version + 1)), after.versions
+
+
+def test_two_patches_with_one_if_match_never_both_apply(app, people, server):
+    api = Http(server, token(app, "gb.an1"))
+    other = Http(server, token(app, "gb.an2"))
+    for round_ in range(ROUNDS):
+        public_id = new_lesson(app)
+        version = stored(app, public_id).version
+        path = f"/api/v1/lessons/{public_id}"
+        headers = {"If-Match": f'"{version}"'}
+        first, second = race(
+            lambda: api.send("PATCH", path, body={"title": f"First {round_}"}, headers=headers),
+            lambda: other.send("PATCH", path, body={"title": f"Second {round_}"},
+                               headers=headers))
+        assert sorted([first.status, second.status]) == [200, 412], (first.text, second.text)
+        winner = first if first.status == 200 else second
+        loser = second if winner is first else first
+        assert json.loads(loser.text)["status"] == 412
+        after = stored(app, public_id)
+        assert winner.headers["ETag"] == f'"{version + 1}"' and after.version == version + 1
+        assert after.title == json.loads(winner.text)["title"]
+        assert after.actions.count("edited") == 1
+        assert_one_record_per_version(after)
+
+
+def test_eight_patches_with_one_if_match_apply_once(app, people, server):
+    clients = [Http(server, token(app, name)) for name in ("gb.an1", "gb.an2") * 4]
+    for round_ in range(3):
+        public_id = new_lesson(app)
+        version = stored(app, public_id).version
+        path = f"/api/v1/lessons/{public_id}"
+        responses = race(*[
+            (lambda c=c, n=n: c.send("PATCH", path, body={"conclusion": f"Edit {round_}.{n}"},
+                                     headers={"If-Match": f'"{version}"'}))
+            for n, c in enumerate(clients)])
+        assert sorted(r.status for r in responses) == [200] + [412] * 7
+        after = stored(app, public_id)
+        assert after.version == version + 1 and after.actions.count("edited") == 1
+        assert_one_record_per_version(after)
+
+
+def test_two_web_form_saves_of_one_loaded_version_save_once(app, people, server):
+    from tests.test_capture import form_data
+
+    first, second = Http(server).login("gb.an1"), Http(server).login("gb.an2")
+    for round_ in range(ROUNDS):
+        public_id = new_lesson(app)
+        version = stored(app, public_id).version
+        path = f"/lessons/{public_id}/edit"
+        responses = race(
+            lambda: first.send("POST", path, form=form_data(
+                version=version, conclusion=f"First analyst {round_}.")),
+            lambda: second.send("POST", path, form=form_data(
+                version=version, conclusion=f"Second analyst {round_}.")))
+        assert sorted(r.status for r in responses) == [302, 409], [r.text[:300]
+                                                                    for r in responses]
+        loser = next(r for r in responses if r.status == 409)
+        assert 'class="conflict' in loser.text
+        after = stored(app, public_id)
+        winner = "First" if responses[0].status == 302 else "Second"
+        assert after.conclusion == f"{winner} analyst {round_}."
+        assert after.version == version + 1 and after.actions.count("edited") == 1
+        assert_one_record_per_version(after)
+
+
+@pytest.mark.parametrize("moves", [("validated", "validated"), ("validated", "rejected")])
+def test_two_analysts_moving_one_lesson_at_once_move_it_once(app, people, server, moves):
+    analysts = [Http(server).login("gb.an1"), Http(server).login("gb.an2")]
+    for _ in range(ROUNDS):
+        public_id = new_lesson(app)
+        path = f"/lessons/{public_id}/transition"
+        responses = race(*[
+            (lambda a=a, to=to: a.send("POST", path, form={"to": to, "note": "Not ours."}))
+            for a, to in zip(analysts, moves, strict=True)])
+        statuses = [r.status for r in responses]
+        assert sorted(statuses) == [302, 409], [r.text[:300] for r in responses]
+        after = stored(app, public_id)
+        assert after.status == moves[statuses.index(302)]
+        assert after.actions.count("validated") + after.actions.count("rejected") == 1
+        assert_one_record_per_version(after)
+
+
+def test_approve_and_decline_of_one_release_request_decide_once(app, people, server):
+    analysts = [Http(server).login("gb.an1"), Http(server).login("gb.an2")]
+    with app.app_context():
+        exercise = exercise_service.create_exercise(user("gb.planner"), exercise_values())
+        exercise_id = exercise.public_id
+    for _ in range(ROUNDS):
+        public_id = new_lesson(app, "validated")
+        with app.app_context():
+            planner = user("gb.planner")
+            attachments.attach_lesson(planner, exercise_id, public_id,
+                                      {"purpose": "read_ahead"})
+            request_id = packets.request_release(planner, exercise_id, public_id,
+                                                 ["USA"]).public_id
+        path = f"/reviews/releases/{request_id}"
+        responses = race(
+            lambda: analysts[0].send("POST", path, form={"decision": "approve"}),
+            lambda: analysts[1].send("POST", path, form={"decision": "decline",
+                                                         "note": "Bilateral only."}))
+        statuses = [r.status for r in responses]
+        assert sorted(statuses) == [302, 409], [r.text[:300] for r in responses]
+        after = stored(app, public_id)
+        with app.app_context():
+            decided = db.session.scalar(select(ReleaseRequest).where(
+                ReleaseRequest.public_id == request_id))
+            assert decided.version == 2
+            outcome = decided.status
+        assert outcome == ("approved" if statuses[0] == 302 else "declined")
+        assert ("USA" in after.releasable_to) == (outcome == "approved")
+        assert after.actions.count("release_approved") + after.actions.count(
+            "release_declined") == 1
+        assert_one_record_per_version(after)
+
+
+def test_confirm_and_decline_of_one_outcome_decide_once(app, people, server):
+    analysts = [Http(server).login("gb.an1"), Http(server).login("gb.an2")]
+    with app.app_context():
+        exercise = exercise_service.create_exercise(user("gb.planner"), exercise_values(
+            starts_on=exercise_service.today() - timedelta(days=20),
+            ends_on=exercise_service.today() - timedelta(days=10)))
+        exercise_id = exercise.public_id
+    for _ in range(ROUNDS):
+        public_id = new_lesson(app, "validated", releasable_to=["USA"])
+        with app.app_context():
+            planner = user("us.planner")
+            attachments.attach_lesson(planner, exercise_id, public_id, {"purpose": "inject"})
+            for step in ("accepted", "incorporated"):
+                attachments.update_link(planner, exercise_id, public_id, {}, to=step)
+            attachments.update_link(planner, exercise_id, public_id, {}, to="effective",
+                                    evidence="Worked on the day.")
+        path = f"/reviews/outcomes/{exercise_id}/{public_id}"
+        responses = race(
+            lambda: analysts[0].send("POST", path, form={"decision": "confirm"}),
+            lambda: analysts[1].send("POST", path, form={"decision": "decline",
+                                                         "note": "One exercise is not enough."}))
+        statuses = [r.status for r in responses]
+        assert sorted(statuses) == [302, 409], [r.text[:300] for r in responses]
+        after = stored(app, public_id)
+        with app.app_context():
+            link = db.session.scalar(select(ExerciseLesson).join(Lesson).where(
+                Lesson.public_id == public_id))
+            confirmation = link.confirmation
+        assert confirmation == ("confirmed" if statuses[0] == 302 else "declined")
+        assert after.status == ("learned" if confirmation == "confirmed" else "validated")
+        assert after.actions.count("learned") == (confirmation == "confirmed")
+        assert after.all_actions.count("outcome_confirmed") + after.all_actions.count(
+            "outcome_declined") == (1 if confirmation == "confirmed" else 2)  # lesson, exercise
+        assert_one_record_per_version(after)
+
+
+def test_two_exercise_patches_and_two_link_steps_with_one_if_match_apply_once(
+        app, people, server):
+    planners = [Http(server, token(app, "gb.planner")), Http(server, token(app, "gb.planner"))]
+    with app.app_context():
+        exercise_id = exercise_service.create_exercise(user("gb.planner"),
+                                                       exercise_values()).public_id
+    for round_ in range(ROUNDS // 2):
+        path = f"/api/v1/exercises/{exercise_id}"
+        version = json.loads(planners[0].send("GET", path).text)["version"]
+        responses = race(*[
+            (lambda p=p, n=n: p.send("PATCH", path, body={"location": f"Site {round_}.{n}"},
+                                     headers={"If-Match": f'"{version}"'}))
+            for n, p in enumerate(planners)])
+        assert sorted(r.status for r in responses) == [200, 412]
+        public_id = new_lesson(app, "validated")
+        with app.app_context():
+            attachments.attach_lesson(user("gb.planner"), exercise_id, public_id,
+                                      {"purpose": "read_ahead"})
+        link_path = f"/api/v1/exercises/{exercise_id}/lessons/{public_id}"
+        etag = planners[0].send("GET", link_path).headers["ETag"]
+        responses = race(*[
+            (lambda p=p, n=n: p.send("PATCH", link_path, body={"note": f"Note {n}"},
+                                     headers={"If-Match": etag})) for n, p in enumerate(planners)])
+        assert sorted(r.status for r in responses) == [200, 412], [r.text for r in responses]
+    with app.app_context():
+        edits = db.session.scalars(select(AuditRecord.action).where(
+            AuditRecord.exercise_id.is_not(None))).all()
+        assert edits.count("exercise_edited") == ROUNDS // 2
+        assert edits.count("attachment_edited") == ROUNDS // 2
+
+
+def exercise_values(**overrides) -> dict:
+    today = exercise_service.today()
+    values = {
+        "name": "Exercise RACING HARE", "type": "cpx", "lead_nation": "GBR",
+        "nations": ["GBR", "USA"], "starts_on": today + timedelta(days=60),
+        "ends_on": today + timedelta(days=70), "location": "Salisbury Plain",
+        "objectives": ["Decide once"], "planners": ["gb.planner", "us.planner"],
+    }
+    values.update(overrides)
+    return values
