@@ -6,7 +6,7 @@ Layout of ``INDEX_DIR``::
     CURRENT         name of the live generation (replaced atomically by reindex)
     REINDEXING      present while a reindex runs: appliers then keep outbox rows so
                     the reindex can replay them into the new generation
-    _rebuild_LOCK   held by the one process rebuilding the index (``reindex``)
+    REBUILD_LOCK    held by the one process rebuilding the index (``reindex``)
     gen-.../        one Whoosh index per generation
 
 A missing index (no CURRENT, or its generation gone) is created empty only while the
@@ -19,6 +19,7 @@ timeout leaves the outbox rows in place for the next apply.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import random
@@ -36,7 +37,7 @@ from sqlalchemy import delete, func, select, tuple_
 from sqlalchemy.orm import selectinload
 from whoosh import index as whoosh_index
 from whoosh.filedb.filestore import FileStorage
-from whoosh.index import EmptyIndexError, FileIndex, LockError
+from whoosh.index import TOC, EmptyIndexError, FileIndex, LockError
 from whoosh.searching import Searcher
 from whoosh.writing import SegmentWriter
 
@@ -76,6 +77,91 @@ SCHEMA_FILE = "SCHEMA_VERSION"
 # Keep this many generations on disk: searchers in other processes may still be
 # reading the previous one until their next refresh.
 GENERATIONS_KEPT = 2
+# Index files (a generation, a table of contents and its segments) stay on disk this
+# long after they stopped being current: a searcher checks it is up to date at the start
+# of a request and may read lazily opened files of its segments until the request ends.
+# No request runs this long; the files kept meanwhile are small (merged edits).
+FILES_KEPT_SECONDS = 300
+SUPERSEDED_FILE = "SUPERSEDED"
+
+
+def _clean_files(storage, indexname: str, gen: int, segments) -> None:
+    """Whoosh's ``clean_files``, called by every commit, without deleting what searchers
+    may still read.
+
+    Whoosh deletes every table of contents but the new one, and every segment file the
+    new one does not list, at once: a searcher in another process (or thread) opened a
+    moment before then finds its files gone (``stored_fields`` returning None, a
+    missing ``.toc`` while opening, dates read as out of range). Here a table of
+    contents is deleted only once it has been superseded (the next one's time) for
+    ``FILES_KEPT_SECONDS``, and a segment file only when no table of contents kept
+    still lists its segment.
+    """
+    toc_pattern = TOC._pattern(indexname)
+    segment_pattern = TOC._segment_pattern(indexname)
+    names = [name for name in storage if not name.startswith(".")]
+    generations = sorted(int(m.group(1)) for name in names if (m := toc_pattern.match(name)))
+    keep = {segment.segment_id() for segment in segments}
+    now = time.time()
+    doomed: list[str] = []
+    for older, newer in zip(generations, generations[1:], strict=False):
+        if older >= gen:
+            break
+        try:
+            superseded = storage.file_modified(TOC._filename(indexname, newer))
+        except OSError:
+            superseded = now
+        if now - superseded >= FILES_KEPT_SECONDS:
+            doomed.append(TOC._filename(indexname, older))
+            continue
+        try:
+            keep |= _toc_segments(storage, indexname, older)
+        except Exception:  # noqa: BLE001 - unreadable: keep every segment file this time
+            return
+    for name in names:
+        match = segment_pattern.match(name)
+        if match and not toc_pattern.match(name) and match.group(1) not in keep:
+            doomed.append(name)
+    for name in doomed:
+        try:
+            storage.delete_file(name)
+        except OSError:
+            pass  # gone already, or another process still has it open
+    _forget_tocs(storage, {int(m.group(1)) for name in doomed
+                           if (m := toc_pattern.match(name))})
+
+
+_toc_cache: dict[tuple[str, int], frozenset[str]] = {}
+_toc_cache_lock = threading.Lock()
+
+
+def _toc_segments(storage, indexname: str, generation: int) -> frozenset[str]:
+    """The segments a table of contents lists (it never changes: read once)."""
+    key = (str(getattr(storage, "folder", id(storage))), generation)
+    found = _toc_cache.get(key)
+    if found is None:
+        toc = TOC.read(storage, indexname, generation, schema=_toc_schema())
+        found = frozenset(segment.segment_id() for segment in toc.segments)
+        with _toc_cache_lock:
+            _toc_cache[key] = found
+    return found
+
+
+@functools.cache
+def _toc_schema():
+    # Given a schema, reading a table of contents skips unpickling the stored one.
+    return build_schema()
+
+
+def _forget_tocs(storage, generations: set[int]) -> None:
+    folder = str(getattr(storage, "folder", id(storage)))
+    with _toc_cache_lock:
+        for generation in generations:
+            _toc_cache.pop((folder, generation), None)
+
+
+# Whoosh's writer looks ``clean_files`` up in ``whoosh.index`` at every commit.
+whoosh_index.clean_files = _clean_files
 
 
 
@@ -189,8 +275,10 @@ class IndexStore:
         return STATE_OK
 
     def open(self) -> tuple[str, FileIndex]:
-        """The live generation. Created empty on first use, but only while the database
-        holds no lessons: otherwise a lost index raises ``IndexMissing``."""
+        """The live generation. Created empty on first use, but only while every lesson
+        in the database waits in the outbox (none, on a new install; the first lessons,
+        before their first apply), so that applying the outbox makes it complete:
+        otherwise the index was lost, and ``IndexMissing`` says so."""
         for _attempt in range(3):
             generation = self.current_generation()
             if not self.has_generation(generation):
@@ -208,7 +296,7 @@ class IndexStore:
             generation = self.current_generation()
             if self.has_generation(generation):
                 return generation
-            if self.reindexing() or db.session.scalar(select(Lesson.id).limit(1)) is not None:
+            if self.reindexing() or _lessons_not_queued():
                 raise IndexMissing(self.reindexing())
             generation = _new_generation_name()
             path = self.root / generation
@@ -223,7 +311,7 @@ class IndexStore:
         """The one rebuild at a time on this host; yields False (not held) when another
         process holds it and ``blocking`` is False."""
         self.root.mkdir(parents=True, exist_ok=True)
-        lock = FileStorage(str(self.root)).lock("rebuild")
+        lock = FileStorage(str(self.root)).lock("REBUILD_LOCK")
         held = lock.acquire(blocking=blocking)
         try:
             yield held
@@ -298,6 +386,13 @@ class IndexStore:
         stale = [p for p in generations if p.name != live][: -(GENERATIONS_KEPT - 1) or None]
         for path in stale:
             shutil.rmtree(path, ignore_errors=True)
+
+
+def _lessons_not_queued() -> bool:
+    """Whether some lesson is neither in the index's outbox nor (the index being
+    missing) anywhere else: then only a reindex can make the index complete."""
+    queued = select(IndexOutbox.id).where(IndexOutbox.lesson_id == Lesson.id).exists()
+    return db.session.scalar(select(Lesson.id).where(~queued).limit(1)) is not None
 
 
 def _small_segments(ix: FileIndex) -> int:
@@ -407,8 +502,7 @@ def recover(store: IndexStore) -> ReindexReport | None:
             return None
         if store.state() != STATE_OK:
             db.session.rollback()
-            if store.state() == STATE_OUTDATED or \
-                    db.session.scalar(select(Lesson.id).limit(1)) is not None:
+            if store.state() == STATE_OUTDATED or _lessons_not_queued():
                 report = _rebuild(store, None)
         store.reindex_flag.unlink(missing_ok=True)
     apply_pending(store)
