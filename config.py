@@ -15,6 +15,10 @@ INSTANCE_DIR = BASE_DIR / "instance"
 
 # A well-known key: good enough to sign a developer's local session, never production.
 DEFAULT_SECRET_KEY = "muster-development-key-not-secret"
+# Where the database lives when DATABASE_URL is unset: fine for a developer, and refused
+# in production unless asked for (MUSTER_ALLOW_SQLITE=1), so a forgotten DATABASE_URL
+# does not quietly start a fresh, empty database on one server's disk.
+DEFAULT_DATABASE_URL = f"sqlite:///{INSTANCE_DIR / 'muster.db'}"
 
 
 def normalise_database_url(url: str) -> str:
@@ -32,9 +36,15 @@ def _csv(value: str) -> list[str]:
 class Config:
     SECRET_KEY = os.environ.get("SECRET_KEY", DEFAULT_SECRET_KEY)
     SQLALCHEMY_DATABASE_URI = normalise_database_url(
-        os.environ.get("DATABASE_URL", f"sqlite:///{INSTANCE_DIR / 'muster.db'}")
+        os.environ.get("DATABASE_URL", DEFAULT_DATABASE_URL)
     )
+    # Pooled connections are tested at checkout, so one that died while the database
+    # was away is replaced instead of failing the request that draws it.
     SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True}
+    # Seconds an SQLite writer waits for another's lock before the request gets a 503.
+    SQLITE_BUSY_TIMEOUT = 10.0
+    # Seconds a 503 (database unreachable or busy) asks clients to wait (Retry-After).
+    UNAVAILABLE_RETRY_AFTER = 10
     INDEX_DIR = os.environ.get("MUSTER_INDEX_DIR", str(INSTANCE_DIR / "index"))
     # Seconds to wait for the index's single writer before leaving a change queued.
     SEARCH_WRITER_TIMEOUT = 10.0
@@ -78,6 +88,7 @@ class ProductionConfig(Config):
     SESSION_COOKIE_SECURE = True
     REMEMBER_COOKIE_SECURE = True
     DEMO_DATA_ALLOWED = False
+    ALLOW_SQLITE = os.environ.get("MUSTER_ALLOW_SQLITE", "") == "1"
 
     @classmethod
     def check(cls) -> None:
@@ -86,6 +97,12 @@ class ProductionConfig(Config):
                 "SECRET_KEY must be set to a random value of at least 16 characters in "
                 "production (e.g. python -c 'import secrets; print(secrets.token_hex(32))')."
             )
+        if cls.SQLALCHEMY_DATABASE_URI == DEFAULT_DATABASE_URL and not cls.ALLOW_SQLITE:
+            raise RuntimeError(
+                "DATABASE_URL must be set in production (e.g. "
+                "DATABASE_URL=postgresql://muster@db.example/muster); set "
+                "MUSTER_ALLOW_SQLITE=1 to use the SQLite file in instance/ instead."
+            )
 
 
 CONFIGS: dict[str, type[Config]] = {
@@ -93,6 +110,17 @@ CONFIGS: dict[str, type[Config]] = {
     "testing": TestingConfig,
     "production": ProductionConfig,
 }
+
+
+def check_environment() -> None:
+    """Exit with the reason, and no traceback, when the selected environment cannot
+    start (``make serve`` runs this first: ``python config.py``)."""
+    try:
+        config = get_config()
+        if issubclass(config, ProductionConfig):
+            config.check()
+    except RuntimeError as error:
+        raise SystemExit(f"error: {error}") from None
 
 
 def get_config(name: str | None = None) -> type[Config]:
@@ -104,3 +132,7 @@ def get_config(name: str | None = None) -> type[Config]:
         raise RuntimeError(
             f"MUSTER_ENV={name!r} is not one of {', '.join(sorted(CONFIGS))}"
         ) from None
+
+
+if __name__ == "__main__":
+    check_environment()

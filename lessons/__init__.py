@@ -18,7 +18,8 @@ def create_app(config: type[Config] | str | None = None, **overrides: object) ->
     """Build the app: extensions, blueprints, CLI and error pages.
 
     ``config`` is a Config class or its name; ``MUSTER_ENV`` decides when omitted.
-    Production refuses to start with the development ``SECRET_KEY``.
+    Production refuses to start with the development ``SECRET_KEY``, or without a
+    ``DATABASE_URL`` unless SQLite is asked for.
     """
     config_class = get_config(config) if config is None or isinstance(config, str) else config
     if issubclass(config_class, ProductionConfig):
@@ -29,8 +30,12 @@ def create_app(config: type[Config] | str | None = None, **overrides: object) ->
     app.config.update(overrides)
     _check_settings(app)
     _ensure_sqlite_folder(app.config["SQLALCHEMY_DATABASE_URI"])
+    _sqlite_busy_timeout(app)
 
     db.init_app(app)
+    from lessons import outages
+
+    outages.guard_session_teardown(app)
     migrate.init_app(app, db, directory=str(app.root_path + "/../migrations"))
     csrf.init_app(app)
     login_manager.init_app(app)
@@ -113,14 +118,24 @@ def _ensure_sqlite_folder(url: str) -> None:
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
 
 
+def _sqlite_busy_timeout(app: Flask) -> None:
+    """The busy timeout makes SQLite writers queue rather than fail; past it, the request
+    gets a 503 (``outages``). The driver's ``timeout`` sets it on every connection."""
+    if make_url(app.config["SQLALCHEMY_DATABASE_URI"]).get_backend_name() != "sqlite":
+        return
+    options = dict(app.config.get("SQLALCHEMY_ENGINE_OPTIONS") or {})
+    options["connect_args"] = {"timeout": float(app.config["SQLITE_BUSY_TIMEOUT"]),
+                               **options.get("connect_args", {})}
+    app.config["SQLALCHEMY_ENGINE_OPTIONS"] = options
+
+
 @event.listens_for(Engine, "connect")
 def _sqlite_pragmas(dbapi_connection, connection_record) -> None:  # noqa: ARG001
-    """WAL lets readers work during a write; the busy timeout makes writers queue, not fail."""
+    """WAL lets readers work during a write."""
     module = type(dbapi_connection).__module__
     if module.startswith("sqlite3"):
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA busy_timeout=10000")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
 

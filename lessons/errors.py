@@ -7,9 +7,15 @@ status, so views never choose status codes for domain failures.
 from __future__ import annotations
 
 import json
+import logging
+import sqlite3
 
-from flask import Flask, Response, render_template, request
+import psycopg
+from flask import Flask, Response, current_app, render_template, request
+from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import HTTPException
+
+log = logging.getLogger(__name__)
 
 
 class DomainError(Exception):
@@ -71,6 +77,18 @@ class PreconditionRequired(DomainError):
     title = "Version required"
 
 
+class DatabaseUnavailable(DomainError):
+    """The database cannot be reached, or stayed busy past the wait: nothing is wrong
+    with the request, so the client is told to try again shortly."""
+
+    status = 503
+    title = "Service unavailable"
+
+    def __init__(self, message: str = "") -> None:
+        super().__init__(message or "Muster cannot reach its database at the moment. "
+                         "Nothing was changed; please try again in a little while.")
+
+
 class ValidationFailed(DomainError):
     """Input breaks a rule; ``errors`` maps contract keys to messages."""
 
@@ -98,9 +116,36 @@ def problem(status: int, title: str, detail: str, *,
     return response
 
 
+def unavailable(error: DatabaseUnavailable) -> Response:
+    """The 503 answer. Its page extends no layout and runs no context processor: those
+    load the logged-in user, which needs the very database that is down."""
+    headers = {"Retry-After": str(current_app.config["UNAVAILABLE_RETRY_AFTER"])}
+    if is_api_request():
+        return problem(error.status, error.title, error.message, headers=headers)
+    page = current_app.jinja_env.get_template("errors/unavailable.html").render(
+        title=error.title, message=error.message)
+    return Response(page, status=error.status, mimetype="text/html", headers=headers)
+
+
 def register_error_pages(app: Flask) -> None:
+    from lessons import outages
+
+    def database_error(error: Exception):
+        """Database errors reach here unhandled by services; only an unreachable or busy
+        database is a 503, every other one stays the server error it is."""
+        if not outages.database_unavailable(error):
+            raise error
+        log.warning("database unavailable: %s", outages.describe(error))
+        outages.discard_session()
+        return unavailable(DatabaseUnavailable())
+
+    for kind in (SQLAlchemyError, sqlite3.Error, psycopg.Error):
+        app.register_error_handler(kind, database_error)
+
     @app.errorhandler(DomainError)
     def domain_error(error: DomainError):
+        if isinstance(error, DatabaseUnavailable):
+            return unavailable(error)
         if is_api_request():
             errors = None
             if isinstance(error, ValidationFailed):
@@ -117,6 +162,11 @@ def register_error_pages(app: Flask) -> None:
     def http_error(error: HTTPException):
         if error.code is None or error.code < 400:  # routing redirects are not errors
             return error
+        original = getattr(error, "original_exception", None)
+        if error.code == 500 and outages.database_unavailable(original):
+            # Raised where no handler above applies: after the response was made, or
+            # while an error page was drawn (it loads the user).
+            return database_error(original)
         if is_api_request():
             headers = dict(error.get_headers())
             headers.pop("Content-Type", None)
