@@ -49,8 +49,10 @@ def create_app(config: type[Config] | str | None = None, **overrides: object) ->
     login_manager.user_loader(load_user)
 
     from lessons.errors import register_error_pages
+    from lessons.http_semantics import register_http_semantics
     from lessons.views import register_blueprints
 
+    register_http_semantics(app)
     app.before_request(_refuse_nul_characters)
     register_blueprints(app)
     register_error_pages(app)

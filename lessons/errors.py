@@ -172,5 +172,7 @@ def register_error_pages(app: Flask) -> None:
             headers.pop("Content-Type", None)
             return problem(error.code, error.name, error.description or error.name,
                            headers=headers)
+        # The headers the error carries, such as a 405's Allow, belong on the page too.
+        headers = [(k, v) for k, v in error.get_headers() if k != "Content-Type"]
         return render_template("errors/error.html", status=error.code,
-                               title=error.name, message=error.description), error.code
+                               title=error.name, message=error.description), error.code, headers

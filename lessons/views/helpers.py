@@ -53,4 +53,4 @@ def register_template_helpers(app: Flask) -> None:
 
     @app.context_processor
     def per_request():
-        return {"logout_form": LogoutForm()}
+        return {"logout_form": LogoutForm(formdata=None)}
