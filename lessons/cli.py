@@ -117,6 +117,9 @@ def search_sync_command() -> None:
     except search.IndexBusy as exc:
         click.echo(f"error: {exc}; try again", err=True)
         sys.exit(1)
+    except search.IndexMissing as exc:
+        click.echo(f"error: {exc}; run `flask search reindex`", err=True)
+        sys.exit(1)
     click.echo(f"Applied {applied} pending change(s).")
 
 
@@ -148,6 +151,9 @@ def search_check_command() -> None:
             click.echo(f"{len(ids)} lesson(s) {label}")
     if drift.pending:
         click.echo(f"{drift.pending} change(s) waiting to be applied (run `flask search sync`)")
+    if drift.index_missing:
+        click.echo("the index is missing while the database holds lessons "
+                   "(run `flask search reindex`)")
     if drift.schema_outdated:
         click.echo("the index was built by an older version of Muster "
                    "(run `flask search reindex`)")

@@ -18,12 +18,13 @@ from pathlib import Path
 
 from flask import after_this_request, current_app, g, has_request_context
 from markupsafe import Markup
-from sqlalchemy import select
+from sqlalchemy import func, select
 from whoosh.query import And, Every, Or, Query, Term
 
 from lessons import policy, rules
 from lessons.extensions import db
 from lessons.models import IndexOutbox, Lesson, User
+from lessons.models.base import utcnow
 from lessons.search import index, masks, query, rank, suggest
 from lessons.search.glossary import Glossary
 from lessons.search.index import Drift, IndexBusy, IndexMissing, ReindexReport
@@ -168,6 +169,47 @@ def on_worker_start(app) -> threading.Thread:
     thread = threading.Thread(target=run, name="search-recovery", daemon=True)
     thread.start()
     return thread
+
+
+# Changes waiting longer than this mean nobody is applying them (a crash, a stuck
+# writer): the index is then reported stale, though still searched.
+PENDING_STALE_SECONDS = 120
+
+
+@dataclass
+class IndexStatus:
+    """What ``/health`` reports of the index: cheap enough to poll (no drift check)."""
+
+    generation: str | None
+    state: str  # ok, empty, stale, missing, rebuilding, outdated
+    pending: int | None  # outbox rows; None when the database did not answer
+    oldest_pending_seconds: float | None = None
+
+    @property
+    def usable(self) -> bool:
+        """Whether searches answer from it (``stale`` ones lag but answer)."""
+        return self.state in ("ok", "empty", "stale")
+
+
+def status(database: bool = True) -> IndexStatus:
+    """The index's state from its files and the outbox; ``database=False`` when the
+    database is down (then from the files alone). Missing while every lesson waits in
+    the outbox (none, on a new install) is ``empty``: the first search creates it."""
+    index_store = store()
+    state = index_store.state()
+    generation = index_store.current_generation()
+    if not index_store.has_generation(generation):
+        generation = None
+    if not database:
+        return IndexStatus(generation, state, None)
+    pending, oldest = db.session.execute(
+        select(func.count(), func.min(IndexOutbox.created_at)).select_from(IndexOutbox)).one()
+    age = (utcnow() - oldest).total_seconds() if oldest is not None else None
+    if state == index.STATE_MISSING and not index.lessons_not_queued():
+        state = "empty"
+    elif state == index.STATE_OK and age is not None and age > PENDING_STALE_SECONDS:
+        state = "stale"
+    return IndexStatus(generation, state, pending, age)
 
 
 def sync() -> int:

@@ -296,7 +296,7 @@ class IndexStore:
             generation = self.current_generation()
             if self.has_generation(generation):
                 return generation
-            if self.reindexing() or _lessons_not_queued():
+            if self.reindexing() or lessons_not_queued():
                 raise IndexMissing(self.reindexing())
             generation = _new_generation_name()
             path = self.root / generation
@@ -371,7 +371,11 @@ class IndexStore:
         # gained deletions, so an updated lesson's old terms (e.g. a nation just removed
         # from REL TO) would still match filters. A new searcher reads them correctly.
         if cached is not None:
-            cached[1].close()
+            del cache[self.root]  # closed here whatever follows (open may fail)
+            try:
+                cached[1].close()
+            except Exception:  # noqa: BLE001 - its files already gone
+                pass
         generation, ix = self.open()
         searcher = ix.searcher()
         cache[self.root] = (generation, searcher)
@@ -388,7 +392,7 @@ class IndexStore:
             shutil.rmtree(path, ignore_errors=True)
 
 
-def _lessons_not_queued() -> bool:
+def lessons_not_queued() -> bool:
     """Whether some lesson is neither in the index's outbox nor (the index being
     missing) anywhere else: then only a reindex can make the index complete."""
     queued = select(IndexOutbox.id).where(IndexOutbox.lesson_id == Lesson.id).exists()
@@ -502,7 +506,7 @@ def recover(store: IndexStore) -> ReindexReport | None:
             return None
         if store.state() != STATE_OK:
             db.session.rollback()
-            if store.state() == STATE_OUTDATED or _lessons_not_queued():
+            if store.state() == STATE_OUTDATED or lessons_not_queued():
                 report = _rebuild(store, None)
         store.reindex_flag.unlink(missing_ok=True)
     apply_pending(store)

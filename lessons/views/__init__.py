@@ -8,12 +8,13 @@ from flask_login import current_user
 from lessons.extensions import login_manager
 
 # Endpoints reachable without logging in; everything else is refused server-side.
-PUBLIC_ENDPOINTS = frozenset({"auth.login", "static", "api_docs.index"})
+PUBLIC_ENDPOINTS = frozenset({"auth.login", "static", "api_docs.index", "health.health"})
 
 
 def register_blueprints(app: Flask) -> None:
     from lessons.api import register_api
     from lessons.views import account, admin, auth, exercises, lessons, main, reviews, search
+    from lessons.views.health import bp as health_bp
 
     app.register_blueprint(auth.bp)
     app.register_blueprint(main.bp)
@@ -23,6 +24,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(reviews.bp)
     app.register_blueprint(admin.bp)
     app.register_blueprint(account.bp)
+    app.register_blueprint(health_bp)
     register_api(app)
 
     @app.before_request
