@@ -1,5 +1,8 @@
 # Muster - developer and CI entry points (GNU make, recipes run by /bin/sh).
 #   make run      create .venv, install deps, migrate, load demo data, index, serve on $(PORT)
+#   make serve    the production server: install, migrate, run gunicorn (gunicorn.conf.py);
+#                 settings from the environment (README, "Running in production");
+#                 DEMO=1 loads the demo data first (development only)
 #   make test     install dev deps and run pytest ($(PYTEST_ARGS) passed through)
 #   make lint     ruff check
 #   make migrate  apply database migrations (development config)
@@ -19,7 +22,7 @@ PYTHON ?= $(shell for p in python3.13 python3.12 python3.11 python3; do \
 	$$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' >/dev/null 2>&1 && { echo $$p; break; }; \
 	done)
 
-.PHONY: run test lint migrate clean venv install install-dev
+.PHONY: run serve test lint migrate clean venv install install-dev
 
 venv: $(BIN)/python
 install: $(VENV)/.installed-prod
@@ -57,6 +60,15 @@ run: $(VENV)/.installed-prod
 	@# Rebuild the search index when it is missing or out of step with the database.
 	MUSTER_ENV=development $(FLASK) search check >/dev/null || MUSTER_ENV=development $(FLASK) search reindex
 	MUSTER_ENV=development $(FLASK) run --host 127.0.0.1 --port $(PORT)
+
+# MUSTER_ENV is the caller's (production unless set). config.py checks the environment
+# first, so a missing SECRET_KEY or DATABASE_URL is one clear line, not a traceback per
+# worker. The search index is not rebuilt here: each worker recovers it as it starts.
+serve: $(VENV)/.installed-prod
+	@$(BIN)/python config.py
+	$(FLASK) db upgrade
+	@if [ -n "$(DEMO)" ]; then $(FLASK) demo load --if-empty; fi
+	exec $(BIN)/gunicorn -c gunicorn.conf.py wsgi:app
 
 migrate: $(VENV)/.installed-prod
 	MUSTER_ENV=development $(FLASK) db upgrade

@@ -8,6 +8,7 @@ start without a real ``SECRET_KEY``.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 BASE_DIR = Path(__file__).resolve().parent
@@ -112,6 +113,43 @@ CONFIGS: dict[str, type[Config]] = {
 }
 
 
+@dataclass(frozen=True)
+class ServerSettings:
+    """What ``gunicorn.conf.py`` gives gunicorn, read here like every other setting."""
+
+    bind: str
+    workers: int
+    threads: int
+    timeout: int
+    graceful_timeout: int
+    keepalive: int
+    forwarded_allow_ips: str
+
+
+def server_settings() -> ServerSettings:
+    """The production server's settings from the environment (see README, Configuration);
+    a malformed number is refused by name, before any worker starts."""
+    port = _whole("PORT", 8000)
+    return ServerSettings(
+        bind=os.environ.get("MUSTER_BIND") or f"127.0.0.1:{port}",
+        workers=_whole("MUSTER_WORKERS", 2 * (os.cpu_count() or 1) + 1),
+        threads=_whole("MUSTER_THREADS", 4),
+        timeout=_whole("MUSTER_TIMEOUT", 30),
+        graceful_timeout=_whole("MUSTER_GRACEFUL_TIMEOUT", 30),
+        keepalive=_whole("MUSTER_KEEPALIVE", 5),
+        forwarded_allow_ips=os.environ.get("MUSTER_FORWARDED_ALLOW_IPS", "127.0.0.1,::1"),
+    )
+
+
+def _whole(name: str, default: int) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit() or int(raw) < 1:
+        raise RuntimeError(f"{name} must be a whole number of at least 1, not {raw!r}")
+    return int(raw)
+
+
 def check_environment() -> None:
     """Exit with the reason, and no traceback, when the selected environment cannot
     start (``make serve`` runs this first: ``python config.py``)."""
@@ -119,6 +157,7 @@ def check_environment() -> None:
         config = get_config()
         if issubclass(config, ProductionConfig):
             config.check()
+        server_settings()
     except RuntimeError as error:
         raise SystemExit(f"error: {error}") from None
 

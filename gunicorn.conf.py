@@ -1,0 +1,37 @@
+"""gunicorn's settings for Muster: ``make serve``, or
+``gunicorn -c gunicorn.conf.py wsgi:app``. Every value comes from the environment
+through ``config.server_settings`` (the variables are in the README's Configuration)."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # gunicorn runs this file by path
+
+from config import server_settings  # noqa: E402 - needs the line above
+
+_settings = server_settings()
+
+bind = _settings.bind
+workers = _settings.workers
+threads = _settings.threads  # more than one: gunicorn's threaded worker
+timeout = _settings.timeout
+graceful_timeout = _settings.graceful_timeout
+keepalive = _settings.keepalive
+# Proxies (load balancers) whose X-Forwarded-Proto and -For are believed.
+forwarded_allow_ips = _settings.forwarded_allow_ips
+accesslog = "-"
+errorlog = "-"
+# Each worker imports the app itself: forked from a preloaded master, workers would share
+# its database connections and its open index files.
+preload_app = False
+# Managed with signals (HUP, TTIN, TTOU, TERM); no control socket in the home folder
+# for two servers on one host to fight over.
+control_socket_disable = True
+
+
+def post_worker_init(worker) -> None:
+    """Each worker, once it has loaded the app, applies index changes a crash left
+    waiting and rebuilds a missing index, in the background (it serves at once)."""
+    from lessons import search
+
+    search.on_worker_start(worker.wsgi)
