@@ -302,7 +302,7 @@ class Server:
         if conf.exists():
             command += ["--config", str(conf)]
         # Given on the command line too: it wins over the file, whatever the file reads.
-        command += ["--workers", str(workers), "--bind", bind, "wsgi:app"]
+        command += ["--workers", str(workers), "--bind", bind, *_quiet_flags(), "wsgi:app"]
         self._log_file = log.open("wb")
         self.process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=self._log_file,
                                         stderr=subprocess.STDOUT)
@@ -348,6 +348,15 @@ class Server:
                 self.process.kill()
                 self.process.wait()
         self._log_file.close()
+
+
+def _quiet_flags() -> list[str]:
+    """No control socket: gunicorn 24+ opens one at a fixed path in the home folder, which
+    two servers at once (this run and a developer's) would fight over."""
+    from gunicorn.config import KNOWN_SETTINGS
+
+    known = {flag for setting in KNOWN_SETTINGS for flag in setting.cli or ()}
+    return ["--no-control-socket"] if "--no-control-socket" in known else []
 
 
 def _get_status(port: int, path: str) -> int:
