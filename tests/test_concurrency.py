@@ -21,7 +21,7 @@ from urllib.parse import urlencode
 
 import pytest
 from flask import Flask
-from sqlalchemy import select
+from sqlalchemy import func, select
 from werkzeug.serving import make_server
 
 from lessons.extensions import db
@@ -120,6 +120,7 @@ def people(make_user) -> None:
     make_user("gb.an1", "GBR", ("contributor", "analyst"))
     make_user("gb.an2", "GBR", ("contributor", "analyst"))
     make_user("gb.planner", "GBR", ("contributor", "planner"))
+    make_user("gb.planner2", "GBR", ("contributor", "planner"))
     make_user("us.planner", "USA", ("contributor", "planner"))
 
 
@@ -361,7 +362,41 @@ def exercise_values(**overrides) -> dict:
         "name": "Exercise RACING HARE", "type": "cpx", "lead_nation": "GBR",
         "nations": ["GBR", "USA"], "starts_on": today + timedelta(days=60),
         "ends_on": today + timedelta(days=70), "location": "Salisbury Plain",
-        "objectives": ["Decide once"], "planners": ["gb.planner", "us.planner"],
+        "objectives": ["Decide once"],
+        "planners": ["gb.planner", "gb.planner2", "us.planner"],
     }
     values.update(overrides)
     return values
+
+
+def test_two_planners_asking_one_release_at_once_store_one_request(app, people, server):
+    planners = [Http(server).login("gb.planner"), Http(server).login("gb.planner2")]
+    with app.app_context():
+        exercise_id = exercise_service.create_exercise(user("gb.planner"),
+                                                       exercise_values()).public_id
+    for _ in range(ROUNDS // 2):
+        public_id = new_lesson(app, "validated")
+        with app.app_context():
+            attachments.attach_lesson(user("gb.planner"), exercise_id, public_id,
+                                      {"purpose": "read_ahead"})
+        path = f"/exercises/{exercise_id}/release-requests"
+        responses = race(*[
+            (lambda p=p: p.send("POST", path, form={"lesson_id": public_id, "nations": "USA"}))
+            for p in planners])
+        assert sorted(r.status for r in responses) == [302, 422], [r.status for r in responses]
+        assert "already waiting" in next(r for r in responses if r.status == 422).text
+        with app.app_context():
+            assert db.session.scalar(select(func.count()).select_from(ReleaseRequest).join(
+                Lesson).where(Lesson.public_id == public_id)) == 1
+
+
+def test_two_removals_of_one_link_remove_it_once(app, people, server):
+    analysts = [Http(server).login("gb.an1"), Http(server).login("gb.an2")]
+    for _ in range(ROUNDS // 2):
+        first, second = new_lesson(app), new_lesson(app)
+        with app.app_context():
+            lesson_service.link_lessons(user("gb.an1"), first, second)
+        path = f"/lessons/{first}/links/{second}/delete"
+        responses = race(*[(lambda a=a: a.send("POST", path)) for a in analysts])
+        assert sorted(r.status for r in responses) == [302, 404]
+        assert stored(app, first).actions.count("unlinked") == 1

@@ -15,11 +15,13 @@ from sqlalchemy import (
     Date,
     DateTime,
     ForeignKey,
+    Index,
     Integer,
     String,
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.ext.associationproxy import AssociationProxy, association_proxy
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -192,6 +194,11 @@ class ReleaseRequest(db.Model):
     lesson can go into a packet for those nations."""
 
     __tablename__ = "release_requests"
+    # One waiting request per lesson and exercise, held by the database itself: two
+    # planners asking at the same moment cannot both store one.
+    __table_args__ = (Index("uq_release_requests_pending", "lesson_id", "exercise_id",
+                            unique=True, sqlite_where=text("status = 'pending'"),
+                            postgresql_where=text("status = 'pending'")),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     public_id: Mapped[str] = mapped_column(String(16), unique=True, default=new_public_id)

@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from lessons import policy
 from lessons.errors import InvalidTransition, NotAllowed, NotFound, ValidationFailed
@@ -176,7 +177,13 @@ def request_release(user, exercise_id: str, lesson_id: str, nations: Iterable[st
     comment = f"Asked to add {', '.join(sorted(missing))} to REL TO"
     audit.record("release_requested", actor=user, exercise=exercise, lesson=lesson,
                  comment=comment)
-    db.session.commit()
+    try:
+        db.session.commit()
+    except IntegrityError:
+        # Another planner's request for the same lesson was stored a moment earlier.
+        db.session.rollback()
+        raise ValidationFailed({"nations": "A request for this lesson is already waiting "
+                                           "for its originator."}) from None
     return request
 
 

@@ -1,7 +1,8 @@
 """Version-checked release decisions, and the answers to idempotent API creates.
 
 A release request gains a version, checked by every UPDATE like a lesson's, so that of
-two analysts deciding at the same moment exactly one decides.
+two analysts deciding at the same moment exactly one decides; and at most one request per
+lesson and exercise waits at a time (a partial unique index).
 
 Revision ID: 0008
 Revises: 0007
@@ -39,11 +40,15 @@ def upgrade():
 
     with op.batch_alter_table('release_requests', schema=None) as batch_op:
         batch_op.add_column(sa.Column('version', sa.Integer(), server_default='1', nullable=False))
+        batch_op.create_index('uq_release_requests_pending', ['lesson_id', 'exercise_id'],
+                              unique=True, sqlite_where=sa.text("status = 'pending'"),
+                              postgresql_where=sa.text("status = 'pending'"))
 
 
 
 def downgrade():
     with op.batch_alter_table('release_requests', schema=None) as batch_op:
+        batch_op.drop_index('uq_release_requests_pending')
         batch_op.drop_column('version')
 
     with op.batch_alter_table('idempotent_requests', schema=None) as batch_op:
