@@ -16,6 +16,7 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import timedelta
+from functools import partial
 from types import SimpleNamespace
 from urllib.parse import urlencode
 
@@ -185,9 +186,9 @@ def test_two_patches_with_one_if_match_never_both_apply(app, people, server):
         path = f"/api/v1/lessons/{public_id}"
         headers = {"If-Match": f'"{version}"'}
         first, second = race(
-            lambda: api.send("PATCH", path, body={"title": f"First {round_}"}, headers=headers),
-            lambda: other.send("PATCH", path, body={"title": f"Second {round_}"},
-                               headers=headers))
+            partial(api.send, "PATCH", path, body={"title": f"First {round_}"}, headers=headers),
+            partial(other.send, "PATCH", path, body={"title": f"Second {round_}"},
+                    headers=headers))
         assert sorted([first.status, second.status]) == [200, 412], (first.text, second.text)
         winner = first if first.status == 200 else second
         loser = second if winner is first else first
@@ -206,9 +207,8 @@ def test_eight_patches_with_one_if_match_apply_once(app, people, server):
         version = stored(app, public_id).version
         path = f"/api/v1/lessons/{public_id}"
         responses = race(*[
-            (lambda c=c, n=n: c.send("PATCH", path, body={"conclusion": f"Edit {round_}.{n}"},
-                                     headers={"If-Match": f'"{version}"'}))
-            for n, c in enumerate(clients)])
+            partial(c.send, "PATCH", path, body={"conclusion": f"Edit {round_}.{n}"},
+                    headers={"If-Match": f'"{version}"'}) for n, c in enumerate(clients)])
         assert sorted(r.status for r in responses) == [200] + [412] * 7
         after = stored(app, public_id)
         assert after.version == version + 1 and after.actions.count("edited") == 1
@@ -224,9 +224,9 @@ def test_two_web_form_saves_of_one_loaded_version_save_once(app, people, server)
         version = stored(app, public_id).version
         path = f"/lessons/{public_id}/edit"
         responses = race(
-            lambda: first.send("POST", path, form=form_data(
+            partial(first.send, "POST", path, form=form_data(
                 version=version, conclusion=f"First analyst {round_}.")),
-            lambda: second.send("POST", path, form=form_data(
+            partial(second.send, "POST", path, form=form_data(
                 version=version, conclusion=f"Second analyst {round_}.")))
         assert sorted(r.status for r in responses) == [302, 409], [r.text[:300]
                                                                     for r in responses]
@@ -245,9 +245,8 @@ def test_two_analysts_moving_one_lesson_at_once_move_it_once(app, people, server
     for _ in range(ROUNDS):
         public_id = new_lesson(app)
         path = f"/lessons/{public_id}/transition"
-        responses = race(*[
-            (lambda a=a, to=to: a.send("POST", path, form={"to": to, "note": "Not ours."}))
-            for a, to in zip(analysts, moves, strict=True)])
+        responses = race(*[partial(a.send, "POST", path, form={"to": to, "note": "Not ours."})
+                           for a, to in zip(analysts, moves, strict=True)])
         statuses = [r.status for r in responses]
         assert sorted(statuses) == [302, 409], [r.text[:300] for r in responses]
         after = stored(app, public_id)
@@ -271,9 +270,9 @@ def test_approve_and_decline_of_one_release_request_decide_once(app, people, ser
                                                  ["USA"]).public_id
         path = f"/reviews/releases/{request_id}"
         responses = race(
-            lambda: analysts[0].send("POST", path, form={"decision": "approve"}),
-            lambda: analysts[1].send("POST", path, form={"decision": "decline",
-                                                         "note": "Bilateral only."}))
+            partial(analysts[0].send, "POST", path, form={"decision": "approve"}),
+            partial(analysts[1].send, "POST", path, form={"decision": "decline",
+                                                          "note": "Bilateral only."}))
         statuses = [r.status for r in responses]
         assert sorted(statuses) == [302, 409], [r.text[:300] for r in responses]
         after = stored(app, public_id)
@@ -307,9 +306,9 @@ def test_confirm_and_decline_of_one_outcome_decide_once(app, people, server):
                                     evidence="Worked on the day.")
         path = f"/reviews/outcomes/{exercise_id}/{public_id}"
         responses = race(
-            lambda: analysts[0].send("POST", path, form={"decision": "confirm"}),
-            lambda: analysts[1].send("POST", path, form={"decision": "decline",
-                                                         "note": "One exercise is not enough."}))
+            partial(analysts[0].send, "POST", path, form={"decision": "confirm"}),
+            partial(analysts[1].send, "POST", path, form={
+                "decision": "decline", "note": "One exercise is not enough."}))
         statuses = [r.status for r in responses]
         assert sorted(statuses) == [302, 409], [r.text[:300] for r in responses]
         after = stored(app, public_id)
@@ -335,9 +334,8 @@ def test_two_exercise_patches_and_two_link_steps_with_one_if_match_apply_once(
         path = f"/api/v1/exercises/{exercise_id}"
         version = json.loads(planners[0].send("GET", path).text)["version"]
         responses = race(*[
-            (lambda p=p, n=n: p.send("PATCH", path, body={"location": f"Site {round_}.{n}"},
-                                     headers={"If-Match": f'"{version}"'}))
-            for n, p in enumerate(planners)])
+            partial(p.send, "PATCH", path, body={"location": f"Site {round_}.{n}"},
+                    headers={"If-Match": f'"{version}"'}) for n, p in enumerate(planners)])
         assert sorted(r.status for r in responses) == [200, 412]
         public_id = new_lesson(app, "validated")
         with app.app_context():
@@ -346,8 +344,8 @@ def test_two_exercise_patches_and_two_link_steps_with_one_if_match_apply_once(
         link_path = f"/api/v1/exercises/{exercise_id}/lessons/{public_id}"
         etag = planners[0].send("GET", link_path).headers["ETag"]
         responses = race(*[
-            (lambda p=p, n=n: p.send("PATCH", link_path, body={"note": f"Note {n}"},
-                                     headers={"If-Match": etag})) for n, p in enumerate(planners)])
+            partial(p.send, "PATCH", link_path, body={"note": f"Note {n}"},
+                    headers={"If-Match": etag}) for n, p in enumerate(planners)])
         assert sorted(r.status for r in responses) == [200, 412], [r.text for r in responses]
     with app.app_context():
         edits = db.session.scalars(select(AuditRecord.action).where(
@@ -381,7 +379,7 @@ def test_two_planners_asking_one_release_at_once_store_one_request(app, people, 
                                       {"purpose": "read_ahead"})
         path = f"/exercises/{exercise_id}/release-requests"
         responses = race(*[
-            (lambda p=p: p.send("POST", path, form={"lesson_id": public_id, "nations": "USA"}))
+            partial(p.send, "POST", path, form={"lesson_id": public_id, "nations": "USA"})
             for p in planners])
         assert sorted(r.status for r in responses) == [302, 422], [r.status for r in responses]
         assert "already waiting" in next(r for r in responses if r.status == 422).text
@@ -397,6 +395,6 @@ def test_two_removals_of_one_link_remove_it_once(app, people, server):
         with app.app_context():
             lesson_service.link_lessons(user("gb.an1"), first, second)
         path = f"/lessons/{first}/links/{second}/delete"
-        responses = race(*[(lambda a=a: a.send("POST", path)) for a in analysts])
+        responses = race(*[partial(a.send, "POST", path) for a in analysts])
         assert sorted(r.status for r in responses) == [302, 404]
         assert stored(app, first).actions.count("unlinked") == 1
