@@ -1,6 +1,6 @@
 """Search benchmark: Muster's search service against a straightforward raw Whoosh set-up.
 
-Issue 4, point 7. Run by hand (not by ``make test``; ``tests/test_bench.py`` does a
+Run by hand (not by ``make test``; ``tests/test_bench.py`` does a
 ``--n 300`` smoke run)::
 
     .venv/bin/python bench/search_bench.py --n 100000

@@ -1,4 +1,4 @@
-"""Who may see and do what: the only home of these rules (DESIGN.md section 2).
+"""Who may see and do what: the only home of these rules (docs/ARCHITECTURE.md, section 4).
 
 Visibility is written once, as a small backend-neutral rule (``visibility_rule``). From
 it come ``can_view`` (Python, one lesson), ``visible_lessons`` (an SQL filter) and the
@@ -273,7 +273,7 @@ def missing_release(lesson: Lesson, nations: list[str] | tuple[str, ...]) -> lis
 def outcome_moves_at_once(user: UserLike, lesson: Lesson) -> bool:
     """An ``effective`` outcome recorded by a planner of the lesson's originator nation
     makes the lesson learned at once; from another nation it waits for an originator
-    analyst (DESIGN.md section 1)."""
+    analyst (docs/ARCHITECTURE.md, section 3)."""
     user = _real_user(user)
     return user is not None and user.nation_code == lesson.originator_nation
 

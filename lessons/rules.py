@@ -1,7 +1,7 @@
 """The one rule set: allowed values and limits of the data contract.
 
 HTML forms, the importer and the API all check lessons through ``check_lesson`` so a
-value accepted by one door is accepted by all of them (DESIGN.md section 4.6).
+value accepted by one door is accepted by all of them (docs/ARCHITECTURE.md, section 8).
 """
 
 from __future__ import annotations

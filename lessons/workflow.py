@@ -1,4 +1,4 @@
-"""The lesson status machine of DESIGN.md section 1, as data.
+"""The lesson status machine (docs/ARCHITECTURE.md, section 3), as data.
 
 Each target status is reached by exactly one transition, so a move is named by its
 target (``{"to": "validated"}`` in the API, a button on the lesson page).

@@ -1,4 +1,4 @@
-"""Several app processes share one index (DESIGN.md section 4.3 and 4.4): concurrent
+"""Several app processes share one index (docs/ARCHITECTURE.md, section 6): concurrent
 writers lose nothing, and a searcher sees another process's commit on its next request.
 
 Each writer is a real ``python`` process building its own app over the test database

@@ -241,7 +241,7 @@ def test_archive_without_a_reason_answers_422(app, people, make_lesson, login_as
 def test_a_withdrawn_lesson_is_the_authors_alone_so_analysts_cannot_archive_it(
         app, people, make_lesson, login_as):
     # The status table allows archiving from any status but draft; the visibility
-    # policy (DESIGN.md section 2) keeps withdrawn lessons from everyone but the author.
+    # policy (docs/ARCHITECTURE.md, section 4) keeps withdrawn lessons from everyone but the author.
     lesson = make_lesson("gb.author", "withdrawn")
     response = move(login_as("gb.an"), lesson.public_id, "archived", "Tidy up.")
     assert response.status_code == 404

@@ -1,5 +1,5 @@
 """The on-disk index: generations, the one writer, per-thread searchers, and keeping the
-index in step with the database through the outbox (DESIGN.md section 4.3).
+index in step with the database through the outbox (docs/ARCHITECTURE.md, section 6).
 
 Layout of ``INDEX_DIR``::
 

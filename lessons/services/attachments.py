@@ -265,8 +265,8 @@ def _advance(user: User, exercise: Exercise, link: ExerciseLesson, to: str,
 
 
 def _make_learned(user: User, lesson: Lesson, evidence: str) -> None:
-    """The status table's ``learned`` move, made by an exercise outcome (DESIGN.md
-    section 1) rather than by the analyst button; audited on the lesson with the
+    """The status table's ``learned`` move, made by an exercise outcome (docs/
+    ARCHITECTURE.md, section 3) rather than by the analyst button; audited on the lesson with the
     evidence. The exercise is not named on the lesson's trail: the lesson's readers
     may not all take part in it."""
     previous = lesson.status

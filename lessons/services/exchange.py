@@ -1,4 +1,4 @@
-"""The lessons exchange format: JSON Lines with the contract keys (DESIGN.md section 1).
+"""The lessons exchange format: JSON Lines with the contract keys (docs/ARCHITECTURE.md, section 3).
 
 Import checks every line against the one rule set before storing anything; by default a
 file with any bad line stores nothing (all or nothing), ``skip_invalid`` stores the good

@@ -230,7 +230,7 @@ def _source_exercise(user: User, exercise_id: str | None) -> Exercise | None:
 
 
 def _check_derived_release(user: User, source: Lesson, wanted: list[str]) -> None:
-    """A follow-up starts with at most its source's REL TO (DESIGN.md section 1)."""
+    """A follow-up starts with at most its source's REL TO (docs/ARCHITECTURE.md, section 3)."""
     expanded = set(expand(wanted)) | {user.nation_code}
     beyond = sorted(expanded - set(source.releasable_to))
     if beyond:

@@ -3,7 +3,7 @@
 A packet for an audience holds only the attached lessons releasable to *every* nation
 in it; "withheld" counts the attached lessons the viewer can see but the audience
 cannot, and names the nations that lack release. Lessons hidden from the viewer are
-neither listed nor counted (DESIGN.md section 2). From the packet, a planner asks the
+neither listed nor counted (docs/ARCHITECTURE.md, section 4). From the packet, a planner asks the
 originator nation's analysts to add the missing nations; they approve or decline.
 """
 
