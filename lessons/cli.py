@@ -11,7 +11,7 @@ from flask.cli import AppGroup
 from sqlalchemy import func, select
 
 from lessons import search
-from lessons.errors import ValidationFailed
+from lessons.errors import ConcurrentChange, ValidationFailed
 from lessons.extensions import db
 from lessons.models import User
 from lessons.services import users as user_service
@@ -207,9 +207,13 @@ def import_command(file: str, as_user: str | None, map_file: str | None, fmt: st
         records = list(spreadsheet.read_rows(text, field_map))
     else:
         records = list(exchange.read_lines(text.splitlines(), field_map))
-    with click.progressbar(records, label="Checking and storing", show_pos=True,
-                           file=sys.stderr) as bar:
-        report = exchange.import_records(bar, submitter, skip_invalid=skip_invalid)
+    try:
+        with click.progressbar(records, label="Checking and storing", show_pos=True,
+                               file=sys.stderr) as bar:
+            report = exchange.import_records(bar, submitter, skip_invalid=skip_invalid)
+    except ConcurrentChange as exc:
+        # Someone edited a lesson of the file while it was being stored: nothing was.
+        _fail({"file": f"{exc.message} (Nothing was imported; run the import again.)"})
     for error in report.errors:
         click.echo(f"error: {error}", err=True)
     if report.stored:
