@@ -187,3 +187,32 @@ def test_many_threads_searching_while_segments_are_merged_elsewhere(
     assert errors == []
     with app.app_context():
         assert db.session.scalar(select(Lesson.id).limit(1))
+
+
+def test_segment_caches_stay_consistent_under_threads(app, make_user, make_lesson):
+    """Threads that each see new segments (here: as many generations) add them to the
+    process's segment cache while others prune it."""
+    make_user("gb.author", "GBR")
+    _lessons(make_lesson, 3)
+    errors: list[BaseException] = []
+    with app.app_context():
+        _, searcher = search.store().searcher_with_generation()
+
+        def hammer(name: str) -> None:
+            try:
+                for n in range(3000):
+                    masks.leaves(searcher, f"{name}-{n}")
+            except BaseException as exc:  # noqa: BLE001 - reported below
+                errors.append(exc)
+
+        interval = sys.getswitchinterval()
+        sys.setswitchinterval(1e-6)
+        try:
+            threads = [threading.Thread(target=hammer, args=(f"t{i}",)) for i in range(4)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+        finally:
+            sys.setswitchinterval(interval)
+    assert errors == []

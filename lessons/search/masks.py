@@ -35,6 +35,9 @@ TERM_MASKS_KEPT = 2048
 # queries are read from memory (a word in every other lesson of 100,000 takes 400 kB).
 POSTINGS_KEPT_BYTES = 40 * 2**20
 CACHED_POSTINGS_FIELDS = frozenset({TITLE, CONTENT})
+# Guards every change to the caches shared by a process's threads (``_segments``, a
+# segment's dictionaries, the postings): a dictionary another thread iterates while
+# one adds to it fails that iteration. What is computed for them is computed outside.
 _lock = threading.Lock()
 
 
@@ -215,17 +218,22 @@ class Leaf:
         found = self.masks.lengths.get(fieldname)
         if found is None:
             reader = self.searcher.reader()
-            found = self.masks.lengths[fieldname] = np.fromiter(
+            found = np.fromiter(
                 (reader.doc_field_length(doc, fieldname, 0) or 0
                  for doc in range(self.masks.size)), dtype=np.float64, count=self.masks.size)
+            with _lock:
+                found = self.masks.lengths.setdefault(fieldname, found)
         return found
 
     def dates(self) -> list[int]:
         """Each document's date as a sortable number, read once per segment."""
-        if self.masks.dates is None:
-            column = self.searcher.reader().column_reader("observed")
-            self.masks.dates = [value or 0 for value in column]
-        return self.masks.dates
+        dates = self.masks.dates
+        if dates is None:
+            # The column's stored numbers, not datetimes: they sort the same, cost no
+            # conversion, and a column's default value is no date at all.
+            column = self.searcher.reader().column_reader("observed", translate=False)
+            dates = self.masks.dates = [value or 0 for value in column]
+        return dates
 
     def facet(self, fieldname: str) -> dict[str, int]:
         values = self.masks.facets.get(fieldname)
@@ -235,7 +243,8 @@ class Leaf:
             for raw in reader.lexicon(fieldname):
                 text = raw.decode("utf-8")
                 values[text] = term_mask(reader, fieldname, raw, self.masks.size)
-            self.masks.facets[fieldname] = values
+            with _lock:
+                values = self.masks.facets.setdefault(fieldname, values)
         return values
 
 
@@ -264,7 +273,10 @@ def leaves(searcher: Searcher, generation: str) -> list[Leaf]:
         key = f"{generation}/{reader.segment().segment_id()}"
         masks = _segments.get(key)
         if masks is None or masks.size != size:
-            masks = _segments[key] = SegmentMasks(size=size)
+            with _lock:
+                masks = _segments.get(key)
+                if masks is None or masks.size != size:
+                    masks = _segments[key] = SegmentMasks(size=size)
         deleted = reader.deleted_docs_set if reader.has_deletions() else ()
         live = ((1 << size) - 1) & ~ids_to_mask(deleted, size)
         found.append(Leaf(leaf_searcher, offset, masks, live, key))
