@@ -12,12 +12,14 @@ Run by hand (``tests/test_load.py`` does two short runs)::
    afterwards (the database the URL names is never written to).
 2. Set-up through the app's own code: migrations, the demo users, lessons and exercises,
    a full index build, API tokens, and a few "hot" lessons that many clients edit.
-3. ``gunicorn wsgi:app`` with ``--workers`` workers on loopback; ``--clients`` threads
-   send a bounded mix for ``--seconds``: search, create, edit (GET for the ETag, then
-   PATCH with ``If-Match``), transition (submit by the author, validate by an analyst)
-   and attach (a planner attaches validated lessons to an exercise). Edits collide on
-   purpose: clients share the ETag they last saw of each hot lesson, so several send the
-   same ``If-Match`` and all but one are refused (412/409: expected, not errors).
+3. gunicorn with ``gunicorn.conf.py`` (as ``make serve`` runs it) on loopback, with
+   ``--workers`` workers of ``--threads`` threads (default: the configuration's);
+   ``--clients`` threads send a bounded mix for ``--seconds``: search, create, edit
+   (GET for the ETag, then PATCH with ``If-Match``), transition (submit by the author,
+   validate by an analyst) and attach (a planner attaches validated lessons to an
+   exercise). Edits collide on purpose: clients share the ETag they last saw of each
+   hot lesson, so several send the same ``If-Match`` and all but one are refused
+   (412/409: expected, not errors).
 4. ``--kill-workers K`` sends SIGKILL to K workers spread over the run; a request in
    flight at a kill that ends without a response is counted as "cut", not as an error.
 5. After the server stops, the app's code checks what the clients were told: every
@@ -25,9 +27,13 @@ Run by hand (``tests/test_load.py`` does two short runs)::
    once and not beyond the lesson's current version, no version was handed out twice,
    every created lesson is found by search, and the index is in step with the database.
 
+Clients also check each answer: a 200 to an edit must hold the text it wrote (else it
+is a "wrong answer": its ETag names someone else's version, and the next If-Match
+built on it overwrites a change the client never saw).
+
 The last line of stdout is one JSON object with the figures; the exit status is 1 when
-a write was lost or duplicated, the index drifted, a lesson was not findable, or the
-server answered 5xx (or dropped a connection no kill explains).
+a write was lost or duplicated, an answer was wrong, the index drifted, a lesson was
+not findable, or the server answered 5xx (or dropped a connection no kill explains).
 """
 
 from __future__ import annotations
@@ -55,6 +61,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script from anywhere: import the app's package
     sys.path.insert(0, str(ROOT))
+
+from config import normalise_database_url, server_settings  # noqa: E402
 
 OPS = ("search", "create", "edit", "transition", "attach")
 # How often each client picks each operation (attach and transition fall back to create
@@ -245,7 +253,8 @@ def _lost_texts(lessons: dict, ledger: Ledger) -> list[str]:
         if lesson is None or lesson.version != version or public_id not in latest_edit:
             continue
         if lesson.discussion != latest_edit[public_id][1]:
-            lost.append(f"{public_id} v{version} holds another edit's text")
+            lost.append(f"{public_id} v{version} holds {lesson.discussion!r}, not the "
+                        f"acknowledged {latest_edit[public_id][1]!r}")
     return lost
 
 
@@ -260,8 +269,6 @@ def fresh_database(url: str | None, workdir: Path) -> Iterator[tuple[str, str]]:
         return
     import psycopg
     from sqlalchemy.engine import make_url
-
-    from config import normalise_database_url
 
     given = make_url(normalise_database_url(url))
     if given.get_backend_name() != "postgresql":
@@ -287,25 +294,22 @@ def _free_port() -> int:
 
 
 class Server:
-    """``gunicorn wsgi:app`` on loopback; its log goes to a file for tracebacks."""
+    """``gunicorn -c gunicorn.conf.py wsgi:app`` on loopback, configured as ``make serve``
+    is, through the environment; its log goes to a file for tracebacks."""
 
-    def __init__(self, database_url: str, index_dir: Path, workers: int, log: Path) -> None:
+    def __init__(self, database_url: str, index_dir: Path, workers: int, threads: int | None,
+                 log: Path) -> None:
         self.port = _free_port()
         self.log = log
-        bind = f"127.0.0.1:{self.port}"
         env = {**os.environ, "MUSTER_ENV": "development", "DATABASE_URL": database_url,
                "MUSTER_INDEX_DIR": str(index_dir), "MUSTER_WORKERS": str(workers),
-               "MUSTER_BIND": bind, "PYTHONUNBUFFERED": "1"}
-        env.pop("PORT", None)  # MUSTER_BIND names the address
-        command = [sys.executable, "-m", "gunicorn"]
-        conf = ROOT / "gunicorn.conf.py"
-        if conf.exists():
-            command += ["--config", str(conf)]
-        # Given on the command line too: it wins over the file, whatever the file reads.
-        command += ["--workers", str(workers), "--bind", bind, *_quiet_flags(), "wsgi:app"]
+               "MUSTER_BIND": f"127.0.0.1:{self.port}", "PYTHONUNBUFFERED": "1"}
+        if threads:
+            env["MUSTER_THREADS"] = str(threads)
         self._log_file = log.open("wb")
-        self.process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=self._log_file,
-                                        stderr=subprocess.STDOUT)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "--config", str(ROOT / "gunicorn.conf.py"),
+             "wsgi:app"], cwd=ROOT, env=env, stdout=self._log_file, stderr=subprocess.STDOUT)
 
     def wait_ready(self) -> None:
         """Until ``/health`` answers (or ``/login``, on code without it)."""
@@ -350,15 +354,6 @@ class Server:
         self._log_file.close()
 
 
-def _quiet_flags() -> list[str]:
-    """No control socket: gunicorn 24+ opens one at a fixed path in the home folder, which
-    two servers at once (this run and a developer's) would fight over."""
-    from gunicorn.config import KNOWN_SETTINGS
-
-    known = {flag for setting in KNOWN_SETTINGS for flag in setting.cli or ()}
-    return ["--no-control-socket"] if "--no-control-socket" in known else []
-
-
 def _get_status(port: int, path: str) -> int:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
     try:
@@ -388,6 +383,7 @@ class Tally:
     unexplained: int = 0  # connection failures while no kill was in flight
     kills: list[float] = field(default_factory=list)  # monotonic times
     failures: list[str] = field(default_factory=list)  # first 5xx and dropped requests
+    wrong_answers: list[str] = field(default_factory=list)  # 200s showing another's write
 
 
 class Load:
@@ -501,11 +497,15 @@ class Load:
             etag = self.etags[public_id]
             self.serial += 1
             text = f"Discussion {self.serial} written over {etag}"
-        status, headers, _, elapsed = self.call(ANALYST, "PATCH", f"/api/v1/lessons/{public_id}",
-                                                {"discussion": text}, {"If-Match": etag})
+        status, headers, answer, elapsed = self.call(
+            ANALYST, "PATCH", f"/api/v1/lessons/{public_id}", {"discussion": text},
+            {"If-Match": etag})
         self.timed("edit", elapsed)
         if status == 200:
             with self.lock:
+                if answer["discussion"] != text:  # the answer is not the write it acknowledges
+                    self.tally.wrong_answers.append(f"PATCH {public_id} over {etag}: 200 with ETag "
+                                              f"{headers['etag']} and another writer's text")
                 self.ledger.edits.append((public_id, _version(headers), text))
                 self.etags[public_id] = headers["etag"]
 
@@ -593,6 +593,8 @@ def percentile(values: list[float], q: float) -> float | None:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workers", type=int, default=4, help="gunicorn workers (default 4)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="threads per worker (default: MUSTER_THREADS or gunicorn.conf.py's)")
     parser.add_argument("--clients", type=int, default=16, help="client threads (default 16)")
     parser.add_argument("--seconds", type=float, default=60.0, help="load time (default 60)")
     parser.add_argument("--kill-workers", type=int, default=0, metavar="K",
@@ -619,7 +621,7 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         fixture = prepare(url, index_dir)
         print(f"set up {kind} database, demo data, index and tokens in "
               f"{time.monotonic() - began:.1f} s", flush=True)
-        server = Server(url, index_dir, args.workers, workdir / "gunicorn.log")
+        server = Server(url, index_dir, args.workers, args.threads, workdir / "gunicorn.log")
         tally, ledger = Tally(), Ledger()
         try:
             server.wait_ready()
@@ -642,7 +644,9 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         finally:
             server.stop()
         verdict = verify(url, index_dir, ledger, fixture.exercise)
-        log_tail = server.log.read_text("utf-8", "replace")[-6000:]
+        if args.keep:
+            (workdir / "ledger.json").write_text(json.dumps(ledger.__dict__, indent=1))
+        log_tail = _errors_logged(server.log)
     server_errors = sum(n for status, n in tally.statuses.items() if status.startswith("5"))
     errors = {"500": 0, **dict(sorted(tally.statuses.items()))}
     if tally.unexplained:
@@ -663,7 +667,9 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         "drift": drift, "drift_detail": verdict.drift,
         "applied_by_sync": verdict.applied_by_sync,
         "unfindable": len(verdict.unfindable), "server_errors": server_errors,
-        "workers": args.workers, "clients": args.clients, "seconds": args.seconds,
+        "wrong_answers": len(tally.wrong_answers),
+        "workers": args.workers, "threads": args.threads or server_settings().threads,
+        "clients": args.clients, "seconds": args.seconds,
         "database": kind, "kills": len(tally.kills), "cpus": os.cpu_count(),
     }
     _report(figures, verdict, tally, log_tail)
@@ -672,7 +678,8 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
 
 def _report(figures: dict[str, Any], verdict: Verdict, tally: Tally, log_tail: str) -> None:
     print(f"{figures['requests']} requests, {figures['req_per_s']} req/s "
-          f"({figures['database']}, {figures['workers']} workers, {figures['clients']} "
+          f"({figures['database']}, {figures['workers']} workers of {figures['threads']} "
+          f"threads, {figures['clients']} "
           f"clients, {figures['cpus']} CPUs)")
     for op, t in figures["latency_ms"].items():
         print(f"  {op:<10} n={t['n']:<6} p50={t['p50']} ms  p95={t['p95']} ms  "
@@ -684,17 +691,24 @@ def _report(figures: dict[str, Any], verdict: Verdict, tally: Tally, log_tail: s
           f"drift after it: {verdict.drift}")
     for label, items in (("lost write", verdict.lost_writes),
                          ("duplicate version", verdict.duplicate_versions),
-                         ("unfindable", verdict.unfindable), ("server failure", tally.failures)):
+                         ("unfindable", verdict.unfindable),
+                         ("wrong answer", tally.wrong_answers), ("server failure", tally.failures)):
         for item in items[:20]:
             print(f"{label}: {item}")
     if tally.failures:
-        print("--- end of the gunicorn log ---")
+        print("--- the gunicorn log, without its access log ---")
         print(log_tail)
+
+
+def _errors_logged(log: Path) -> str:
+    """The end of the server's log without access-log lines (where tracebacks are)."""
+    lines = log.read_text("utf-8", "replace").splitlines()
+    return "\n".join(line for line in lines if not line.startswith("127.0.0.1 - "))[-8000:]
 
 
 def failed(figures: dict[str, Any]) -> bool:
     return bool(figures["lost_writes"] or figures["duplicate_versions"] or figures["drift"]
-                or figures["unfindable"] or figures["server_errors"]
+                or figures["unfindable"] or figures["server_errors"] or figures["wrong_answers"]
                 or figures["errors"].get("dropped"))
 
 

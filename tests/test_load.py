@@ -41,6 +41,7 @@ def test_no_write_is_lost_or_duplicated(kills: int) -> None:
     status, figures, output = _run("--seconds", "3", "--kill-workers", str(kills))
     assert figures["lost_writes"] == 0, output
     assert figures["duplicate_versions"] == 0, output
+    assert figures["wrong_answers"] == 0, output
     assert figures["drift"] == 0, output
     assert figures["unfindable"] == 0, output
     assert figures["server_errors"] == 0, output
