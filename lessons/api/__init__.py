@@ -8,6 +8,7 @@ operation table in ``openapi``; ``/api/docs`` renders it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 from flask import Blueprint, Flask, Response, g, jsonify, request
@@ -17,7 +18,7 @@ from lessons.errors import PreconditionFailed, PreconditionRequired, ValidationF
 from lessons.extensions import csrf
 from lessons.models import User
 from lessons.rules import unstorable
-from lessons.services import tokens
+from lessons.services import idempotency, tokens
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -26,6 +27,7 @@ API_MAX_BODY = 2 * 1024 * 1024
 PUBLIC = frozenset({"api.openapi"})
 
 Model = TypeVar("Model", bound=BaseModel)
+Created = TypeVar("Created")
 
 
 @bp.before_request
@@ -137,6 +139,29 @@ def respond(data: Any, status: int = 200, *, version: int | None = None,
         response.headers["ETag"] = f'"{version}"'
     if location:
         response.headers["Location"] = location
+    return response
+
+
+def create_once(create: Callable[[], Created], made: type[Created],
+                answer: Callable[[Created], Response]) -> Response:
+    """Run ``create`` (a service call making one new ``made``) and answer with
+    ``answer(created)``; with an ``Idempotency-Key``, at most once per user and key,
+    a repeat getting the first answer again (marked ``Idempotent-Replayed: true``)."""
+    key = request.headers.get(idempotency.HEADER)
+    if key is None:
+        return answer(create())
+
+    def stored(created: Created) -> idempotency.Answer:
+        response = answer(created)
+        return idempotency.Answer(response.status_code, response.get_data(as_text=True),
+                                  dict(response.headers))
+
+    result = idempotency.run_once(caller(), key, request.endpoint or "", request.get_data(),
+                                  create, made, stored)
+    response = Response(result.body, status=result.status, headers=result.headers,
+                        mimetype="application/json")
+    if result.replayed:
+        response.headers["Idempotent-Replayed"] = "true"
     return response
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from flask import current_app, request, url_for
 
-from lessons.api import body, bp, caller, if_match, respond
+from lessons.api import body, bp, caller, create_once, if_match, respond
 from lessons.api.lessons import lesson_json
 from lessons.api.schemas import (
     AttachIn,
@@ -88,8 +88,9 @@ def list_exercises():
 
 @bp.post("/exercises")
 def create_exercise():
-    exercise = service.create_exercise(caller(), _input(body(ExerciseCreate)))
-    return _exercise_response(exercise, 201)
+    values = _input(body(ExerciseCreate))
+    return create_once(lambda: service.create_exercise(caller(), values), Exercise,
+                       lambda exercise: _exercise_response(exercise, 201))
 
 
 @bp.get("/exercises/<public_id>")

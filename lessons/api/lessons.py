@@ -6,7 +6,7 @@ from __future__ import annotations
 from flask import url_for
 
 from lessons import search
-from lessons.api import body, bp, caller, if_match, query_int, respond
+from lessons.api import body, bp, caller, create_once, if_match, query_int, respond
 from lessons.api.schemas import (
     LessonCreate,
     LessonOut,
@@ -73,8 +73,8 @@ def get_lesson(public_id: str):
 def create_lesson():
     data = body(LessonCreate)
     values = data.model_dump(exclude_unset=True, exclude={"submit"})
-    lesson = service.create_lesson(caller(), values, submit=data.submit)
-    return _lesson_response(lesson, 201)
+    return create_once(lambda: service.create_lesson(caller(), values, submit=data.submit),
+                       Lesson, lambda lesson: _lesson_response(lesson, 201))
 
 
 @bp.patch("/lessons/<public_id>")

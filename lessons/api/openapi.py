@@ -49,6 +49,7 @@ class Operation:
     params: tuple[Param, ...] = ()
     errors: tuple[int, ...] = (401, 404)
     etag: bool = False
+    idempotent: bool = False  # takes an Idempotency-Key
 
 
 PUBLIC_ID = Param("public_id", "path", "The public id.", required=True)
@@ -57,6 +58,21 @@ IF_MATCH = Param("If-Match", "header", "The ETag (version) the change is based o
                  required=True)
 IF_MATCH_OPTIONAL = Param("If-Match", "header", "Optionally, the ETag the move is based on.")
 LIST = {"type": "string", "description": "One value, or several comma separated."}
+IDEMPOTENCY_KEY = Param(
+    "Idempotency-Key", "header",
+    "Makes the create safe to retry: a key of your choosing (e.g. a new UUID per "
+    "create). Sent again by the same user with the same body within 24 hours, the "
+    "request creates nothing and gets the first answer back (same status, body, "
+    "Location and ETag, plus `Idempotent-Replayed: true`). The same key with another "
+    "body is a 422. A refused create stores nothing, so its key may be reused. 1 to 255 "
+    "visible ASCII characters, no spaces.",
+    {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[!-~]+$"})
+IDEMPOTENT_ERRORS = {
+    409: "Another request with this Idempotency-Key is still being carried out; send it "
+         "again in a moment to get its answer.",
+    422: ERROR_TEXT[422] + " Or the Idempotency-Key is malformed, or was used in the "
+         "last 24 hours with a different body.",
+}
 
 OPERATIONS: tuple[Operation, ...] = (
     Operation("get", "/lessons", "api.list_lessons",
@@ -76,7 +92,8 @@ OPERATIONS: tuple[Operation, ...] = (
               errors=(401, 422)),
     Operation("post", "/lessons", "api.create_lesson",
               "Write a lesson: a draft, or submitted with \"submit\": true", s.LessonOut,
-              status=201, body=s.LessonCreate, errors=(400, 401, 403, 413, 422), etag=True),
+              status=201, body=s.LessonCreate, params=(IDEMPOTENCY_KEY,),
+              errors=(400, 401, 403, 409, 413, 422), etag=True, idempotent=True),
     Operation("get", "/lessons/{public_id}", "api.get_lesson", "One lesson", s.LessonOut,
               params=(PUBLIC_ID,), etag=True),
     Operation("patch", "/lessons/{public_id}", "api.update_lesson",
@@ -93,7 +110,8 @@ OPERATIONS: tuple[Operation, ...] = (
                         {"type": "string", "enum": ["upcoming", "past", "all"]}),),
               errors=(401, 422)),
     Operation("post", "/exercises", "api.create_exercise", "Plan an exercise", s.ExerciseOut,
-              status=201, body=s.ExerciseCreate, errors=(400, 401, 403, 413, 422), etag=True),
+              status=201, body=s.ExerciseCreate, params=(IDEMPOTENCY_KEY,),
+              errors=(400, 401, 403, 409, 413, 422), etag=True, idempotent=True),
     Operation("get", "/exercises/{public_id}", "api.get_exercise", "One exercise",
               s.ExerciseOut, params=(PUBLIC_ID,), etag=True),
     Operation("patch", "/exercises/{public_id}", "api.update_exercise",
@@ -172,13 +190,20 @@ def document() -> dict[str, Any]:
         if op.etag:
             success["headers"] = {"ETag": {"description": "The version, for If-Match.",
                                            "schema": {"type": "string"}}}
+        if op.idempotent:
+            success.setdefault("headers", {})["Idempotent-Replayed"] = {
+                "description": "`true` when this is the stored answer to an earlier "
+                               "request with the same Idempotency-Key.",
+                "schema": {"type": "string", "enum": ["true"]}}
         responses: dict[str, Any] = {str(op.status): success}
         # Any operation refuses query parameters it does not take (422), and NUL
         # characters in its address or query (400).
         codes = sorted(set(op.errors) | {400} | ({422} if op.endpoint != "api.openapi"
                                                  else set()))
         for code in codes:
-            responses[str(code)] = {"description": ERROR_TEXT[code], "content": {
+            text = (IDEMPOTENT_ERRORS.get(code, ERROR_TEXT[code]) if op.idempotent
+                    else ERROR_TEXT[code])
+            responses[str(code)] = {"description": text, "content": {
                 "application/problem+json": {"schema": problem}}}
         operation: dict[str, Any] = {
             "operationId": op.endpoint.removeprefix("api."), "summary": op.summary,
