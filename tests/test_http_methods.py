@@ -288,3 +288,13 @@ def test_json_posted_to_a_page_with_csrf_on_is_a_csrf_refusal_not_a_server_error
         assert response.status_code == 400
     with guarded.app_context():
         db.engine.dispose()
+
+
+@pytest.mark.parametrize("depth", [300, 600, 5000, 100_000])
+def test_json_nested_too_deeply_is_a_400_not_a_server_error(client, secret, depth):
+    auth = {"Authorization": f"Bearer {secret}"}
+    for raw in ("[" * depth + "]" * depth, '{"title": ' + "[" * depth + "]" * depth + "}"):
+        response = client.post("/api/v1/lessons", data=raw, headers=auth,
+                               content_type="application/json")
+        assert response.status_code in (400, 422)
+        assert response.mimetype == "application/problem+json"

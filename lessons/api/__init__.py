@@ -74,10 +74,13 @@ def body(model: type[Model]) -> Model:
     listing every field that breaks the schema."""
     if not request.is_json:
         raise BadBody("Send a JSON body with 'Content-Type: application/json'.")
-    data = request.get_json(silent=True)
+    try:
+        data = request.get_json(silent=True)
+        bad = unstorable(data)
+    except RecursionError:  # ``silent`` covers malformed JSON only, not too deep
+        raise BadBody("The JSON is nested too deeply.") from None
     if data is None:
         raise BadBody("The body is not readable JSON.")
-    bad = unstorable(data)
     if bad is not None:
         raise ValidationFailed({bad or "body": "Text may not contain NUL characters or "
                                                "unpaired surrogates."})
