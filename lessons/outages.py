@@ -17,8 +17,9 @@ from collections.abc import Iterator
 
 import psycopg
 from flask import Flask
-from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import exc as sa_exc
+
+from lessons.extensions import db
 
 log = logging.getLogger(__name__)
 
@@ -68,12 +69,10 @@ def discard_session() -> None:
     """Give up the request's session after an outage: roll back what can be, and
     invalidate connections that cannot even do that, so that nothing later in the
     request (or the next request) finds a broken transaction."""
-    from lessons.extensions import db
-
     try:
         db.session.rollback()
     except Exception:  # the connection is gone: invalidating is the cure
-        _invalidate(db)
+        _invalidate()
 
 
 def guard_session_teardown(app: Flask) -> None:
@@ -82,24 +81,23 @@ def guard_session_teardown(app: Flask) -> None:
     and an error from a teardown escapes Flask's error handling entirely (the WSGI
     server answers with its own bare 500 page). The response is already made by then,
     so the failure is logged and the connection invalidated."""
-    from lessons.extensions import db
-
     funcs = app.teardown_appcontext_funcs
     funcs[funcs.index(db._teardown_session)] = _remove_session
 
 
 def _remove_session(exc: BaseException | None) -> None:
-    from lessons.extensions import db
-
     try:
         db.session.remove()
     except Exception as error:  # see guard_session_teardown
-        log.warning("closing the database session failed (%s); connection discarded",
-                    describe(error))
-        _invalidate(db)
+        if database_unavailable(error):
+            log.warning("closing the database session failed (%s); connection discarded",
+                        describe(error))
+        else:
+            log.exception("closing the database session failed; connection discarded")
+        _invalidate()
 
 
-def _invalidate(db: SQLAlchemy) -> None:
+def _invalidate() -> None:
     try:
         db.session.invalidate()
     except Exception as error:  # best effort on an already dead connection
