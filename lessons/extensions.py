@@ -53,7 +53,11 @@ class Session(FlaskSession):
             self._committing = False
 
 
-db = SQLAlchemy(model_class=Base, session_options={"class_": Session})
+# Objects keep what this transaction wrote after its commit, rather than reloading on
+# next access: an answer built after the commit describes the version this request saved,
+# never a newer one another request committed in between.
+db = SQLAlchemy(model_class=Base, session_options={"class_": Session,
+                                                   "expire_on_commit": False})
 migrate = Migrate(render_as_batch=True, compare_type=True)
 login_manager = LoginManager()
 csrf = CSRFProtect()

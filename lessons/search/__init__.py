@@ -65,8 +65,20 @@ def after_commit() -> None:
     if getattr(_batching, "depth", 0):
         return  # ``batch()`` applies them all when it ends
     index_store = store()
-    index.apply_after_commit(index_store)
+    _apply_aside(index_store)
     _merge_later(index_store)
+
+
+def _apply_aside(index_store: index.IndexStore) -> None:
+    """Apply pending changes in a session of their own (a fresh app context has one).
+
+    The apply re-reads the newest committed rows under the index's writer lock. In the
+    caller's session that would overwrite the objects the caller is about to answer
+    with: an edit committed as version 3 would answer with version 4, saved a moment
+    later by someone else, and its client would then overwrite a change it never saw.
+    """
+    with current_app.app_context():
+        index.apply_after_commit(index_store)
 
 
 @contextmanager
@@ -84,7 +96,7 @@ def batch() -> Iterator[None]:
         _batching.depth -= 1
         if not _batching.depth:
             index_store = store()
-            index.apply_after_commit(index_store)
+            _apply_aside(index_store)
             _merge_later(index_store)
 
 
