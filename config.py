@@ -66,6 +66,28 @@ class Config:
     REMEMBER_COOKIE_HTTPONLY = True
     WTF_CSRF_TIME_LIMIT = None  # tied to the session instead of a clock
     DEMO_DATA_ALLOWED = True
+    # Sessions end after this long without a request, and this long after log-in whatever
+    # happens (README, Security). Whole numbers, checked at start (lessons.sessions).
+    SESSION_IDLE_MINUTES = os.environ.get("MUSTER_SESSION_IDLE_MINUTES", "480")
+    SESSION_MAX_HOURS = os.environ.get("MUSTER_SESSION_MAX_HOURS", "24")
+    # How many reverse proxies in front of the app append to X-Forwarded-For; 0 believes
+    # no such header, and the client address is the connection's.
+    PROXIES = os.environ.get("MUSTER_PROXIES", "0")
+    # Throttling (Flask-Limiter): counters in Redis when REDIS_URL is set, so every
+    # worker shares them; otherwise in each process's memory.
+    RATELIMIT_STORAGE_URI = os.environ.get("REDIS_URL") or "memory://"
+    RATELIMIT_HEADERS_ENABLED = True
+    RATELIMIT_KEY_PREFIX = "muster"
+    # Limits in Flask-Limiter's notation ("30 per minute", "5/second;100/hour").
+    LOGIN_RATE_LIMIT = os.environ.get("MUSTER_LOGIN_RATE_LIMIT", "30 per minute")
+    API_RATE_LIMIT = os.environ.get("MUSTER_API_RATE_LIMIT", "600 per minute")
+    IMPORT_RATE_LIMIT = os.environ.get("MUSTER_IMPORT_RATE_LIMIT", "30 per hour")
+    EXPORT_RATE_LIMIT = os.environ.get("MUSTER_EXPORT_RATE_LIMIT", "120 per hour")
+    # After this many failed log-ins an account waits LOGIN_BACKOFF_SECONDS, doubled at
+    # each further failure up to LOGIN_BACKOFF_MAX_SECONDS.
+    LOGIN_FAILURES_ALLOWED = 5
+    LOGIN_BACKOFF_SECONDS = 30
+    LOGIN_BACKOFF_MAX_SECONDS = 15 * 60
 
 
 class DevelopmentConfig(Config):
@@ -83,6 +105,12 @@ class TestingConfig(Config):
     PASSWORD_HASH_METHOD = "pbkdf2:sha256:1000"
     SEARCH_WRITER_TIMEOUT = 1.0
     SEARCH_WARM_UP = False
+    # The suite logs in and calls the API far faster than anyone would; the throttling
+    # tests lower these for their own app.
+    RATELIMIT_STORAGE_URI = "memory://"
+    LOGIN_RATE_LIMIT = API_RATE_LIMIT = "100000 per minute"
+    IMPORT_RATE_LIMIT = EXPORT_RATE_LIMIT = "100000 per minute"
+    LOGIN_FAILURES_ALLOWED = 1000
 
 
 class ProductionConfig(Config):
@@ -137,6 +165,8 @@ def server_settings() -> ServerSettings:
         timeout=_whole("MUSTER_TIMEOUT", 30),
         graceful_timeout=_whole("MUSTER_GRACEFUL_TIMEOUT", 30),
         keepalive=_whole("MUSTER_KEEPALIVE", 5),
+        # gunicorn believes X-Forwarded-Proto from these; the app believes X-Forwarded-For
+        # only as far as MUSTER_PROXIES says (Config.PROXIES).
         forwarded_allow_ips=os.environ.get("MUSTER_FORWARDED_ALLOW_IPS", "127.0.0.1,::1"),
     )
 

@@ -42,11 +42,14 @@ def create_app(config: type[Config] | str | None = None, **overrides: object) ->
     login_manager.login_view = "auth.login"
     login_manager.login_message = "Please log in to see that page."
     login_manager.login_message_category = "info"
-    login_manager.session_protection = "strong"
+    # Sessions are rows the server can end, bound to the client's address and browser
+    # (lessons.sessions); Flask-Login's own binding would believe X-Forwarded-For.
+    login_manager.session_protection = None
 
-    from lessons.services.users import load_user
+    from lessons import sessions, throttle
 
-    login_manager.user_loader(load_user)
+    sessions.init_app(app)
+    login_manager.user_loader(sessions.load)
 
     from lessons.errors import register_error_pages
     from lessons.http_semantics import register_http_semantics
@@ -55,6 +58,7 @@ def create_app(config: type[Config] | str | None = None, **overrides: object) ->
     register_http_semantics(app)
     app.before_request(_refuse_nul_characters)
     register_blueprints(app)
+    throttle.init_app(app)
     register_error_pages(app)
 
     from lessons.cli import register_cli

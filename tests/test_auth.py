@@ -122,3 +122,53 @@ def test_pages_carry_security_headers(client):
     headers = client.get("/login").headers
     assert "frame-ancestors 'none'" in headers["Content-Security-Policy"]
     assert headers["X-Content-Type-Options"] == "nosniff"
+
+
+WEAK = [("short", "Tr0ub4dor&3", "At least 12 characters."),
+        ("the username", "gb.strongman", "may not contain the username"),
+        ("the username inside", "my-gb.strongman-2026", "may not contain the username"),
+        ("common", "qwerty123456", "among the most common"),
+        ("common, in capitals", "1Q2W3E4R5T6Y", "among the most common")]
+
+
+@pytest.mark.parametrize("why,password,message", WEAK, ids=[w[0] for w in WEAK])
+def test_weak_passwords_are_refused_at_creation(runner, client, why, password, message):
+    result = runner.invoke(args=["users", "create", "gb.strongman", "--nation", "GBR",
+                                 "--password-stdin"], input=password + "\n")
+    assert result.exit_code == 2 and message in result.output
+    assert client.post("/login", data={"username": "gb.strongman",
+                                       "password": password}).status_code == 401
+
+
+@pytest.mark.parametrize("why,password,message", WEAK, ids=[w[0] for w in WEAK])
+def test_weak_passwords_are_refused_on_the_account_page(app, make_user, why, password,
+                                                        message):
+    make_user("gb.strongman")
+    client = app.test_client()
+    login(client, "gb.strongman")
+    response = client.post("/account/password", data={
+        "current_password": "demo", "new_password": password,
+        "new_password_again": password})
+    assert response.status_code == 422 and message in response.text
+    login(app.test_client(), "gb.strongman", "demo")  # unchanged
+
+
+def test_a_password_change_needs_the_new_password_twice(app, make_user):
+    make_user("gb.one")
+    client = app.test_client()
+    login(client, "gb.one")
+    assert 'name="new_password_again"' in client.get("/account").text
+    response = client.post("/account/password", data={
+        "current_password": "demo", "new_password": "lantern orchard gravel",
+        "new_password_again": "lantern orchard grave1"})
+    assert response.status_code == 422 and "The two new passwords differ." in response.text
+
+
+def test_a_strong_password_is_accepted_and_only_demo_data_may_skip_the_rules(app, runner,
+                                                                          make_user):
+    result = runner.invoke(args=["users", "create", "gb.strongman", "--nation", "GBR",
+                                 "--password-stdin"], input="lantern orchard gravel\n")
+    assert result.exit_code == 0, result.output
+    login(app.test_client(), "gb.strongman", "lantern orchard gravel")
+    make_user("gb.demo", password="demo")  # the demo loader's path
+    login(app.test_client(), "gb.demo", "demo")

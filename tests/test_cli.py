@@ -33,7 +33,7 @@ def test_users_create_reports_every_problem_and_stores_nothing(app, runner):
                            input="short\n")
     assert result.exit_code == 2
     for fragment in ("username:", "Unknown nation 'XXX'", "Unknown role(s) general",
-                     "At least 8 characters"):
+                     "At least 12 characters"):
         assert fragment in result.output
     with app.app_context():
         assert db.session.scalars(select(User)).all() == []

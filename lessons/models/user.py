@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 
 from flask_login import UserMixin
-from sqlalchemy import Boolean, DateTime, ForeignKey, Integer, String
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy import Boolean, DateTime, ForeignKey, Integer, String, event, inspect
+from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
 from lessons.extensions import db
 from lessons.models.base import utcnow
@@ -31,6 +31,9 @@ class User(UserMixin, db.Model):
     password_hash: Mapped[str] = mapped_column(String(256))
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    # Raised whenever the password, roles or active flag change (see _end_sessions): a
+    # session started under another generation is over.
+    session_generation: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     role_rows: Mapped[list[UserRole]] = relationship(cascade="all, delete-orphan",
                                                      lazy="selectin")
 
@@ -54,3 +57,36 @@ class User(UserMixin, db.Model):
 
     def __repr__(self) -> str:
         return f"<User {self.username}>"
+
+
+class UserSession(db.Model):
+    """One logged-in browser. The cookie holds a random secret; only its digest is here,
+    so deleting the row (log-out, expiry) ends the session even for a copied cookie."""
+
+    __tablename__ = "user_sessions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    user: Mapped[User] = relationship(lazy="joined")
+    digest: Mapped[str] = mapped_column(String(64), unique=True)
+    generation: Mapped[int] = mapped_column(Integer)
+    # Where it started: a request from another address or browser ends it.
+    address: Mapped[str] = mapped_column(String(64))
+    agent: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+_ENDS_SESSIONS = ("password_hash", "active", "role_rows")
+
+
+@event.listens_for(Session, "before_flush")
+def _end_sessions(session: Session, flush_context, instances) -> None:  # noqa: ARG001
+    """A new password, other roles or deactivation end every session of the user,
+    whichever code path made the change."""
+    for obj in session.dirty:
+        if not isinstance(obj, User):
+            continue
+        state = inspect(obj)
+        if any(state.attrs[name].history.has_changes() for name in _ENDS_SESSIONS):
+            obj.session_generation = (obj.session_generation or 0) + 1

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from functools import cache
+from pathlib import Path
 
 from flask import current_app
 from sqlalchemy import select
@@ -17,12 +19,37 @@ from lessons.services import audit
 from lessons.services.nations import nation_codes
 
 USERNAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{1,63}$")
-PASSWORD_MIN = 8
+PASSWORD_MIN = 12
 PASSWORD_MAX = 1024  # hashing megabytes of "password" is a denial of service
+# The 10,000 most common passwords of the list Django ships
+# (django/contrib/auth/common-passwords.txt.gz, BSD licence), lower-case, most common first.
+COMMON_PASSWORDS = Path(__file__).resolve().parent.parent / "data" / "common-passwords.txt"
 
 # Checked when a username does not exist, so a wrong username costs as much time as a
 # wrong password and response times do not reveal which usernames exist.
 _dummy_hash: str | None = None
+
+
+@cache
+def _common_passwords() -> frozenset[str]:
+    return frozenset(COMMON_PASSWORDS.read_text(encoding="utf-8").split())
+
+
+def password_problem(password: str, username: str) -> str | None:
+    """Why ``password`` will not do for ``username``, or ``None``. Length, the username
+    and a list of common passwords: the checks that stop guessing without annoying
+    rules about digits and symbols."""
+    if len(password) < PASSWORD_MIN:
+        return f"At least {PASSWORD_MIN} characters."
+    if len(password) > PASSWORD_MAX:
+        return f"At most {PASSWORD_MAX} characters."
+    lowered = password.lower()
+    name = username.strip().lower()
+    if name and (lowered == name or (len(name) >= 4 and name in lowered)):
+        return "A password may not contain the username."
+    if lowered in _common_passwords():
+        return "This password is among the most common ones; choose another."
+    return None
 
 
 def hash_password(password: str) -> str:
@@ -50,10 +77,9 @@ def create_user(username: str, *, nation: str, roles: Iterable[str], password: s
     unknown = sorted(roles - set(ROLES))
     if unknown:
         errors["roles"] = f"Unknown role(s) {', '.join(unknown)}; choose from {', '.join(ROLES)}."
-    if not weak_password_ok and len(password) < PASSWORD_MIN:
-        errors["password"] = f"At least {PASSWORD_MIN} characters."
-    elif len(password) > PASSWORD_MAX:
-        errors["password"] = f"At most {PASSWORD_MAX} characters."
+    problem = password_problem(password, username)
+    if problem is not None and not (weak_password_ok and len(password) <= PASSWORD_MAX):
+        errors["password"] = problem
     if len(display_name) > 120:
         errors["display_name"] = "At most 120 characters."
     if len(unit) > SHORT_MAX:
@@ -85,12 +111,31 @@ def authenticate(username: str, password: str) -> User | None:
     return user if user.is_active else None
 
 
-def load_user(user_id: str) -> User | None:
-    """Flask-Login's loader: inactive users are dropped at their next request."""
-    if not user_id.isdigit():
-        return None
-    user = db.session.get(User, int(user_id))
-    return user if user is not None and user.is_active else None
+def change_password(user: User, current: str, new: str) -> None:
+    """Set ``user``'s password after checking the current one; every session of the user
+    ends with the change (``User.session_generation``). Commits with an audit entry.
+    ``ValidationFailed`` names the field at fault."""
+    if not check_password_hash(user.password_hash, current[:PASSWORD_MAX]):
+        raise ValidationFailed({"current_password": "That is not your current password."})
+    problem = password_problem(new, user.username)
+    if problem is None and check_password_hash(user.password_hash, new):
+        problem = "Choose a password other than your current one."
+    if problem is not None:
+        raise ValidationFailed({"new_password": problem})
+    user.password_hash = hash_password(new)
+    audit.record("password_changed", actor=user, comment=user.username)
+    db.session.commit()
+
+
+def record_lockout(username: str, wait: int, address: str) -> None:
+    """Audit an account made to wait after failed log-ins (an unknown name too: someone
+    is guessing either way). Commits."""
+    username = username.strip().lower()[:64]
+    user = db.session.scalar(select(User).where(User.username == username))
+    audit.record("login_locked", actor=user,
+                 comment=f"{username}: failed log-ins from {address[:64]}; "
+                         f"next attempt allowed in {wait} s")
+    db.session.commit()
 
 
 def list_users() -> list[User]:

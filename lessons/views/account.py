@@ -1,27 +1,62 @@
-"""The user's account page: personal API tokens (create, list, revoke)."""
+"""The user's account page: password change and personal API tokens (create, list,
+revoke)."""
 
 from __future__ import annotations
 
 from flask import Blueprint, flash, redirect, render_template, url_for
 from flask_login import current_user
 
+from lessons import sessions, throttle
 from lessons.errors import ValidationFailed
-from lessons.forms.account import RevokeForm, TokenForm
-from lessons.services import tokens
+from lessons.forms.account import PasswordForm, RevokeForm, TokenForm
+from lessons.services import tokens, users
 from lessons.views.helpers import apply_errors
 
 bp = Blueprint("account", __name__, url_prefix="/account")
 
 
-def _page(form: TokenForm, *, secret: str = "", status: int = 200):
-    return render_template("account/index.html", form=form, secret=secret,
-                           tokens=tokens.list_tokens(current_user),
-                           revoke_form=RevokeForm()), status
+def _page(form: TokenForm | None = None, *, secret: str = "", status: int = 200,
+          password_form: PasswordForm | None = None, headers: dict | None = None):
+    return render_template(
+        "account/index.html", form=form or TokenForm(formdata=None), secret=secret,
+        tokens=tokens.list_tokens(current_user), revoke_form=RevokeForm(),
+        password_form=password_form or PasswordForm(formdata=None)), status, headers or {}
 
 
 @bp.get("")
 def index():
-    return _page(TokenForm(formdata=None))
+    return _page()
+
+
+@bp.post("/password")
+def change_password():
+    """A wrong current password counts as a failed log-in: a borrowed session cannot
+    be used to guess it."""
+    form = PasswordForm()
+    if not form.validate_on_submit():
+        return _page(password_form=form, status=422)
+    username = current_user.username
+    wait = throttle.login_wait(username)
+    if not wait:
+        try:
+            users.change_password(current_user, form.current_password.data,
+                                  form.new_password.data)
+        except ValidationFailed as exc:
+            if "current_password" in exc.errors:
+                wait = throttle.login_failed(username)
+                if wait:
+                    users.record_lockout(username, wait, throttle.client_address())
+            if not wait:
+                apply_errors(form, exc.errors)
+                return _page(password_form=form, status=422)
+        else:
+            # Every session of the user ended with the change; this one starts afresh.
+            sessions.start(current_user._get_current_object())
+            flash("Password changed. You are logged out everywhere else.", "success")
+            return redirect(url_for("account.index"))
+    form.current_password.errors = [
+        f"Too many wrong passwords for this account. Wait {wait} seconds."]
+    return _page(password_form=form, status=429, headers={"Retry-After": str(wait)})
 
 
 @bp.post("/tokens")
@@ -34,14 +69,14 @@ def create_token():
             apply_errors(form, exc.errors)
         else:
             # Shown once, in this response only; it is not stored and never shown again.
-            return _page(TokenForm(formdata=None), secret=secret, status=201)
+            return _page(secret=secret, status=201)
     return _page(form, status=422)
 
 
 @bp.post("/tokens/<int:token_id>/revoke")
 def revoke_token(token_id: int):
     if not RevokeForm().validate_on_submit():
-        return _page(TokenForm(formdata=None), status=400)
+        return _page(status=400)
     token = tokens.revoke_token(current_user, token_id)
     flash(f"Token \u201c{token.name}\u201d revoked: it no longer works.", "success")
     return redirect(url_for("account.index"))

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
-from flask_login import current_user, login_user, logout_user
+from flask_login import current_user
 
+from lessons import sessions, throttle
 from lessons.forms.auth import LoginForm, LogoutForm
-from lessons.services.users import authenticate
+from lessons.services import users
 from lessons.views.helpers import is_safe_next
 
 bp = Blueprint("auth", __name__)
@@ -17,16 +18,38 @@ def login():
     if current_user.is_authenticated:
         return redirect(url_for("main.index"))
     form = LoginForm(next=request.args.get("next", ""))
+    if request.method == "POST" and (wait := throttle.client_wait()):
+        return render_template("errors/error.html", status=429, title="Too many log-ins",
+                               message="Too many log-in attempts from your address; wait "
+                                       f"{wait} seconds and try again."), 429, {
+            "Retry-After": str(wait)}
     if form.validate_on_submit():
-        user = authenticate(form.username.data, form.password.data)
+        username = form.username.data
+        # A waiting account is refused before its password is hashed: no answer to learn
+        # from, and no CPU spent on guesses.
+        wait = throttle.login_wait(username)
+        user = None if wait else users.authenticate(username, form.password.data)
         if user is not None:
-            login_user(user)
+            throttle.login_succeeded(username)
+            sessions.start(user)
             target = form.next.data
             return redirect(target if is_safe_next(target) else url_for("main.index"))
+        if not wait:
+            wait = throttle.login_failed(username)
+            if wait:
+                users.record_lockout(username, wait, throttle.client_address())
+        if wait:
+            return locked(form, wait)
         form.password.errors = ["Unknown username or wrong password."]
         return render_template("auth/login.html", form=form), 401
     status = 422 if form.is_submitted() else 200
     return render_template("auth/login.html", form=form), status
+
+
+def locked(form, wait: int):
+    """The answer for an account that must wait, the same whether it exists or not."""
+    return render_template("auth/login.html", form=form, wait=wait), 429, {
+        "Retry-After": str(wait)}
 
 
 @bp.route("/logout", methods=["GET", "POST"])
@@ -36,7 +59,7 @@ def logout():
     if request.method == "POST":
         if not form.validate_on_submit():
             return render_template("auth/logout.html", form=form), 400
-        logout_user()
+        sessions.end()
         flash("You are logged out.", "info")
         return redirect(url_for("auth.login"))
     return render_template("auth/logout.html", form=form)

@@ -1,0 +1,144 @@
+"""Throttling, with Flask-Limiter and its ``limits``: log-ins per client address, the API
+per token, imports and exports per user, and the back-off of an account after failed
+log-ins.
+
+Counters live in Redis when ``REDIS_URL`` is set (every worker shares them), otherwise in
+the process's memory. Each app gets its own limiter, so a test's app with low limits
+shares nothing with another's. The client address is the connection's, or the one
+``PROXIES`` trusted reverse proxies reported (Werkzeug's ProxyFix); a forged
+``X-Forwarded-For`` changes nothing when no proxy is configured.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from collections.abc import Callable
+
+from flask import Flask, current_app, request
+from flask_limiter import Limiter
+from flask_login import current_user
+from limits import parse_many
+from limits.storage import Storage
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from lessons.sessions import whole_setting
+
+EXTENSION = "muster.limiter"
+# Failed log-ins are forgotten a day after the first of a run.
+FAILURES_KEPT_SECONDS = 24 * 60 * 60
+# Endpoints throttled per user, by the setting that holds their limit; the endpoints of
+# one setting share one budget.
+PER_USER = {
+    "IMPORT_RATE_LIMIT": ("lessons.import_file", "lessons.confirm_import"),
+    "EXPORT_RATE_LIMIT": ("search.export", "exercises.packet"),
+}
+
+
+def init_app(app: Flask) -> None:
+    """Install the client address and the limits; call after the blueprints."""
+    proxies = whole_setting(app.config["PROXIES"], "MUSTER_PROXIES", low=0)
+    app.config["PROXIES"] = proxies
+    if proxies:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies)  # type: ignore[method-assign]
+    for key in ("LOGIN_FAILURES_ALLOWED", "LOGIN_BACKOFF_SECONDS", "LOGIN_BACKOFF_MAX_SECONDS"):
+        app.config[key] = whole_setting(app.config[key], key, low=1)
+    limiter = Limiter(key_func=client_address, app=app)
+    app.extensions[EXTENSION] = limiter
+
+    from lessons.api import bp as api_bp
+
+    limiter.limit(_setting("API_RATE_LIMIT"), key_func=_api_key, error_message=(
+        "Too many requests with this token; wait for the seconds in Retry-After."))(api_bp)
+    for setting, endpoints in PER_USER.items():
+        shared = limiter.shared_limit(
+            _setting(setting), scope=setting.lower(), key_func=_user_key, methods=["POST"]
+            if setting == "IMPORT_RATE_LIMIT" else None,
+            error_message="You have done that too often; wait a while and try again.")
+        for endpoint in endpoints:
+            _wrap(app, endpoint, shared)
+
+
+def _wrap(app: Flask, endpoint: str, decorator: Callable) -> None:
+    """Decorate a view of this app only: another app (a test's) keeps its own limiter."""
+    app.view_functions[endpoint] = decorator(app.view_functions[endpoint])
+
+
+def _setting(name: str) -> Callable[[], str]:
+    return lambda: str(current_app.config[name])
+
+
+def client_address() -> str:
+    return request.remote_addr or "unknown"
+
+
+def _api_key() -> str:
+    """Per token (a digest: the secret itself is never stored), or per address without."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, secret = header.partition(" ")
+    if scheme.lower() == "bearer" and secret.strip():
+        return "token:" + hashlib.sha256(secret.strip().encode()).hexdigest()
+    return "address:" + client_address()
+
+
+def _user_key() -> str:
+    if current_user.is_authenticated:
+        return f"user:{current_user.get_id()}"
+    return "address:" + client_address()
+
+
+# --- log-ins ------------------------------------------------------------------------------
+def _storage() -> Storage:
+    return current_app.extensions[EXTENSION].storage
+
+
+def client_wait() -> int:
+    """Count a log-in attempt from this client address against ``LOGIN_RATE_LIMIT``;
+    the seconds it must wait when over (0: go on). Counted here rather than by a route
+    limit so that an account's own wait keeps its exact ``Retry-After``."""
+    strategy = current_app.extensions[EXTENSION].limiter
+    address = client_address()
+    for item in parse_many(current_app.config["LOGIN_RATE_LIMIT"]):
+        if not strategy.hit(item, "login", address):
+            reset = strategy.get_window_stats(item, "login", address).reset_time
+            return max(1, math.ceil(reset - time.time()))
+    return 0
+
+
+def _keys(username: str) -> tuple[str, str]:
+    """Keyed by the name typed, whether or not such a user exists, so an unknown
+    account locks exactly like a real one and the answer tells nothing."""
+    account = hashlib.sha256(username.strip().lower().encode()).hexdigest()[:32]
+    return f"muster/login-failures/{account}", f"muster/login-wait/{account}"
+
+
+def login_wait(username: str) -> int:
+    """Seconds before this account may try again (0: now)."""
+    _failures, wait = _keys(username)
+    storage = _storage()
+    if storage.get(wait) <= 0:
+        return 0
+    return max(1, math.ceil(storage.get_expiry(wait) - time.time()))
+
+
+def login_failed(username: str) -> int:
+    """Count a failure; past ``LOGIN_FAILURES_ALLOWED`` the account waits, twice as long
+    at each further failure. Returns the wait it now has (0: none)."""
+    config = current_app.config
+    failures_key, wait_key = _keys(username)
+    storage = _storage()
+    failures = storage.incr(failures_key, FAILURES_KEPT_SECONDS)
+    over = failures - config["LOGIN_FAILURES_ALLOWED"]
+    if over < 0:
+        return 0
+    wait = min(config["LOGIN_BACKOFF_SECONDS"] * 2 ** min(over, 30),
+               config["LOGIN_BACKOFF_MAX_SECONDS"])
+    storage.clear(wait_key)
+    storage.incr(wait_key, wait)
+    return wait
+
+
+def login_succeeded(username: str) -> None:
+    for key in _keys(username):
+        _storage().clear(key)
