@@ -474,15 +474,16 @@ def search_lessons(user: User, text: str, page: int = 1, per_page: int = 20,
 
 def _ranked(searcher, parsed: Query, found: _Matches, need: int, newest: bool) -> list[int]:
     """Global document numbers of the first ``need`` allowed documents, best (or newest)
-    first: our own BM25 over the postings (see ``rank``), or Whoosh for wildcards."""
+    first: our own BM25 over the postings (see ``rank``), or Whoosh for wildcards; both
+    with statistics of the lessons the user may see, never the whole index's."""
     if newest:
         return rank.newest(found.leaves, found.matched, need)
+    collection = rank.Collection(found.leaves, found.visible)
     try:
         terms = rank.scored_terms(parsed)
     except rank.NotRankable:
-        allowed = masks.MaskSet(found.leaves, found.matched)
-        return [hit.docnum for hit in searcher.search(parsed, limit=need, filter=allowed)]
-    return rank.top(searcher, found.leaves, found.matched, terms, need)
+        return rank.expanded(searcher, collection, parsed, found.matched, need)
+    return rank.top(collection, found.matched, terms, need)
 
 
 def _suggestion(searcher, found: _Matches, text: str, words: list[str],

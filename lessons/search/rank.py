@@ -8,9 +8,14 @@ postings (as arrays, shared with the masks: see ``postings`` and ``Leaf.postings
 added into a score table: one vectorised multiply-add per posting, then the best
 ``need`` allowed documents are taken from the table.
 
-Scores are Okapi BM25 with the index's global statistics, title words weighted by the
-title boost; phrase words score as words (the masks have already required the phrase).
-Queries with wildcard or fuzzy parts go to Whoosh, which expands them.
+Scores are Okapi BM25, title words weighted by the title boost; phrase words score as
+words (the masks have already required the phrase). Queries with wildcard or fuzzy parts
+go to Whoosh, which expands them, scored by the same BM25.
+
+Every statistic behind a score (the document count, each word's document frequency, the
+average field lengths) is counted over the documents the user may see (``Collection``),
+never the whole index: otherwise a score or an order would change when a lesson the user
+may not see were added, edited or removed, and so tell them it exists and what it says.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import math
 
 import numpy as np
 from whoosh.query import FuzzyTerm, Not, Phrase, Prefix, Query, Term, Wildcard
+from whoosh.scoring import BM25F, WeightLengthScorer, WeightScorer
 from whoosh.searching import Searcher
 
 from lessons.search import masks
@@ -60,21 +66,81 @@ def scored_terms(query: Query) -> list[tuple[str, str, float]]:
     return [(field, text, boost) for (field, text), boost in found.items()]
 
 
-def top(searcher: Searcher, leaves: list[masks.Leaf], allowed: list[int],
-        terms: list[tuple[str, str, float]], need: int) -> list[int]:
+def _as_bools(mask: int, size: int) -> np.ndarray:
+    data = np.frombuffer(mask.to_bytes((size + 7) >> 3, "little"), np.uint8)
+    return np.unpackbits(data, bitorder="little")[:size].astype(bool)
+
+
+class Collection:
+    """The documents a user may see, counted as ranking needs them.
+
+    ``visible`` is the user's visibility mask per segment (live documents only), so
+    nothing here depends on a document outside it. Counts come from the postings and
+    field lengths the masks already keep, a few numpy operations per word."""
+
+    def __init__(self, leaves: list[masks.Leaf], visible: list[int]) -> None:
+        self.leaves = leaves
+        self.visible = visible
+        self.count = masks.popcount(visible)
+        self._seen = [_as_bools(mask, leaf.masks.size) if mask else None
+                      for leaf, mask in zip(leaves, visible, strict=True)]
+        self._averages: dict[str, float] = {}
+        self._held: dict[tuple[str, str], tuple[int, float]] = {}
+
+    def held(self, field: str, text: str) -> tuple[int, float]:
+        """(How many visible documents hold the word, how often it occurs in them)."""
+        key = (field, text)
+        found = self._held.get(key)
+        if found is None:
+            docs, occurrences = 0, 0.0
+            for leaf, seen in zip(self.leaves, self._seen, strict=True):
+                if seen is None:
+                    continue
+                posted = leaf.postings(field, text)
+                if not len(posted):
+                    continue
+                keep = seen[posted.ids]
+                docs += int(np.count_nonzero(keep))
+                occurrences += float(posted.weights[keep].sum(dtype=np.float64))
+            found = self._held[key] = (docs, occurrences)
+        return found
+
+    def idf(self, field: str, text: str) -> float:
+        total = max(self.count, 1)
+        df = self.held(field, text)[0]
+        return math.log(1 + (total - df + 0.5) / (df + 0.5))
+
+    def average_length(self, field: str) -> float:
+        """Words per visible document in ``field`` (1 when there are none): field
+        lengths are whole numbers, so the sum is exact whatever the segments."""
+        found = self._averages.get(field)
+        if found is None:
+            total = sum(float(leaf.lengths(field)[seen].sum())
+                        for leaf, seen in zip(self.leaves, self._seen, strict=True)
+                        if seen is not None)
+            found = self._averages[field] = (total / self.count if self.count else 0.0) or 1.0
+        return found
+
+
+def _bm25(idf: float, tf, length, average: float):
+    return idf * (K1 + 1) * tf / (tf + K1 * (1 - B) + (K1 * B / average) * length)
+
+
+def top(collection: Collection, allowed: list[int], terms: list[tuple[str, str, float]],
+        need: int) -> list[int]:
     """Global document numbers of the ``need`` best allowed documents, best first; ties
     (and allowed documents no scored word reaches, e.g. matched by a filter alone) in
     document order, so every page is cut from the same order."""
-    total_docs = max(searcher.doc_count_all(), 1)
-    reader_all = searcher.reader()
-    average = {field: (reader_all.field_length(field) / total_docs) or 1.0
-               for field in SCORED_FIELDS}
-    idf = {}
-    for field, text, _boost in terms:
-        df = searcher.doc_frequency(field, text)
-        idf[field, text] = math.log(1 + (total_docs - df + 0.5) / (df + 0.5))
+    return [doc for doc, _ in scored(collection, allowed, terms, need)]
+
+
+def scored(collection: Collection, allowed: list[int], terms: list[tuple[str, str, float]],
+           need: int) -> list[tuple[int, float]]:
+    """``top``, each document with its score."""
+    idf = {(field, text): collection.idf(field, text) for field, text, _boost in terms}
+    average = {field: collection.average_length(field) for field in SCORED_FIELDS}
     best: list[tuple[float, int]] = []
-    for leaf, mask in zip(leaves, allowed, strict=True):
+    for leaf, mask in zip(collection.leaves, allowed, strict=True):
         if not mask:
             continue
         scores = np.zeros(leaf.masks.size, dtype=np.float64)
@@ -83,17 +149,50 @@ def top(searcher: Searcher, leaves: list[masks.Leaf], allowed: list[int],
             if not len(found):
                 continue
             docs = found.ids
-            tf = found.weights.astype(np.float64)
-            lengths = leaf.lengths(field)[docs]
-            scores[docs] += (boost * idf[field, text] * (K1 + 1)) * tf / (
-                tf + K1 * (1 - B) + (K1 * B / average[field]) * lengths)
-        bits = np.frombuffer(mask.to_bytes((leaf.masks.size + 7) >> 3, "little"), np.uint8)
-        candidates = np.flatnonzero(np.unpackbits(bits, bitorder="little")[:leaf.masks.size])
+            scores[docs] += boost * _bm25(idf[field, text], found.weights.astype(np.float64),
+                                          leaf.lengths(field)[docs], average[field])
+        candidates = np.flatnonzero(_as_bools(mask, leaf.masks.size))
         # A stable sort on the score keeps equal scores in document order.
         order = candidates[np.argsort(-scores[candidates], kind="stable")[:need]]
         best.extend((float(scores[doc]), -(leaf.offset + int(doc))) for doc in order)
     best = heapq.nlargest(need, best)
-    return [-doc for _, doc in best]
+    return [(-doc, score) for score, doc in best]
+
+
+class _VisibleBM25(BM25F):
+    """Whoosh's BM25 with the statistics of the user's ``Collection`` (for the queries
+    only Whoosh can expand)."""
+
+    def __init__(self, collection: Collection) -> None:
+        super().__init__(B=B, K1=K1)
+        self.collection = collection
+
+    def scorer(self, searcher, fieldname, text, qf=1):
+        if not searcher.schema[fieldname].scorable:
+            return WeightScorer.for_(searcher, fieldname, text)
+        word = text.decode("utf-8") if isinstance(text, bytes) else str(text)
+        return _Scorer(searcher, fieldname, text, self.collection.idf(fieldname, word),
+                       self.collection.average_length(fieldname))
+
+
+class _Scorer(WeightLengthScorer):
+    def __init__(self, searcher, fieldname, text, idf: float, average: float) -> None:
+        self.idf, self.average = idf, average
+        self.setup(searcher, fieldname, text)
+
+    def _score(self, weight, length):
+        return _bm25(self.idf, weight, length, self.average)
+
+
+def expanded(searcher: Searcher, collection: Collection, query: Query, allowed: list[int],
+             need: int) -> list[int]:
+    """Global document numbers of the ``need`` best allowed documents for a query with
+    wildcard or fuzzy parts, ranked by Whoosh with the collection's statistics."""
+    collector = searcher.collector(limit=need,
+                                   filter=masks.MaskSet(collection.leaves, allowed))
+    searcher.search_with_collector(
+        query, collector, context=searcher.context(weighting=_VisibleBM25(collection)))
+    return [hit.docnum for hit in collector.results()]
 
 
 def newest(leaves: list[masks.Leaf], allowed: list[int], need: int) -> list[int]:

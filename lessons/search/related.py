@@ -8,25 +8,24 @@ over the title (boosted) and the content, is ranked like a search.
 
 Visibility is enforced as in ``search_lessons``: the query runs under the per-segment
 visibility masks (minus the lesson itself), and the hits are reloaded from the database
-and passed through ``can_view`` again. A key term that occurs in no lesson the user may
-see is dropped before querying, so a word found only in hidden lessons never steers the
-list. What remains is the whole-index term statistics behind the weights and the BM25
-ranking, exactly as the search page ranks: a hidden lesson can shift scores as one
-document among all, never add or remove an entry by itself appearing.
+and passed through ``can_view`` again. The key terms' weights (Bo1, as Whoosh's
+more-like-this weighs them) and the BM25 ranking use statistics of the lessons the user
+may see only (``rank.Collection``), and a key term no candidate holds is dropped: a
+lesson the user may not see changes neither which terms are picked nor any score.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy import select
-from whoosh.query import Or, Term
 
 from lessons import policy
 from lessons.extensions import db
 from lessons.models import Lesson, User
-from lessons.search import masks, store, visible_masks
+from lessons.search import masks, rank, store, visible_masks
 from lessons.search.schema import CONTENT, CONTENT_PARTS, TITLE, TITLE_BOOST
 
 __all__ = ["LIMIT_MAX", "lesson_text", "related_lessons", "similar_lessons", "text_scores"]
@@ -35,9 +34,6 @@ LIMIT_MAX = 20
 SCORED_MAX = 500  # candidates an exercise's recommendations consider per text
 # Terms in the query: enough to characterise a lesson, few enough to stay fast.
 KEY_TERMS = 12
-# Candidates asked of Whoosh, so that dropping terms no visible lesson holds still
-# leaves KEY_TERMS.
-_CANDIDATE_TERMS = 3 * KEY_TERMS
 # The start of a long lesson says what it is about; analysing 350,000 characters on
 # every page view would not say more.
 TEXT_MAX = 20_000
@@ -105,7 +101,8 @@ def _scored(user: User, title: str, text: str, limit: int, exclude_id: int | Non
     leaves = masks.leaves(searcher, generation)
     if not leaves:
         return []
-    allowed = visible_masks(user, leaves)
+    visible = visible_masks(user, leaves)
+    allowed = visible
     if exclude_id is not None:
         allowed = [mask & ~leaf.term("lesson_id", str(exclude_id)) if mask else 0
                    for leaf, mask in zip(leaves, allowed, strict=True)]
@@ -114,21 +111,47 @@ def _scored(user: User, title: str, text: str, limit: int, exclude_id: int | Non
                    for leaf, mask in zip(leaves, allowed, strict=True)]
     if not any(allowed):
         return []
-    terms = _key_terms(searcher, leaves, allowed, whole)
+    collection = rank.Collection(leaves, visible)
+    terms = _key_terms(searcher, collection, allowed, whole)
     if not terms:
         return []
-    like = Or([Or([Term(TITLE, term, boost=TITLE_BOOST * weight),
-                   Term(CONTENT, term, boost=weight)]) for term, weight in terms])
-    hits = searcher.search(like, limit=limit, filter=masks.MaskSet(leaves, allowed),
-                           terms=coverage)
-    if not coverage:
-        return [(int(hit["lesson_id"]), float(hit.score), 0.0) for hit in hits]
-    # Out of the text's own words (up to KEY_TERMS), not just those some lesson holds:
-    # an objective of four words sharing one of them with a lesson is a quarter covered.
-    words = {token.text for token in searcher.schema[CONTENT].analyzer(whole)}
-    out_of = max(1, min(len(words), KEY_TERMS))
-    return [(int(hit["lesson_id"]), float(hit.score),
-             min(1.0, len({term for _, term in hit.matched_terms()}) / out_of)) for hit in hits]
+    holding = {term: [leaf.term(TITLE, term) | leaf.term(CONTENT, term) for leaf in leaves]
+               for term, _ in terms}
+    # Only lessons holding a key term are like the text at all.
+    allowed = [mask & _union(masks_[i] for masks_ in holding.values()) if mask else 0
+               for i, mask in enumerate(allowed)]
+    weighted = [(field, term, boost * weight) for term, weight in terms
+                for field, boost in ((TITLE, TITLE_BOOST), (CONTENT, 1.0))]
+    hits = rank.scored(collection, allowed, weighted, limit)
+    found = []
+    if coverage:
+        # Out of the text's own words (up to KEY_TERMS), not just those some lesson
+        # holds: an objective of four words sharing one of them with a lesson is a
+        # quarter covered.
+        words = {token.text for token in searcher.schema[CONTENT].analyzer(whole)}
+        out_of = max(1, min(len(words), KEY_TERMS))
+    for docnum, score in hits:
+        share = 0.0
+        if coverage:
+            i = _leaf_of(leaves, docnum)
+            bit = 1 << (docnum - leaves[i].offset)
+            share = min(1.0, sum(1 for held in holding.values() if held[i] & bit) / out_of)
+        found.append((int(searcher.stored_fields(docnum)["lesson_id"]), score, share))
+    return found
+
+
+def _union(parts) -> int:
+    mask = 0
+    for part in parts:
+        mask |= part
+    return mask
+
+
+def _leaf_of(leaves: list[masks.Leaf], docnum: int) -> int:
+    for i in range(len(leaves) - 1, -1, -1):
+        if docnum >= leaves[i].offset:
+            return i
+    raise ValueError(docnum)
 
 
 def _any_of(leaf: masks.Leaf, fieldname: str, values: tuple[str, ...]) -> int:
@@ -138,18 +161,36 @@ def _any_of(leaf: masks.Leaf, fieldname: str, values: tuple[str, ...]) -> int:
     return mask
 
 
-def _key_terms(searcher, leaves: list[masks.Leaf], allowed: list[int],
+def _key_terms(searcher, collection: rank.Collection, allowed: list[int],
                text: str) -> list[tuple[str, float]]:
-    """The text's most telling content terms that some allowed lesson holds, with
-    Whoosh's (Bo1) weights."""
+    """The text's most telling content terms that some allowed lesson holds, weighted
+    as Whoosh's Bo1 model weighs them (its ``key_terms_from_text``), but against the
+    collection the user may see rather than the whole index."""
+    in_text: dict[str, float] = {}
+    for token in searcher.schema[CONTENT].index(text):
+        word = token[0].decode("utf-8") if isinstance(token[0], bytes) else token[0]
+        in_text[word] = in_text.get(word, 0.0) + token[2]
+    text_total = sum(in_text.values())
+    size = max(collection.count, 1)
+    weights: list[tuple[float, str]] = []
+    for word, weight in in_text.items():
+        occurrences = collection.held(CONTENT, word)[1]
+        if occurrences <= 0:
+            continue  # in no lesson the user may see
+        f = occurrences / size
+        weights.append((weight * math.log2((1 + f) / f) + math.log2(1 + f), word))
+    if not weights or not text_total:
+        return []
+    most = max(weight for weight, _ in weights)
+    f = most / size
+    norm = most * math.log2((1 + f) / f) + math.log2(1 + f)
     kept: list[tuple[str, float]] = []
-    for term, weight in searcher.key_terms_from_text(CONTENT, text,
-                                                     numterms=_CANDIDATE_TERMS):
-        if weight <= 0:
-            continue
-        if any(leaf.term(CONTENT, term) & mask
-               for leaf, mask in zip(leaves, allowed, strict=True) if mask):
-            kept.append((term, weight))
+    for weight, word in sorted(weights, key=lambda item: (-item[0], item[1])):
+        if weight <= 0 or not norm:
+            break
+        if any(leaf.term(CONTENT, word) & mask
+               for leaf, mask in zip(collection.leaves, allowed, strict=True) if mask):
+            kept.append((word, weight / norm))
             if len(kept) == KEY_TERMS:
                 break
     return kept

@@ -75,6 +75,8 @@ def _similarity(scored: list[tuple[int, float, float]]) -> dict[int, float]:
 
 
 def _tag_candidates(user: User, tags: list[str]) -> set[int]:
+    # In id order: which lessons make the cut must not depend on the rows' storage order,
+    # which other lessons' writes (ones the user may not see, too) can change.
     if not tags:
         return set()
     return set(db.session.scalars(
@@ -82,7 +84,7 @@ def _tag_candidates(user: User, tags: list[str]) -> set[int]:
         .join(Tag, Tag.id == lesson_tags.c.tag_id)
         .where(Tag.name.in_(tags), Lesson.status.in_(RECOMMENDABLE),
                policy.visible_lessons(user))
-        .distinct().limit(TAG_CANDIDATES)))
+        .distinct().order_by(Lesson.id).limit(TAG_CANDIDATES)))
 
 
 def recommend(user: User, exercise_id: str, flt: RecommendationFilter | None = None,
