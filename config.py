@@ -188,6 +188,10 @@ def check_environment() -> None:
         if issubclass(config, ProductionConfig):
             config.check()
         server_settings()
+        proxies = os.environ.get("MUSTER_PROXIES", "0").strip()
+        if not proxies.isdigit():
+            raise RuntimeError(f"MUSTER_PROXIES must be a whole number of at least 0, "
+                               f"not {proxies!r}")
     except RuntimeError as error:
         raise SystemExit(f"error: {error}") from None
 

@@ -303,7 +303,10 @@ class Server:
         self.log = log
         env = {**os.environ, "MUSTER_ENV": "development", "DATABASE_URL": database_url,
                "MUSTER_INDEX_DIR": str(index_dir), "MUSTER_WORKERS": str(workers),
-               "MUSTER_BIND": f"127.0.0.1:{self.port}", "PYTHONUNBUFFERED": "1"}
+               "MUSTER_BIND": f"127.0.0.1:{self.port}", "PYTHONUNBUFFERED": "1",
+               # Many clients share a few tokens here, far past a person's pace: the
+               # per-token API limit would measure itself, not the server.
+               "MUSTER_API_RATE_LIMIT": "1000000 per minute"}
         if threads:
             env["MUSTER_THREADS"] = str(threads)
         self._log_file = log.open("wb")

@@ -44,6 +44,12 @@ def init_app(app: Flask) -> None:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies)  # type: ignore[method-assign]
     for key in ("LOGIN_FAILURES_ALLOWED", "LOGIN_BACKOFF_SECONDS", "LOGIN_BACKOFF_MAX_SECONDS"):
         app.config[key] = whole_setting(app.config[key], key, low=1)
+    for key in ("LOGIN_RATE_LIMIT", "API_RATE_LIMIT", *PER_USER):
+        try:
+            parse_many(str(app.config[key]))
+        except ValueError:
+            raise RuntimeError(f"MUSTER_{key} is not a rate limit such as '30 per minute': "
+                               f"{app.config[key]!r}") from None
     limiter = Limiter(key_func=client_address, app=app)
     app.extensions[EXTENSION] = limiter
 

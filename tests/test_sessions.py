@@ -18,6 +18,22 @@ from lessons.models.user import UserSession
 from tests.conftest import login
 
 
+@pytest.fixture
+def app_with(app, database_url, tmp_path):
+    """An app of the test's own settings on the shared database (``app`` cleans it)."""
+    made = []
+
+    def _make(**settings):
+        made.append(create_app("testing", SQLALCHEMY_DATABASE_URI=database_url,
+                               INDEX_DIR=str(tmp_path / f"index{len(made)}"), **settings))
+        return made[-1]
+
+    yield _make
+    for other in made:
+        with other.app_context():
+            db.engine.dispose()
+
+
 def copy_cookie(source, target) -> None:
     target.set_cookie("session", source.get_cookie("session").value)
 
@@ -138,9 +154,8 @@ def test_a_session_ends_a_day_after_login_however_busy(app, make_user):
     assert not logged_in(client)
 
 
-def test_the_timeouts_are_settings(app, database_url, tmp_path, make_user):
-    short = create_app("testing", SQLALCHEMY_DATABASE_URI=database_url,
-                       INDEX_DIR=str(tmp_path / "short"), SESSION_IDLE_MINUTES="5")
+def test_the_timeouts_are_settings(app_with, database_url, make_user):
+    short = app_with(SESSION_IDLE_MINUTES="5")
     make_user("gb.one")
     client = login_client(short, "gb.one")
     age_sessions(short, last_seen_at=timedelta(minutes=6))
@@ -153,11 +168,10 @@ def csrf_token(page: str) -> str:
     return re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page)[1]
 
 
-def test_login_starts_a_new_session_and_csrf_token(database_url, tmp_path, app, make_user):
+def test_login_starts_a_new_session_and_csrf_token(app_with, make_user):
     """An attacker who planted a session (and knows its CSRF token) before the victim
     logs in gains nothing."""
-    guarded = create_app("testing", SQLALCHEMY_DATABASE_URI=database_url,
-                         INDEX_DIR=str(tmp_path / "csrf"), WTF_CSRF_ENABLED=True)
+    guarded = app_with(WTF_CSRF_ENABLED=True)
     make_user("gb.one")
     victim, attacker = guarded.test_client(), guarded.test_client()
     planted = csrf_token(attacker.get("/login").text)
@@ -191,10 +205,8 @@ def test_a_forged_forwarded_for_neither_moves_nor_borrows_an_address(app, make_u
     assert not logged_in(owner)  # for everyone: the cookie was stolen
 
 
-def test_behind_a_configured_proxy_the_forwarded_address_counts(database_url, tmp_path, app,
-                                                              make_user):
-    proxied = create_app("testing", SQLALCHEMY_DATABASE_URI=database_url,
-                         INDEX_DIR=str(tmp_path / "proxy"), PROXIES="1")
+def test_behind_a_configured_proxy_the_forwarded_address_counts(app_with, make_user):
+    proxied = app_with(PROXIES="1")
     make_user("gb.one")
     client = client_from(proxied, "127.0.0.1")  # the proxy
     response = client.post("/login", data={"username": "gb.one", "password": "demo"},

@@ -24,13 +24,19 @@ def throttled(app, database_url, tmp_path):
     """An app of the test's own, with the production log-in rules and a one-second
     back-off (``app`` is requested for its clean-up of the shared database)."""
 
+    made = []
+
     def _make(**overrides):
         settings = {"LOGIN_FAILURES_ALLOWED": 5, "LOGIN_BACKOFF_SECONDS": 1,
                     "LOGIN_BACKOFF_MAX_SECONDS": 4, **overrides}
-        return create_app("testing", SQLALCHEMY_DATABASE_URI=database_url,
-                          INDEX_DIR=str(tmp_path / "index"), **settings)
+        made.append(create_app("testing", SQLALCHEMY_DATABASE_URI=database_url,
+                               INDEX_DIR=str(tmp_path / "index"), **settings))
+        return made[-1]
 
-    return _make
+    yield _make
+    for other in made:
+        with other.app_context():
+            db.engine.dispose()
 
 
 def attempt(client, username: str, password: str):
@@ -159,3 +165,24 @@ def test_exports_are_limited_per_user(throttled, make_user):
     login(two, "gb.two")
     assert [one.get("/search/export").status_code for _ in range(3)] == [200, 200, 429]
     assert two.get("/search/export").status_code == 200
+
+
+@pytest.mark.parametrize("setting,value,message", [
+    ("API_RATE_LIMIT", "lots", "MUSTER_API_RATE_LIMIT is not a rate limit"),
+    ("PROXIES", "one", "MUSTER_PROXIES must be a whole number"),
+])
+def test_malformed_settings_stop_the_app_by_name(database_url, setting, value, message):
+    with pytest.raises(RuntimeError, match=message):
+        create_app("testing", SQLALCHEMY_DATABASE_URI=database_url, **{setting: value})
+
+
+def test_make_serve_names_a_malformed_proxy_count():
+    import subprocess
+    import sys
+
+    from config import BASE_DIR
+
+    result = subprocess.run([sys.executable, "config.py"], cwd=BASE_DIR, capture_output=True,
+                            text=True, env={"MUSTER_ENV": "development", "MUSTER_PROXIES": "x"})
+    assert result.returncode == 1
+    assert "MUSTER_PROXIES must be a whole number" in result.stderr
