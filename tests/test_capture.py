@@ -302,7 +302,7 @@ def test_author_edits_own_draft_and_history_names_the_changed_fields(
     client = login_as("gb.author")
     assert client.get(f"/lessons/{lesson.public_id}/edit").status_code == 200
     response = client.post(f"/lessons/{lesson.public_id}/edit", data=form_data(
-        title="LNOs lacked chat accounts", tags="liaison, chat"))
+        title="LNOs lacked chat accounts", tags="liaison, chat", version="1"))
     assert response.status_code == 302
     after = stored(app, lesson.public_id)
     assert (after["title"], after["tags"], after["version"]) == (
@@ -317,7 +317,7 @@ def test_an_edit_that_changes_nothing_does_not_bump_the_version(app, people, mak
                                                                   login_as):
     lesson = make_lesson("gb.author", "draft")
     response = login_as("gb.author").post(f"/lessons/{lesson.public_id}/edit",
-                                          data=form_data())
+                                          data=form_data(version="1"))
     assert response.status_code == 302
     assert stored(app, lesson.public_id)["version"] == 1
     assert audit_actions(app, lesson.public_id) == ["created"]
@@ -326,7 +326,8 @@ def test_an_edit_that_changes_nothing_does_not_bump_the_version(app, people, mak
 def test_invalid_edit_answers_422_and_stores_nothing(app, people, make_lesson, login_as):
     lesson = make_lesson("gb.author", "draft")
     response = login_as("gb.author").post(f"/lessons/{lesson.public_id}/edit",
-                                          data=form_data(title="", discussion="Changed"))
+                                          data=form_data(title="", discussion="Changed",
+                                                         version="1"))
     assert response.status_code == 422
     assert field_errors(response.text, "title") == ["Required."]
     after = stored(app, lesson.public_id)
@@ -349,7 +350,8 @@ def test_originator_analyst_widens_rel_to_of_a_reviewed_lesson(app, people, make
     lesson = make_lesson("gb.author", status, analyst="gb.an", releasable_to=["USA"])
     client = login_as("gb.an")
     response = client.post(f"/lessons/{lesson.public_id}/edit",
-                           data=form_data(releasable_to=["FVEY", ""]))
+                           data=form_data(releasable_to=["FVEY", ""],
+                                          version=str(lesson.version)))
     assert response.status_code == 302
     after = stored(app, lesson.public_id)
     assert after["releasable_to"] == ["AUS", "CAN", "GBR", "NZL", "USA"]
@@ -364,7 +366,8 @@ def test_originator_analyst_narrows_rel_to_and_the_other_nation_loses_sight(
     us_analyst = login_as("us.an")
     assert us_analyst.get(f"/lessons/{lesson.public_id}").status_code == 200
     response = login_as("gb.an").post(f"/lessons/{lesson.public_id}/edit",
-                                      data=form_data(releasable_to=[""]))
+                                      data=form_data(releasable_to=[""],
+                                                     version=str(lesson.version)))
     assert response.status_code == 302
     assert stored(app, lesson.public_id)["releasable_to"] == ["GBR"]
     assert us_analyst.get(f"/lessons/{lesson.public_id}").status_code == 404

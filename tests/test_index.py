@@ -111,7 +111,7 @@ def test_a_refused_request_queues_nothing(app, make_user, make_lesson, login_as)
     client = login_as("gb.author")
     response = client.post(f"/lessons/{lesson.public_id}/edit",
                            data={"title": "x" * 301, "observation": "o", "kind": "lesson",
-                                 "classification": "UNCLASSIFIED"})
+                                 "classification": "UNCLASSIFIED", "version": "1"})
     assert response.status_code == 422
     with app.app_context():
         assert db.session.scalar(select(func.count()).select_from(IndexOutbox)) == 0
@@ -132,7 +132,8 @@ def test_narrowing_rel_to_removes_the_lesson_from_other_nations_results_at_once(
     analyst = login_as("gb.an")
     response = analyst.post(f"/lessons/{lesson.public_id}/edit", data={
         "title": "Bowser coupling mismatch", "observation": "o", "recommendation": "r",
-        "kind": "lesson", "classification": "UNCLASSIFIED", "releasable_to": ["GBR"]})
+        "kind": "lesson", "classification": "UNCLASSIFIED", "releasable_to": ["GBR"],
+        "version": str(lesson.version)})
     assert response.status_code == 302
     page = au.get("/search?q=bowser").text
     assert lesson.public_id not in page
@@ -341,7 +342,8 @@ def test_edits_leave_merging_small_segments_until_after_the_response(
     responses = []
     for word in ("alpha", "bravo", "charlie", "delta", "echo"):
         responses.append(client.post(f"/lessons/{lesson.public_id}/edit",
-                                     data=form_data(observation=f"Edit {word} wins.")))
+                                     data=form_data(observation=f"Edit {word} wins.",
+                                                    version=str(len(responses) + 1))))
         assert responses[-1].status_code == 302
     before = _segment_sizes(app)
     assert sum(1 for size in before if size < search_index.SMALL_SEGMENT_DOCS) >= 5

@@ -95,6 +95,11 @@ class NewLessonForm(LessonForm):
         return data
 
 
+MISSING_VERSION = ("This edit did not say which version of the page it was made on, so it "
+                   "could undo someone else's newer save. Nothing was saved: reload the "
+                   "edit page and apply your change again.")
+
+
 class EditLessonForm(LessonForm):
     """The edit form carries the version it was loaded at, so a save over someone else's
     newer save is caught instead of silently undoing it."""
@@ -107,7 +112,10 @@ class EditLessonForm(LessonForm):
         return data
 
     def loaded_version(self) -> int | None:
-        value = (self.version.data or "").strip()
+        """``None`` when the form came without a usable version: the view refuses it,
+        since saving it unchecked could undo someone else's newer save. Read from what
+        was posted (``raw_data``): ``data`` falls back to the version loaded now."""
+        value = (self.version.raw_data or [""])[0].strip()
         return int(value) if value.isdigit() else None
 
 

@@ -311,8 +311,10 @@ def decide_outcome(user: User, exercise_id: str, lesson_id: str, *, confirm: boo
     """An originator analyst confirms (the lesson becomes learned) or declines (it stays
     open; a reason is required) an effective outcome recorded by another nation's
     planner. Works without the analyst taking part in the exercise: the request was
-    addressed to their nation. Raises ``NotFound`` when nothing is pending for them,
-    ``InvalidTransition`` when the lesson can no longer become learned."""
+    addressed to their nation. Raises ``NotFound`` when nothing is pending for them
+    (also for anyone outside the exercise who may not decide), ``NotAllowed`` for a
+    participant who sees the outcome but may not decide it, ``InvalidTransition`` when
+    the lesson can no longer become learned."""
     # Locked: of a confirm and a decline sent at once, the second waits and then finds
     # the outcome decided (PostgreSQL), or fails its version-checked UPDATE (SQLite).
     link = db.session.scalar(locked(
@@ -325,7 +327,9 @@ def decide_outcome(user: User, exercise_id: str, lesson_id: str, *, confirm: boo
         raise NotFound("No outcome is waiting for confirmation here.")
     lesson = link.lesson
     if not policy.can_decide_for_originator(user, lesson):
-        if link.confirmation != "pending":
+        # A 403 would tell a user outside the exercise that it holds this lesson with an
+        # outcome waiting: only its participants, who see that anyway, learn why.
+        if link.confirmation != "pending" or not policy.can_view_exercise(user, link.exercise):
             raise NotFound("No outcome is waiting for confirmation here.")
         raise NotAllowed(f"Only an analyst of {lesson.originator_nation} can confirm this.")
     if link.confirmation != "pending":

@@ -129,22 +129,24 @@ def _check(values: dict[str, Any]) -> None:
         raise ValidationFailed(errors)
 
 
+PLANNER_RULE = ("A planner must be an active user with the planner role, of a nation "
+                "taking part in the exercise.")
+
+
 def _planner_users(usernames: list[str], exercise_nations: list[str]) -> list[User]:
     if len(usernames) > PLANNERS_MAX:
         raise ValidationFailed({"planners": f"At most {PLANNERS_MAX} planners."})
     found = {u.username: u for u in db.session.scalars(
         select(User).where(User.username.in_(usernames)))} if usernames else {}
-    problems = []
-    for name in usernames:
-        user = found.get(name)
-        if user is None or not user.is_active:
-            problems.append(f"{name} (no such user)")
-        elif not user.has_role("planner"):
-            problems.append(f"{name} (not a planner)")
-        elif user.nation_code not in exercise_nations:
-            problems.append(f"{name} ({user.nation_code} does not take part)")
-    if problems:
-        raise ValidationFailed({"planners": "Cannot be planners: " + "; ".join(problems) + "."})
+    # One message for every reason (no such user, not a planner, nation not taking
+    # part): saying which would tell anyone who plans an exercise who has an account,
+    # who plans, and of which nation.
+    refused = [name for name in usernames
+               if (user := found.get(name)) is None or not user.is_active
+               or not user.has_role("planner") or user.nation_code not in exercise_nations]
+    if refused:
+        raise ValidationFailed({"planners": f"Cannot be planners: {', '.join(refused)}. "
+                                            f"{PLANNER_RULE}"})
     if not usernames:
         raise ValidationFailed({"planners": "An exercise needs at least one planner."})
     return [found[name] for name in usernames]

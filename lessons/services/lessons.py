@@ -156,7 +156,11 @@ def locked(query: Select, of: type) -> Select:
 
 
 def _load(user: User, public_id: str, *, for_update: bool = False) -> Lesson:
-    query = select(Lesson).where(Lesson.public_id == public_id)
+    """The visibility rule is part of the one query, so a hidden lesson and one that does
+    not exist cost the same (one statement, no row) and their 404s cannot be told apart
+    by timing; ``require_view`` re-checks what was found."""
+    query = select(Lesson).where(Lesson.public_id == str(public_id),
+                                 policy.visible_lessons(user))
     if for_update:
         query = locked(query, Lesson)
     return policy.require_view(user, db.session.scalar(query))
@@ -437,11 +441,36 @@ def _link_between(lesson: Lesson, other: Lesson) -> LessonLink | None:
         and_(LessonLink.lesson_id == other.id, LessonLink.linked_lesson_id == lesson.id))))
 
 
-def _link_count(lesson: Lesson) -> int:
-    """Every link of ``lesson``, hidden ones included: the limit bounds what is stored,
-    so it must not depend on who is asking."""
-    return db.session.scalar(select(func.count()).select_from(LessonLink).where(or_(
-        LessonLink.lesson_id == lesson.id, LessonLink.linked_lesson_id == lesson.id))) or 0
+def _link_count(user: User, lesson: Lesson) -> int:
+    """The links of ``lesson`` whose other end ``user`` may see: what the page shows
+    them. Links they cannot see do not count, or another nation could fill a lesson
+    with links to its own private drafts and block its editors."""
+    ids = select(LessonLink.linked_lesson_id).where(LessonLink.lesson_id == lesson.id).union(
+        select(LessonLink.lesson_id).where(LessonLink.linked_lesson_id == lesson.id))
+    return db.session.scalar(select(func.count()).select_from(Lesson).where(
+        Lesson.id.in_(ids), policy.visible_lessons(user))) or 0
+
+
+def _nation_link_count(user: User, lesson: Lesson) -> int:
+    """The links of ``lesson``, in either direction, made by users of ``user``'s nation:
+    what bounds storage now that the first count ignores hidden links (at most
+    LINKS_MAX per nation and lesson), and one nation's links never use up another's."""
+    return db.session.scalar(
+        select(func.count()).select_from(LessonLink)
+        .join(User, User.id == LessonLink.created_by_id)
+        .where(or_(LessonLink.lesson_id == lesson.id, LessonLink.linked_lesson_id == lesson.id),
+               User.nation_code == user.nation_code)) or 0
+
+
+def _check_link_cap(user: User, lesson: Lesson, other: Lesson) -> None:
+    """LINKS_MAX, read two ways: the editor sees at most that many links on the lesson
+    they link from, and no nation makes more than that many to or from any one lesson
+    (so a lesson's stored links are bounded by LINKS_MAX per nation)."""
+    if _link_count(user, lesson) >= LINKS_MAX:
+        raise ValidationFailed({"other": f"A lesson can have at most {LINKS_MAX} links."})
+    if any(_nation_link_count(user, side) >= LINKS_MAX for side in (lesson, other)):
+        raise ValidationFailed({"other": f"Your nation has made {LINKS_MAX} links to or "
+                                         "from one of these lessons, the most it may."})
 
 
 def _add_link(user: User, lesson: Lesson, other: Lesson) -> None:
@@ -459,7 +488,8 @@ def _load_other(user: User, reference: str) -> Lesson:
     shows), if ``user`` may see it; ``NotFound`` otherwise."""
     reference = (reference or "").strip()
     found = db.session.scalar(select(Lesson).where(
-        or_(Lesson.public_id == reference, Lesson.external_id == reference)))
+        or_(Lesson.public_id == reference, Lesson.external_id == reference),
+        policy.visible_lessons(user)))
     return policy.require_view(user, found)
 
 
@@ -489,8 +519,7 @@ def link_lessons(user: User, public_id: str, other_reference: str) -> Lesson:
     other = _load_other(user, other_reference)
     if other.id != lesson.id and _link_between(lesson, other) is not None:
         return lesson
-    if _link_count(lesson) >= LINKS_MAX:
-        raise ValidationFailed({"other": f"A lesson can have at most {LINKS_MAX} links."})
+    _check_link_cap(user, lesson, other)
     _add_link(user, lesson, other)
     try:
         db.session.commit()

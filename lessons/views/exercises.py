@@ -32,6 +32,7 @@ from lessons.forms.exercises import (
     ReleaseRequestForm,
     StepForm,
 )
+from lessons.forms.lessons import MISSING_VERSION
 from lessons.models import Exercise, ExerciseLesson
 from lessons.rules import (
     DOMAINS,
@@ -151,11 +152,13 @@ def edit(public_id: str):
     exercise = service.get_exercise(current_user, public_id)
     policy.require_edit_exercise(current_user, exercise)
     form = ExerciseForm() if request.method == "POST" else _exercise_form(exercise)
+    loaded = (form.version.data or "").strip()
+    if form.is_submitted() and not loaded.isdigit():
+        abort(400, MISSING_VERSION)
     if form.validate_on_submit():
-        loaded = (form.version.data or "").strip()
         try:
             service.update_exercise(current_user, public_id, form.contract_data(),
-                                    expected_version=int(loaded) if loaded.isdigit() else None)
+                                    expected_version=int(loaded))
         except ValidationFailed as exc:
             _apply_exercise_errors(form, exc.errors)
         except PreconditionFailed:

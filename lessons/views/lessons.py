@@ -10,6 +10,7 @@ from lessons import policy
 from lessons.errors import PreconditionFailed, ValidationFailed
 from lessons.forms.exercises import DecisionForm
 from lessons.forms.lessons import (
+    MISSING_VERSION,
     ActionForm,
     ActionStatusForm,
     ConfirmImportForm,
@@ -207,6 +208,8 @@ def edit(public_id: str):
     values = service.lesson_values(lesson)
     values["tags"] = ", ".join(values["tags"])
     form = _lesson_form(EditLessonForm, data={**values, "version": str(lesson.version)})
+    if form.is_submitted() and form.loaded_version() is None:
+        abort(400, MISSING_VERSION)
     if form.validate_on_submit():
         try:
             service.update_lesson(current_user, public_id, form.contract_data(),
