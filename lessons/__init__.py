@@ -107,12 +107,24 @@ def _refuse_nul_characters() -> None:
 
 
 def _security_headers(response: Response) -> Response:
-    """Pages use no inline script or style, so a strict policy costs nothing."""
+    """Pages use no inline script or style, so a strict policy costs nothing.
+
+    Everything but the static files is ``no-store``: pages, API answers and exports
+    hold what one user may see, and a shared or back-button cache must not keep them.
+    HSTS only over HTTPS (a browser ignores it over HTTP). No ``Server`` header is set
+    here: gunicorn sends ``Server: gunicorn``, without its version (README)."""
     response.headers.setdefault(
         "Content-Security-Policy",
-        "default-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'")
+        "default-src 'self'; object-src 'none'; frame-ancestors 'none'; "
+        "form-action 'self'; base-uri 'none'")
+    response.headers.setdefault("X-Frame-Options", "DENY")
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     response.headers.setdefault("Referrer-Policy", "same-origin")
+    if request.endpoint != "static":
+        response.headers["Cache-Control"] = "no-store"
+    if request.is_secure:
+        response.headers.setdefault("Strict-Transport-Security",
+                                    "max-age=31536000; includeSubDomains")
     return response
 
 
