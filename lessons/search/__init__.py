@@ -140,6 +140,7 @@ def warm() -> None:
         for name in rank.SCORED_FIELDS:
             leaf.lengths(name)
         leaf.dates()
+        leaf.lesson_ids()
 
 
 def warm_in_background(app) -> None:

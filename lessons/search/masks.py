@@ -99,6 +99,7 @@ class SegmentMasks:
     facets: dict[str, dict[str, int]] = field(default_factory=dict)
     lengths: dict[str, np.ndarray] = field(default_factory=dict)  # words per doc
     dates: list[int] | None = None  # the sortable date of each document
+    lesson_ids: np.ndarray | None = None  # each document's lesson id
 
 
 _segments: dict[str, SegmentMasks] = {}
@@ -234,6 +235,19 @@ class Leaf:
             column = self.searcher.reader().column_reader("observed", translate=False)
             dates = self.masks.dates = [value or 0 for value in column]
         return dates
+
+    def lesson_ids(self) -> np.ndarray:
+        """Each document's lesson id, read once per segment. Equal scores and dates are
+        ordered by it, not by document number: merges reorder documents, and a merge
+        can be set off by a lesson the user may not see."""
+        found = self.masks.lesson_ids
+        if found is None:
+            reader = self.searcher.reader()
+            found = np.fromiter(
+                (int(reader.stored_fields(doc).get("lesson_id") or 0)
+                 for doc in range(self.masks.size)), dtype=np.int64, count=self.masks.size)
+            self.masks.lesson_ids = found
+        return found
 
     def facet(self, fieldname: str) -> dict[str, int]:
         values = self.masks.facets.get(fieldname)

@@ -130,7 +130,8 @@ def top(collection: Collection, allowed: list[int], terms: list[tuple[str, str, 
         need: int) -> list[int]:
     """Global document numbers of the ``need`` best allowed documents, best first; ties
     (and allowed documents no scored word reaches, e.g. matched by a filter alone) in
-    document order, so every page is cut from the same order."""
+    lesson id order, so every page is cut from the same order (document order would
+    change with merges, which lessons the user may not see can set off)."""
     return [doc for doc, _ in scored(collection, allowed, terms, need)]
 
 
@@ -152,11 +153,12 @@ def scored(collection: Collection, allowed: list[int], terms: list[tuple[str, st
             scores[docs] += boost * _bm25(idf[field, text], found.weights.astype(np.float64),
                                           leaf.lengths(field)[docs], average[field])
         candidates = np.flatnonzero(_as_bools(mask, leaf.masks.size))
-        # A stable sort on the score keeps equal scores in document order.
-        order = candidates[np.argsort(-scores[candidates], kind="stable")[:need]]
-        best.extend((float(scores[doc]), -(leaf.offset + int(doc))) for doc in order)
-    best = heapq.nlargest(need, best)
-    return [(-doc, score) for score, doc in best]
+        ids = leaf.lesson_ids()[candidates]
+        order = np.lexsort((ids, -scores[candidates]))[:need]
+        best.extend((float(scores[candidates[i]]), -int(ids[i]), leaf.offset + int(candidates[i]))
+                    for i in order)
+    best = heapq.nlargest(need, best, key=lambda item: item[:2])
+    return [(doc, score) for score, _, doc in best]
 
 
 class _VisibleBM25(BM25F):
@@ -196,12 +198,14 @@ def expanded(searcher: Searcher, collection: Collection, query: Query, allowed: 
 
 
 def newest(leaves: list[masks.Leaf], allowed: list[int], need: int) -> list[int]:
-    """Global document numbers of the ``need`` newest allowed documents."""
-    best: list[tuple[int, int]] = []
+    """Global document numbers of the ``need`` newest allowed documents; equal dates in
+    lesson id order."""
+    best: list[tuple[int, int, int]] = []
     for leaf, mask in zip(leaves, allowed, strict=True):
         if not mask:
             continue
-        dates = leaf.dates()
-        candidates = ((dates[doc], -(leaf.offset + doc)) for doc in masks.mask_to_ids(mask))
+        dates, ids = leaf.dates(), leaf.lesson_ids()
+        candidates = ((dates[doc], -int(ids[doc]), leaf.offset + doc)
+                      for doc in masks.mask_to_ids(mask))
         best = heapq.nlargest(need, [*best, *heapq.nlargest(need, candidates)])
-    return [-doc for _, doc in best]
+    return [doc for _, _, doc in best]

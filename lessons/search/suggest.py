@@ -22,6 +22,7 @@ from lessons.search.schema import CONTENT, CONTENT_PARTS, TITLE, text_analyzer
 
 MAX_EDITS = 2
 MIN_LENGTH = 3
+_SURFACE_TRIES = 5  # lessons read for the word as written (the index's may be stale)
 _analyzer = text_analyzer()
 
 
@@ -71,12 +72,12 @@ def correct(searcher: Searcher, leaves: list[masks.Leaf], visible: list[int], te
 
 
 def _surface_word(leaves: list[masks.Leaf], docs: list[int], stem: str, typed: str) -> str:
-    """The word as written in a visible lesson holding ``stem``, closest to ``typed``."""
-    for leaf, mask in zip(leaves, docs, strict=True):
-        if not mask:
-            continue
-        docnum = (mask & -mask).bit_length() - 1  # the lowest set bit
-        lesson_id = int(leaf.searcher.stored_fields(docnum)["lesson_id"])
+    """The word as written in a visible lesson holding ``stem``, closest to ``typed``:
+    from the lesson with the lowest id that has it (not the first by document number,
+    which merges change)."""
+    holding = sorted({int(lesson_id) for leaf, mask in zip(leaves, docs, strict=True) if mask
+                      for lesson_id in leaf.lesson_ids()[masks.mask_to_ids(mask)]})
+    for lesson_id in holding[:_SURFACE_TRIES]:
         lesson = db.session.scalar(select(Lesson).where(Lesson.id == lesson_id))
         if lesson is None:
             continue
