@@ -9,8 +9,8 @@ added into a score table: one vectorised multiply-add per posting, then the best
 ``need`` allowed documents are taken from the table.
 
 Scores are Okapi BM25, title words weighted by the title boost; phrase words score as
-words (the masks have already required the phrase). Queries with wildcard or fuzzy parts
-go to Whoosh, which expands them, scored by the same BM25.
+words (the masks have already required the phrase). Wildcard and fuzzy parts add their
+boost to each document they match, as Whoosh scores them (``expanded``).
 
 Every statistic behind a score (the document count, each word's document frequency, the
 average field lengths) is counted over the documents the user may see (``Collection``),
@@ -25,7 +25,6 @@ import math
 
 import numpy as np
 from whoosh.query import FuzzyTerm, Not, Phrase, Prefix, Query, Term, Wildcard
-from whoosh.scoring import BM25F, WeightLengthScorer, WeightScorer
 from whoosh.searching import Searcher
 
 from lessons.search import masks
@@ -41,14 +40,26 @@ class NotRankable(Exception):
 
 
 def scored_terms(query: Query) -> list[tuple[str, str, float]]:
-    """(field, text, boost) of every positive word of the query in the scored fields."""
+    """(field, text, boost) of every positive word of the query in the scored fields.
+    Raises ``NotRankable`` for a query with wildcard or fuzzy parts (see ``expanded``)."""
+    terms, expanding = _parts(query)
+    if expanding:
+        raise NotRankable
+    return terms
+
+
+def _parts(query: Query) -> tuple[list[tuple[str, str, float]], list[tuple[Query, float]]]:
+    """The positive words of the query in the scored fields, and its positive wildcard
+    and fuzzy parts there, each with its boost."""
     found: dict[tuple[str, str], float] = {}
+    expanding: list[tuple[Query, float]] = []
 
     def walk(node: Query, boost: float) -> None:
         if isinstance(node, Not):
             return
         if isinstance(node, (Wildcard, Prefix, FuzzyTerm)) and node.field() in SCORED_FIELDS:
-            raise NotRankable
+            expanding.append((node, boost * node.boost))
+            return
         if isinstance(node, Term) and node.fieldname in SCORED_FIELDS:
             key = (node.fieldname, str(node.text))
             found[key] = max(found.get(key, 0.0), boost * node.boost)
@@ -63,7 +74,7 @@ def scored_terms(query: Query) -> list[tuple[str, str, float]]:
                 walk(child, boost * getattr(node, "boost", 1.0))
 
     walk(query, 1.0)
-    return [(field, text, boost) for (field, text), boost in found.items()]
+    return [(field, text, boost) for (field, text), boost in found.items()], expanding
 
 
 def _as_bools(mask: int, size: int) -> np.ndarray:
@@ -136,8 +147,10 @@ def top(collection: Collection, allowed: list[int], terms: list[tuple[str, str, 
 
 
 def scored(collection: Collection, allowed: list[int], terms: list[tuple[str, str, float]],
-           need: int) -> list[tuple[int, float]]:
-    """``top``, each document with its score."""
+           need: int, constant: list[tuple[Query, float]] | None = None,
+           ) -> list[tuple[int, float]]:
+    """``top``, each document with its score. A ``constant`` part adds its boost to
+    every document it matches, as Whoosh scores wildcard and fuzzy parts."""
     idf = {(field, text): collection.idf(field, text) for field, text, _boost in terms}
     average = {field: collection.average_length(field) for field in SCORED_FIELDS}
     best: list[tuple[float, int]] = []
@@ -152,6 +165,8 @@ def scored(collection: Collection, allowed: list[int], terms: list[tuple[str, st
             docs = found.ids
             scores[docs] += boost * _bm25(idf[field, text], found.weights.astype(np.float64),
                                           leaf.lengths(field)[docs], average[field])
+        for part, boost in constant or ():
+            scores[masks.mask_to_ids(leaf.query(part, mask))] += boost
         candidates = np.flatnonzero(_as_bools(mask, leaf.masks.size))
         ids = leaf.lesson_ids()[candidates]
         order = np.lexsort((ids, -scores[candidates]))[:need]
@@ -161,40 +176,13 @@ def scored(collection: Collection, allowed: list[int], terms: list[tuple[str, st
     return [(doc, score) for score, _, doc in best]
 
 
-class _VisibleBM25(BM25F):
-    """Whoosh's BM25 with the statistics of the user's ``Collection`` (for the queries
-    only Whoosh can expand)."""
-
-    def __init__(self, collection: Collection) -> None:
-        super().__init__(B=B, K1=K1)
-        self.collection = collection
-
-    def scorer(self, searcher, fieldname, text, qf=1):
-        if not searcher.schema[fieldname].scorable:
-            return WeightScorer.for_(searcher, fieldname, text)
-        word = text.decode("utf-8") if isinstance(text, bytes) else str(text)
-        return _Scorer(searcher, fieldname, text, self.collection.idf(fieldname, word),
-                       self.collection.average_length(fieldname))
-
-
-class _Scorer(WeightLengthScorer):
-    def __init__(self, searcher, fieldname, text, idf: float, average: float) -> None:
-        self.idf, self.average = idf, average
-        self.setup(searcher, fieldname, text)
-
-    def _score(self, weight, length):
-        return _bm25(self.idf, weight, length, self.average)
-
-
 def expanded(searcher: Searcher, collection: Collection, query: Query, allowed: list[int],
              need: int) -> list[int]:
-    """Global document numbers of the ``need`` best allowed documents for a query with
-    wildcard or fuzzy parts, ranked by Whoosh with the collection's statistics."""
-    collector = searcher.collector(limit=need,
-                                   filter=masks.MaskSet(collection.leaves, allowed))
-    searcher.search_with_collector(
-        query, collector, context=searcher.context(weighting=_VisibleBM25(collection)))
-    return [hit.docnum for hit in collector.results()]
+    """``top`` for a query with wildcard or fuzzy parts: Whoosh expands each part into
+    the documents it matches (``Leaf.query``), and each such document gains the part's
+    boost, as Whoosh's own scoring of these parts does."""
+    terms, expanding = _parts(query)
+    return [doc for doc, _ in scored(collection, allowed, terms, need, expanding)]
 
 
 def newest(leaves: list[masks.Leaf], allowed: list[int], need: int) -> list[int]:
