@@ -51,8 +51,9 @@ def authenticate() -> Response | None:
 
 def _check_query_names() -> None:
     """Refuse query parameters the operation does not take: a misspelt filter
-    (``?stauts=``) would otherwise be ignored silently and return everything."""
-    from lessons.api.openapi import query_names
+    (``?stauts=``) would otherwise be ignored silently and return everything. Values
+    longer than the document declares are refused too (``openapi.too_long``)."""
+    from lessons.api.openapi import query_names, too_long
 
     # HEAD is GET without the body, so it takes GET's parameters.
     method = "GET" if request.method == "HEAD" else request.method
@@ -63,6 +64,9 @@ def _check_query_names() -> None:
     if unknown:
         raise ValidationFailed({name[:60]: "Not a parameter of this operation."
                                 for name in unknown[:20]})
+    errors = too_long(request.endpoint or "", method, request.args, request.headers)
+    if errors:
+        raise ValidationFailed(errors)
 
 
 def caller() -> User:

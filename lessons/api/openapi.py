@@ -4,6 +4,7 @@ per route; a test checks that every API route is in it)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
@@ -13,6 +14,8 @@ from pydantic import BaseModel
 
 from lessons.api import API_MAX_BODY, bp
 from lessons.api import schemas as s
+from lessons.rules import NATIONS_MAX, TAG_MAX
+from lessons.search import FILTER_VALUE_MAX, FILTERS_MAX
 
 ERROR_TEXT = {
     400: "The body is not readable JSON, or the request holds a NUL character.",
@@ -25,6 +28,8 @@ ERROR_TEXT = {
     422: "The body or a parameter breaks a rule (or is not one the operation takes); "
          "`errors` lists each.",
     428: "A change needs If-Match.",
+    429: "Too many requests with this token: wait for the seconds in Retry-After.",
+    500: "An unexpected fault on the server; the body says nothing more.",
 }
 
 
@@ -33,7 +38,8 @@ class Param:
     name: str
     where: str  # query, path, header
     description: str
-    schema: dict = field(default_factory=lambda: {"type": "string"})
+    schema: dict = field(default_factory=lambda: {"type": "string",
+                                                  "maxLength": TAG_MAX})
     required: bool = False
 
 
@@ -52,12 +58,37 @@ class Operation:
     idempotent: bool = False  # takes an Idempotency-Key
 
 
-PUBLIC_ID = Param("public_id", "path", "The public id.", required=True)
-LESSON_ID = Param("lesson_id", "path", "The lesson's public id.", required=True)
+ID = {"type": "string", "minLength": 1, "maxLength": s.PUBLIC_ID_MAX}
+PUBLIC_ID = Param("public_id", "path", "The public id.", ID, required=True)
+LESSON_ID = Param("lesson_id", "path", "The lesson's public id.", ID, required=True)
+# An ETag is the version in quotes (If-Match also takes a list, or *).
+ETAG = {"type": "string", "maxLength": 12, "pattern": '^"[0-9]{1,10}"$'}
+IF_MATCH_SCHEMA = {"type": "string", "maxLength": 1000}
 IF_MATCH = Param("If-Match", "header", "The ETag (version) the change is based on.",
-                 required=True)
-IF_MATCH_OPTIONAL = Param("If-Match", "header", "Optionally, the ETag the move is based on.")
-LIST = {"type": "string", "description": "One value, or several comma separated."}
+                 IF_MATCH_SCHEMA, required=True)
+IF_MATCH_OPTIONAL = Param("If-Match", "header", "Optionally, the ETag the move is based on.",
+                          IF_MATCH_SCHEMA)
+# Values beyond FILTERS_MAX, or longer than FILTER_VALUE_MAX, are ignored.
+LIST = {"type": "string", "description": "One value, or several comma separated.",
+        "maxLength": FILTERS_MAX * (FILTER_VALUE_MAX + 1)}
+CODES = {"type": "string", "maxLength": NATIONS_MAX * (s.CODE_MAX + 1)}
+INT64_MAX = 2**63 - 1
+# The rate limit's headers, on every answer of the API (Flask-Limiter's names).
+RATE_LIMIT_HEADERS = {
+    "X-RateLimit-Limit": ("Requests this token may make in the current window.",
+                          s.INT32_MAX),
+    "X-RateLimit-Remaining": ("Requests left in the current window.", s.INT32_MAX),
+    "X-RateLimit-Reset": ("When the window ends, in seconds since 1970-01-01 UTC.",
+                          INT64_MAX),
+    "Retry-After": ("Seconds until the window ends (on a 429: wait this long).", s.INT32_MAX),
+}
+RATE_LIMIT_TEXT = ("Rate limit: each token may make a number of requests per minute "
+                   "(600 unless the operator sets MUSTER_API_RATE_LIMIT); every answer "
+                   "carries X-RateLimit-Limit, X-RateLimit-Remaining, X-RateLimit-Reset "
+                   "and Retry-After, and a request over the limit gets a 429 problem.")
+CORS = ("Cross-origin browser calls: the API sends no Access-Control-* (CORS) headers, so "
+        "browsers refuse calls from pages of other origins; scripts and servers call it "
+        "with a token.")
 IDEMPOTENCY_KEY = Param(
     "Idempotency-Key", "header",
     "Makes the create safe to retry: a key of your choosing (e.g. a new UUID per "
@@ -85,10 +116,11 @@ OPERATIONS: tuple[Operation, ...] = (
                                  "originator", "year")),
                   Param("sort", "query", "relevance (default) or newest.",
                         {"type": "string", "enum": ["relevance", "newest"]}),
-                  Param("page", "query", "From 1.", {"type": "integer", "minimum": 1,
-                                                     "maximum": 10000}),
-                  Param("per_page", "query", "1 to 100 (default 20).",
-                        {"type": "integer", "minimum": 1, "maximum": 100})),
+                  Param("page", "query", "From 1.", {"type": "integer", "format": "int32",
+                                                     "minimum": 1, "maximum": s.PAGE_MAX}),
+                  Param("per_page", "query", f"1 to {s.PER_PAGE_MAX} (default 20).",
+                        {"type": "integer", "format": "int32", "minimum": 1,
+                         "maximum": s.PER_PAGE_MAX})),
               errors=(401, 422)),
     Operation("post", "/lessons", "api.create_lesson",
               "Write a lesson: a draft, or submitted with \"submit\": true", s.LessonOut,
@@ -142,16 +174,20 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("get", "/exercises/{public_id}/packet", "api.exercise_packet",
               "A milestone's read-ahead packet for an audience", s.PacketOut, params=(
                   PUBLIC_ID,
-                  Param("milestone", "query", "Default: the next planning conference."),
+                  Param("milestone", "query", "Default: the next planning conference.",
+                        {"type": "string", "maxLength": s.MILESTONE_NAME_MAX}),
                   Param("audience", "query", "Participating nations, comma separated "
-                                             "(default: all of them).")),
+                                             "(default: all of them).", CODES)),
               errors=(401, 404, 422)),
     Operation("get", "/openapi.json", "api.openapi", "This document", None, errors=()),
 )
 
 _SPECIAL = {"api.exercise_lessons": {
     "type": "object", "required": ["items"],
-    "properties": {"items": {"type": "array", "items": {"$ref": "#/components/schemas/LinkOut"}}}},
+    "properties": {"items": {
+        "type": "array", "items": {"$ref": "#/components/schemas/LinkOut"},
+        "description": "Every attached lesson the caller may see: as many as the exercise "
+                       "has attached (no cap)."}}},
     "api.openapi": {"type": "object"}}
 
 
@@ -163,12 +199,39 @@ def query_names(endpoint: str, method: str) -> set[str] | None:
     return None
 
 
+def too_long(endpoint: str, method: str, args: Mapping[str, str],
+             headers: Mapping[str, str]) -> dict[str, str]:
+    """The query parameters and If-Match longer than the document declares: a limit the
+    document states is one the server keeps, rather than a value it ignores. (The
+    Idempotency-Key has its own check and message.)"""
+    errors: dict[str, str] = {}
+    for op in OPERATIONS:
+        if op.endpoint != endpoint or op.method != method.lower():
+            continue
+        for param in op.params:
+            if param.where == "header" and param.name != "If-Match":
+                continue
+            limit = param.schema.get("maxLength")
+            source = {"query": args, "header": headers}.get(param.where)
+            value = source.get(param.name) if source is not None else None
+            if limit is not None and value is not None and len(value) > limit:
+                errors[param.name] = f"At most {limit:,} characters."
+    return errors
+
+
 def _schema(model: type[BaseModel], components: dict[str, Any], mode: str) -> dict:
     schema = model.model_json_schema(ref_template="#/components/schemas/{model}", mode=mode)
     for name, definition in schema.pop("$defs", {}).items():
         components.setdefault(name, definition)
     components.setdefault(model.__name__, schema)
     return {"$ref": f"#/components/schemas/{model.__name__}"}
+
+
+def _rate_limit_headers(*names: str) -> dict[str, Any]:
+    return {name: {"description": text, "schema": {
+        "type": "integer", "format": "int64" if biggest > s.INT32_MAX else "int32",
+        "minimum": 0, "maximum": biggest}}
+        for name, (text, biggest) in RATE_LIMIT_HEADERS.items() if not names or name in names}
 
 
 def _parameter(param: Param) -> dict:
@@ -187,9 +250,10 @@ def document() -> dict[str, Any]:
         schema = (_schema(op.response, components, "serialization") if op.response
                   else _SPECIAL[op.endpoint])
         success["content"] = {"application/json": {"schema": schema}}
+        success["headers"] = _rate_limit_headers()
         if op.etag:
-            success["headers"] = {"ETag": {"description": "The version, for If-Match.",
-                                           "schema": {"type": "string"}}}
+            success["headers"]["ETag"] = {"description": "The version, for If-Match.",
+                                          "schema": ETAG}
         if op.idempotent:
             success.setdefault("headers", {})["Idempotent-Replayed"] = {
                 "description": "`true` when this is the stored answer to an earlier "
@@ -198,13 +262,16 @@ def document() -> dict[str, Any]:
         responses: dict[str, Any] = {str(op.status): success}
         # Any operation refuses query parameters it does not take (422), and NUL
         # characters in its address or query (400).
-        codes = sorted(set(op.errors) | {400} | ({422} if op.endpoint != "api.openapi"
-                                                 else set()))
+        # Every operation counts toward the token's rate limit (429), and may fail (500).
+        codes = sorted(set(op.errors) | {400, 429, 500} | (
+            {422} if op.endpoint != "api.openapi" else set()))
         for code in codes:
             text = (IDEMPOTENT_ERRORS.get(code, ERROR_TEXT[code]) if op.idempotent
                     else ERROR_TEXT[code])
             responses[str(code)] = {"description": text, "content": {
                 "application/problem+json": {"schema": problem}}}
+            if code < 500:
+                responses[str(code)]["headers"] = _rate_limit_headers()
         operation: dict[str, Any] = {
             "operationId": op.endpoint.removeprefix("api."), "summary": op.summary,
             "parameters": [_parameter(p) for p in op.params], "responses": responses}
@@ -219,8 +286,12 @@ def document() -> dict[str, Any]:
         "info": {"title": "Muster API", "version": "1",
                  "description": "Lessons learned and exercise integration for armies that "
                                 "operate together. Every call acts as the token's user, "
-                                "under the same sharing rules as the web pages."},
-        "servers": [{"url": "/api/v1"}],
+                                "under the same sharing rules as the web pages.\n\n"
+                                f"{RATE_LIMIT_TEXT}\n\n{CORS}"},
+        # Internal: for the coalition's own users and their scripts, not the public.
+        "servers": [{"url": "/api/v1", "x-internal": True,
+                     "description": "This deployment (production, or whichever environment "
+                                    "serves this document): paths are relative to it."}],
         "security": [{"bearerAuth": []}],
         "paths": paths,
         "components": {"schemas": components, "securitySchemes": {

@@ -8,12 +8,16 @@ status table) are the services' and come back as 409/422 problems like any other
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic.json_schema import JsonSchemaValue
 
+from lessons.api import API_MAX_BODY
 from lessons.rules import (
+    ACTIONS_MAX,
     DESCRIPTION_MAX,
     DOMAINS,
     EXERCISE_NAME_MAX,
@@ -35,7 +39,62 @@ from lessons.rules import (
     TAGS_MAX,
     TEXT_MAX,
     TITLE_MAX,
+    USERNAME_MAX,
 )
+
+
+@dataclass(frozen=True)
+class Documented:
+    """A limit the document declares for a response value, which the rules enforced when
+    the value was written. Responses are not checked against it again: a value stored
+    under an older, looser rule must stay readable rather than become a server error."""
+
+    limits: tuple[tuple[str, Any], ...]
+
+    def __get_pydantic_json_schema__(self, core_schema: Any, handler: Any) -> JsonSchemaValue:
+        schema = handler(core_schema)
+        schema.update(dict(self.limits))
+        return schema
+
+
+def limited(**limits: Any) -> Documented:
+    return Documented(tuple(limits.items()))
+
+
+# Limits of stored values that ``lessons.rules`` does not name: column widths and sizes
+# that follow from the rules (lessons.models).
+PUBLIC_ID_MAX = 16
+EXTERNAL_ID_MAX = 200
+SLUG_MAX = 30  # status, kind, domain, function, purpose and similar names
+CODE_MAX = 10
+CLASSIFICATION_MAX = 40
+MILESTONE_NAME_MAX = 60
+# REL TO and nation lists after groups expand: at most every nation code there is.
+NATION_LIST_MAX = 300
+MARKING_MAX = CLASSIFICATION_MAX + len(" // REL TO ") + NATION_LIST_MAX * (CODE_MAX + 2)
+FACET_VALUES_MAX = 1_000  # values of one facet: more than nations or years can reach
+PROBLEM_TEXT_MAX = 20_000
+# One error per key of the body at most, and a key takes at least four bytes.
+PROBLEM_ERRORS_MAX = API_MAX_BODY // 4
+INT32_MAX = 2**31 - 1
+# What the API's reads return at most (their queries' limits).
+PAGE_MAX = 10_000
+PER_PAGE_MAX = 100
+EXERCISES_MAX = 500
+RECOMMENDATIONS_MAX = 50
+REASONS_MAX = 6  # one per kind of reason lessons.services.recommendations gives
+
+Id = Annotated[str, limited(maxLength=PUBLIC_ID_MAX)]
+Slug = Annotated[str, limited(maxLength=SLUG_MAX)]
+CodeOut = Annotated[str, limited(maxLength=CODE_MAX)]
+TextOut = Annotated[str, limited(maxLength=TEXT_MAX)]
+ShortOut = Annotated[str, limited(maxLength=SHORT_MAX)]
+NoteOut = Annotated[str, limited(maxLength=NOTE_MAX)]
+MarkingOut = Annotated[str, limited(maxLength=MARKING_MAX)]
+Version = Annotated[int, limited(format="int32", minimum=1, maximum=INT32_MAX)]
+Count = Annotated[int, limited(format="int32", minimum=0, maximum=INT32_MAX)]
+Codes = Annotated[list[CodeOut], limited(maxItems=NATION_LIST_MAX)]
+Tags = Annotated[list[Annotated[str, limited(maxLength=TAG_MAX)]], limited(maxItems=TAGS_MAX)]
 
 Code = Annotated[str, StringConstraints(min_length=2, max_length=10,
                                         pattern=r"^[A-Za-z][A-Za-z0-9]{1,9}$")]
@@ -47,6 +106,8 @@ PublicId = Annotated[str, StringConstraints(min_length=1, max_length=210)]
 # Stored as naive UTC; sent as RFC 3339 with the zone, as the document's date-time says.
 UtcDateTime = Annotated[datetime, AfterValidator(
     lambda value: value if value.tzinfo else value.replace(tzinfo=UTC))]
+Moment = Annotated[UtcDateTime, limited(maxLength=len("2000-01-01T00:00:00.000000+00:00"))]
+Day = Annotated[date, limited(maxLength=len("2000-01-01"))]
 
 
 class _In(BaseModel):
@@ -68,7 +129,7 @@ class LessonFields(_In):
     limits: Text | None = None
     permanence: Literal[("", *PERMANENCE)] | None = None
     source_event: Short | None = None
-    observed_on: date | None = None
+    observed_on: Day | None = None
     location: Short | None = None
     unit: Short | None = None
     domains: Annotated[list[Literal[DOMAINS]], Field(max_length=len(DOMAINS))] | None = None
@@ -111,57 +172,57 @@ class TransitionIn(_In):
 
 
 class Action(BaseModel):
-    description: str
-    owner_org: str
-    owner_nation: str | None
-    due_on: date | None
+    description: NoteOut
+    owner_org: ShortOut
+    owner_nation: CodeOut | None
+    due_on: Day | None
     status: Literal["open", "done"]
 
 
 class LessonOut(BaseModel):
-    id: str
-    external_id: str
-    title: str
-    observation: str
-    discussion: str
-    conclusion: str
-    recommendation: str
+    id: Id
+    external_id: Annotated[str, limited(maxLength=EXTERNAL_ID_MAX)]
+    title: Annotated[str, limited(maxLength=TITLE_MAX)]
+    observation: TextOut
+    discussion: TextOut
+    conclusion: TextOut
+    recommendation: TextOut
     kind: Literal[KINDS]
-    friction: str
-    workaround: str
-    limits: str
-    permanence: str
-    source_event: str
-    observed_on: date | None
-    location: str
-    unit: str
-    domains: list[str]
-    functions: list[str]
-    tags: list[str]
-    nations: list[str]
-    originator_nation: str
-    classification: str
-    releasable_to: list[str]
+    friction: TextOut
+    workaround: TextOut
+    limits: TextOut
+    permanence: Slug
+    source_event: ShortOut
+    observed_on: Day | None
+    location: ShortOut
+    unit: ShortOut
+    domains: Annotated[list[Slug], limited(maxItems=len(DOMAINS))]
+    functions: Annotated[list[Slug], limited(maxItems=len(FUNCTIONS))]
+    tags: Tags
+    nations: Codes
+    originator_nation: CodeOut
+    classification: Annotated[str, limited(maxLength=CLASSIFICATION_MAX)]
+    releasable_to: Codes
     status: Literal[STATUSES]
-    actions: list[Action]
-    version: int
-    created_at: UtcDateTime
-    updated_at: UtcDateTime
-    marking: str
+    actions: Annotated[list[Action], limited(maxItems=ACTIONS_MAX)]
+    version: Version
+    created_at: Moment
+    updated_at: Moment
+    marking: MarkingOut
 
 
 class FacetValueOut(BaseModel):
-    value: str
-    label: str
-    count: int
+    value: ShortOut
+    label: ShortOut
+    count: Count
 
 
 class LessonPage(BaseModel):
-    items: list[LessonOut]
-    total: int
-    page: int
-    per_page: int
-    facets: dict[str, list[FacetValueOut]]
+    items: Annotated[list[LessonOut], limited(maxItems=PER_PAGE_MAX)]
+    total: Count
+    page: Annotated[int, limited(format="int32", minimum=1, maximum=PAGE_MAX)]
+    per_page: Annotated[int, limited(format="int32", minimum=1, maximum=PER_PAGE_MAX)]
+    facets: dict[Slug, Annotated[list[FacetValueOut], limited(maxItems=FACET_VALUES_MAX)]]
 
 
 # --- exercises -----------------------------------------------------------------------------
@@ -179,8 +240,8 @@ class ExerciseFields(_In):
     type: Literal[EXERCISE_TYPES] | None = None
     lead_nation: Code | None = None
     nations: Annotated[list[Code], Field(max_length=NATIONS_MAX)] | None = None
-    starts_on: date | None = None
-    ends_on: date | None = None
+    starts_on: Day | None = None
+    ends_on: Day | None = None
     location: Short | None = None
     description: Annotated[str, StringConstraints(max_length=DESCRIPTION_MAX)] | None = None
     objectives: Annotated[list[ObjectiveText | ObjectiveIn],
@@ -188,7 +249,7 @@ class ExerciseFields(_In):
         default=None, description="In order. Strings; an unchanged text keeps its "
                                   "objective's id, and {\"id\", \"text\"} rewords one.")
     tags: Annotated[list[Tag], Field(max_length=TAGS_MAX)] | None = None
-    milestones: Annotated[dict[Annotated[str, StringConstraints(max_length=60)], date | None],
+    milestones: Annotated[dict[Annotated[str, StringConstraints(max_length=60)], Day | None],
                           Field(max_length=MILESTONES_MAX)] | None = Field(
         default=None, description="Milestone name to date: the six standard names "
                                   "(concept_development, initial_planning_conference, "
@@ -201,8 +262,8 @@ class ExerciseFields(_In):
 
 class ExerciseCreate(ExerciseFields):
     name: Annotated[str, StringConstraints(min_length=1, max_length=EXERCISE_NAME_MAX)]
-    starts_on: date
-    ends_on: date
+    starts_on: Day
+    ends_on: Day
 
 
 class ExercisePatch(ExerciseFields):
@@ -210,34 +271,35 @@ class ExercisePatch(ExerciseFields):
 
 
 class ObjectiveOut(BaseModel):
-    id: str
-    text: str
+    id: Id
+    text: Annotated[str, limited(maxLength=OBJECTIVE_MAX)]
 
 
 class ExerciseOut(BaseModel):
-    id: str
-    name: str
+    id: Id
+    name: Annotated[str, limited(maxLength=EXERCISE_NAME_MAX)]
     type: Literal[EXERCISE_TYPES]
-    lead_nation: str
-    nations: list[str]
-    starts_on: date
-    ends_on: date
-    location: str
-    description: str
-    objectives: list[ObjectiveOut]
-    tags: list[str]
-    milestones: dict[str, date | None]
-    planners: list[str]
+    lead_nation: CodeOut
+    nations: Codes
+    starts_on: Day
+    ends_on: Day
+    location: ShortOut
+    description: Annotated[str, limited(maxLength=DESCRIPTION_MAX)]
+    objectives: Annotated[list[ObjectiveOut], limited(maxItems=OBJECTIVES_MAX)]
+    tags: Tags
+    milestones: dict[Annotated[str, limited(maxLength=MILESTONE_NAME_MAX)], Day | None]
+    planners: Annotated[list[Annotated[str, limited(maxLength=USERNAME_MAX)]],
+                        limited(maxItems=PLANNERS_MAX)]
     status: Literal["planned", "under_way", "completed"]
-    version: int
-    created_at: UtcDateTime
-    updated_at: UtcDateTime
-    marking: str
+    version: Version
+    created_at: Moment
+    updated_at: Moment
+    marking: MarkingOut
 
 
 class ExerciseList(BaseModel):
-    items: list[ExerciseOut]
-    total: int
+    items: Annotated[list[ExerciseOut], limited(maxItems=EXERCISES_MAX)]
+    total: Count
 
 
 class AttachIn(_In):
@@ -263,102 +325,108 @@ class LinkPatch(_In):
 
 
 class LessonSummary(BaseModel):
-    id: str
-    title: str
+    id: Id
+    title: Annotated[str, limited(maxLength=TITLE_MAX)]
     status: Literal[STATUSES]
-    marking: str
+    marking: MarkingOut
 
 
 class StepOut(BaseModel):
     from_status: Literal[LINK_STATUSES] | None
     to_status: Literal[LINK_STATUSES]
-    by: str
-    at: UtcDateTime
-    note: str
+    by: Annotated[str, limited(maxLength=USERNAME_MAX)]
+    at: Moment
+    note: NoteOut
+
+
+MilestoneOut = Annotated[str, limited(maxLength=MILESTONE_NAME_MAX)]
 
 
 class LinkOut(BaseModel):
-    lesson_id: str
+    lesson_id: Id
     lesson: LessonSummary
     purpose: Literal[PURPOSES]
     objective: ObjectiveOut | None
-    milestone: str | None
-    note: str
+    milestone: MilestoneOut | None
+    note: NoteOut
     status: Literal[LINK_STATUSES]
-    evidence: str
+    evidence: NoteOut
     confirmation: Literal["", "pending", "confirmed", "declined"]
-    steps: list[StepOut]
-    version: int
+    # A link moves one step at a time through five statuses; edits add no step.
+    steps: Annotated[list[StepOut], limited(maxItems=len(LINK_STATUSES))]
+    version: Version
 
 
 class RecommendationOut(BaseModel):
     lesson: LessonOut
     score: float
-    reasons: list[str]
+    reasons: Annotated[list[Annotated[str, limited(maxLength=PROBLEM_TEXT_MAX)]],
+                       limited(maxItems=REASONS_MAX)]
     releasable_to_all: bool
-    missing_release: list[str]
+    missing_release: Codes
 
 
 class RecommendationList(BaseModel):
-    items: list[RecommendationOut]
+    items: Annotated[list[RecommendationOut], limited(maxItems=RECOMMENDATIONS_MAX)]
 
 
 class PacketLesson(BaseModel):
-    id: str
-    external_id: str
-    title: str
-    marking: str
-    kind: str
-    status: str
-    originator_nation: str
-    observation: str
-    discussion: str
-    conclusion: str
-    recommendation: str
-    tags: list[str]
-    releasable_to: list[str]
-    purpose: str
+    id: Id
+    external_id: Annotated[str, limited(maxLength=EXTERNAL_ID_MAX)]
+    title: Annotated[str, limited(maxLength=TITLE_MAX)]
+    marking: MarkingOut
+    kind: Slug
+    status: Slug
+    originator_nation: CodeOut
+    observation: TextOut
+    discussion: TextOut
+    conclusion: TextOut
+    recommendation: TextOut
+    tags: Tags
+    releasable_to: Codes
+    purpose: Slug
     objective: ObjectiveOut | None
-    milestone: str | None
-    link_status: str
-    note: str
+    milestone: MilestoneOut | None
+    link_status: Slug
+    note: NoteOut
 
 
 class PacketExercise(BaseModel):
-    id: str
-    name: str
-    starts_on: date
-    ends_on: date
+    id: Id
+    name: Annotated[str, limited(maxLength=EXERCISE_NAME_MAX)]
+    starts_on: Day
+    ends_on: Day
 
 
 class Withheld(BaseModel):
-    count: int = Field(description="Attached lessons the caller can see that are not "
-                                   "releasable to every nation in the audience.")
-    nations: dict[str, int] = Field(description="Nation lacking release: how many of them.")
+    count: Count = Field(description="Attached lessons the caller can see that are not "
+                                     "releasable to every nation in the audience.")
+    nations: dict[CodeOut, Count] = Field(
+        description="Nation lacking release: how many of them.")
 
 
 class PacketOut(BaseModel):
     exercise: PacketExercise
-    milestone: str
-    marking: str
-    audience: list[str]
-    lessons: list[PacketLesson]
+    milestone: MilestoneOut
+    marking: MarkingOut
+    audience: Codes
+    lessons: list[PacketLesson]  # as many as the exercise has attached (no cap)
     withheld: Withheld
 
 
 class FieldError(BaseModel):
-    field: str
-    message: str
+    field: Annotated[str, limited(maxLength=PROBLEM_TEXT_MAX)]
+    message: Annotated[str, limited(maxLength=PROBLEM_TEXT_MAX)]
 
 
 class Problem(BaseModel):
     """RFC 9457 problem details."""
 
-    type: str
-    title: str
-    status: int
-    detail: str
-    errors: list[FieldError] | None = None
+    type: Annotated[str, limited(maxLength=PROBLEM_TEXT_MAX)]
+    title: Annotated[str, limited(maxLength=PROBLEM_TEXT_MAX)]
+    status: Annotated[int, limited(format="int32", minimum=100, maximum=599)]
+    detail: Annotated[str, limited(maxLength=PROBLEM_TEXT_MAX)]
+    errors: Annotated[list[FieldError], limited(maxItems=PROBLEM_ERRORS_MAX)] | None = None
 
 
 def dump(model: type[BaseModel], data: Any) -> dict:
