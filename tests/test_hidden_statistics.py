@@ -189,6 +189,9 @@ def test_hidden_lessons_change_nothing_any_observer_sees(app, world):
     gb = baseline["gb.planner"]
     assert any(b'"score"' in v for k, v in gb.items() if k.startswith("recommend api"))
     assert any(v for k, v in gb.items() if k.startswith("related "))
+    assert any('data-testid="suggestion"' in baseline[name]["page bowsr"]
+               for name in OBSERVERS)
+    assert "<mark" in gb["page mission network"]  # snippets
 
     hidden = _hidden_lessons(app)
     with app.app_context():
