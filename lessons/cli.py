@@ -11,7 +11,7 @@ from flask.cli import AppGroup
 from sqlalchemy import func, select
 
 from lessons import search
-from lessons.errors import ConcurrentChange, ValidationFailed
+from lessons.errors import ConcurrentChange, NotAllowed, ValidationFailed
 from lessons.extensions import db
 from lessons.models import User
 from lessons.services import users as user_service
@@ -183,18 +183,25 @@ def _format(path: str, given: str | None) -> str:
               help="jsonl or csv (default: csv for a .csv file, else jsonl).")
 @click.option("--skip-invalid", is_flag=True,
               help="Store the good lines and report the bad ones (default: all or nothing).")
+@click.option("--as-migration", "migration", is_flag=True,
+              help="A migration from another system, for an administrator: statuses, "
+                   "originators and external ids taken as is, for any lesson, audited as a "
+                   "migration (default: the --as user's own rights, as on the upload page).")
 def import_command(file: str, as_user: str | None, map_file: str | None, fmt: str | None,
-                   skip_invalid: bool) -> None:
+                   skip_invalid: bool, migration: bool) -> None:
     """Import lessons from FILE (JSON Lines or CSV; - for standard input)."""
     from lessons.services import exchange, spreadsheet
 
     try:
         submitter = (exchange.require_user(as_user) if as_user
                      else exchange.default_submitter())
+        exchange.check_importer(submitter, migration=migration)
         field_map = (exchange.FieldMap.from_json(Path(map_file).read_text("utf-8"))
                      if map_file else None)
     except ValidationFailed as exc:
         _fail(exc.errors)
+    except NotAllowed as exc:
+        _fail({"--as-migration" if migration else "--as": exc.message})
     except ValueError as exc:
         _fail({"--map": str(exc)})
     with click.open_file(file, "rb") as handle:  # bytes: CSV cells keep their line ends
@@ -210,7 +217,8 @@ def import_command(file: str, as_user: str | None, map_file: str | None, fmt: st
     try:
         with click.progressbar(records, label="Checking and storing", show_pos=True,
                                file=sys.stderr) as bar:
-            report = exchange.import_records(bar, submitter, skip_invalid=skip_invalid)
+            report = exchange.import_records(bar, submitter, skip_invalid=skip_invalid,
+                                             migration=migration)
     except ConcurrentChange as exc:
         # Someone edited a lesson of the file while it was being stored: nothing was.
         _fail({"file": f"{exc.message} (Nothing was imported; run the import again.)"})

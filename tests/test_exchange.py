@@ -62,12 +62,15 @@ def write_lines(path: Path, *items) -> Path:
 
 @pytest.fixture
 def importer(make_user):
-    make_user("gb.op", "GBR", ("contributor", "analyst"))
+    make_user("gb.op", "GBR", ("contributor", "analyst", "admin"))
     make_user("au.user", "AUS")
 
 
 def run_import(runner, path: Path, *extra: str):
-    return runner.invoke(args=["lessons", "import", str(path), "--as", "gb.op", *extra])
+    """An operator's migration: these tests are about the format, not the importer's
+    rights (tests/test_import_policy.py)."""
+    return runner.invoke(args=["lessons", "import", str(path), "--as", "gb.op",
+                               "--as-migration", *extra])
 
 
 def count(app, model=Lesson) -> int:
@@ -193,8 +196,8 @@ def test_export_then_import_is_lossless(app, runner, importer, tmp_path, make_le
         from tests.conftest import clear_data
 
         clear_data()  # an empty system (reference data stays)
-    runner.invoke(args=["users", "create", "gb.op", "--nation", "GBR", "--password-stdin"],
-                  input="long enough pw\n")
+    runner.invoke(args=["users", "create", "gb.op", "--nation", "GBR", "--roles", "admin",
+                        "--password-stdin"], input="long enough pw\n")
     result = run_import(runner, first)
     assert result.exit_code == 0, result.output
     second = tmp_path / "second.jsonl"
@@ -272,12 +275,14 @@ def test_without_as_the_one_active_admin_submits(app, runner, make_user, tmp_pat
     assert "active admins: none" in result.output and count(app) == 0
     make_user("ops.admin", "CAN", ("admin",))
     result = runner.invoke(args=["lessons", "import", str(path)])
+    assert result.exit_code == 2 and "Only analysts import lessons" in result.output
+    result = runner.invoke(args=["lessons", "import", str(path), "--as-migration"])
     assert result.exit_code == 0, result.output
     with app.app_context():
         lesson = db.session.scalar(select(Lesson))
         assert lesson.author.username == "ops.admin"
     make_user("second.admin", "GBR", ("admin",))
-    result = runner.invoke(args=["lessons", "import", str(path)])
+    result = runner.invoke(args=["lessons", "import", str(path), "--as-migration"])
     assert result.exit_code == 2 and "ops.admin, second.admin" in result.output
 
 

@@ -33,7 +33,7 @@ AWKWARD = {
 
 @pytest.fixture
 def people(make_user):
-    make_user("gb.op", "GBR", ("contributor", "analyst"))
+    make_user("gb.op", "GBR", ("contributor", "analyst", "admin"))
     make_user("gb.author", "GBR", ("contributor",))
     make_user("us.an", "USA", ("contributor", "analyst"))
 
@@ -56,7 +56,7 @@ def test_csv_round_trip_keeps_commas_quotes_newlines_and_non_ascii(app, runner, 
                     tags=[], nations=[], domains=[])]
     assert runner.invoke(args=["lessons", "import", str(write_jsonl(tmp_path / "in.jsonl",
                                                                      *items)),
-                               "--as", "gb.op"]).exit_code == 0
+                               "--as", "gb.op", "--as-migration"]).exit_code == 0
     before = stored(app)
     out = tmp_path / "out.csv"
     result = runner.invoke(args=["lessons", "export", str(out)])
@@ -69,7 +69,7 @@ def test_csv_round_trip_keeps_commas_quotes_newlines_and_non_ascii(app, runner, 
     assert first["title"] == AWKWARD["title"] and first["tags"] == "net;radio"
     assert first["discussion"] == "'=SUM(A1:A9) would run in a spreadsheet"
     assert first["conclusion"] == "''=already quoted looking"
-    result = runner.invoke(args=["lessons", "import", str(out), "--as", "gb.op"])
+    result = runner.invoke(args=["lessons", "import", str(out), "--as", "gb.op", "--as-migration"])
     assert result.exit_code == 0, result.output
     assert "0 new, 0 updated, 2 unchanged" in result.output
     assert stored(app) == before
@@ -80,7 +80,7 @@ def test_csv_import_into_an_empty_database_recreates_the_lessons(app, runner, pe
     rows = [spreadsheet.header_line(), spreadsheet.row_line(record(**AWKWARD))]
     path = tmp_path / "lessons.csv"
     path.write_bytes("".join(rows).encode("utf-8"))
-    result = runner.invoke(args=["lessons", "import", str(path), "--as", "gb.op"])
+    result = runner.invoke(args=["lessons", "import", str(path), "--as", "gb.op", "--as-migration"])
     assert result.exit_code == 0, result.output
     (lesson,) = stored(app)
     for key in ("title", "observation", "discussion", "conclusion", "recommendation"):
@@ -96,7 +96,7 @@ def test_bad_csv_rows_are_reported_by_line_and_nothing_is_stored(app, runner, pe
     bad = spreadsheet.row_line(record(external_id="BAD-1", kind="rumour", observed_on="soon"))
     path = tmp_path / "mixed.csv"
     path.write_text(spreadsheet.header_line() + good + bad + "a,b\n", "utf-8")
-    result = runner.invoke(args=["lessons", "import", str(path), "--as", "gb.op"])
+    result = runner.invoke(args=["lessons", "import", str(path), "--as", "gb.op", "--as-migration"])
     assert result.exit_code == 1
     assert "line 3: kind" in result.output and "line 3: observed_on" in result.output
     with app.app_context():
@@ -110,7 +110,7 @@ def test_csv_import_takes_a_field_map(app, runner, people, tmp_path):
     mapping = tmp_path / "map.json"
     mapping.write_text(json.dumps({"rename": {"Subject": "title", "Obs": "observation",
                                               "Recs": "recommendation", "Keywords": "tags"}}))
-    result = runner.invoke(args=["lessons", "import", str(path), "--as", "gb.op",
+    result = runner.invoke(args=["lessons", "import", str(path), "--as", "gb.op", "--as-migration",
                                  "--map", str(mapping)])
     assert result.exit_code == 0, result.output
     (lesson,) = stored(app)
@@ -141,7 +141,7 @@ def test_the_upload_page_previews_then_imports_on_confirmation(app, people, logi
     existing = make_lesson("gb.author", "submitted")
     existing_external = external_id_of(app, existing.public_id)
     content = (spreadsheet.header_line()
-               + spreadsheet.row_line(record(external_id="NEW-1", originator_nation=""))
+               + spreadsheet.row_line(record(external_id="gb.op:NEW-1", originator_nation=""))
                + spreadsheet.row_line(record(external_id=existing_external,
                                              originator_nation="", title="Retitled"))
                + spreadsheet.row_line(record(external_id="BAD-1", kind="rumour",
@@ -178,7 +178,8 @@ def test_an_analyst_imports_only_their_own_nations_lessons(app, people, login_as
                + spreadsheet.row_line(record(external_id=external, originator_nation="")))
     rows = preview_rows(upload(login_as("gb.op"), content).get_data(as_text=True))
     assert rows[2] == ("rejected", "originator_nation: you may import lessons of GBR only")
-    assert rows[3][0] == "rejected" and "names a lesson you may not update" in rows[3][1]
+    assert rows[3] == ("rejected", "external_id: names no lesson you may update (a new "
+                                   "lesson's external_id must be empty or begin with gb.op:)")
 
 
 def test_only_analysts_reach_the_upload_page(app, people, login_as):

@@ -159,7 +159,12 @@ class ImportForm(FlaskForm):
     map = FileField("Field map (optional)",
                     description="A JSON map from another system's fields to Muster's, "
                                 "as for `flask lessons import --map`.")
+    as_migration = BooleanField(
+        "Migration from another system (administrators only)",
+        description="Statuses, originators and external ids are taken as they are, for any "
+                    "lesson, and audited as a migration.")
 
 
 class ConfirmImportForm(FlaskForm):
     skip_invalid = BooleanField("Import the good lines and leave out the rejected ones")
+    as_migration = BooleanField()  # carried from the upload; checked again on confirming

@@ -4,11 +4,16 @@ Import checks every line against the one rule set before storing anything; by de
 file with any bad line stores nothing (all or nothing), ``skip_invalid`` stores the good
 lines. Re-importing an ``external_id`` updates that lesson as a new version. Export then
 import is lossless for every contract field.
+
+An import is the importer's own work under the access policy (``import_records``): it
+updates only lessons they may edit and moves a status only as they could on the lesson
+page. Only an administrator's migration takes statuses and originators as they are.
 """
 
 from __future__ import annotations
 
 import json
+from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date
@@ -18,13 +23,14 @@ from flask import current_app
 from sqlalchemy import select
 
 from lessons import policy, search
-from lessons.errors import ValidationFailed
+from lessons.errors import NotAllowed, ValidationFailed
 from lessons.extensions import db
 from lessons.models import Lesson, RemedialAction, User
 from lessons.models.base import new_public_id
 from lessons.rules import (
     ACTIONS_MAX,
     KINDS,
+    STATUS_LABELS,
     STATUSES,
     check_action,
     check_lesson,
@@ -37,7 +43,7 @@ from lessons.services.lessons import (
     apply_values,
     normalise_values,
 )
-from lessons.services.nations import known_codes, nation_codes
+from lessons.services.nations import expand, known_codes, nation_codes
 
 # Contract keys of the exchange format, in the order written on export.
 RECORD_KEYS = (
@@ -251,6 +257,9 @@ def read_lines(lines: Iterable[str], field_map: FieldMap | None
         except json.JSONDecodeError as exc:
             yield number, None, LineError(number, "(line)", f"invalid JSON: {exc.msg}")
             continue
+        except ValueError as exc:
+            yield number, None, LineError(number, "(line)", str(exc))
+            continue
         if not isinstance(record, dict):
             yield number, None, LineError(number, "(line)", "must be a JSON object")
             continue
@@ -273,12 +282,109 @@ class ImportReport:
         return sorted({e.line for e in self.errors})
 
 
-def _store(record: CheckedRecord, existing: Lesson | None, submitter: User) -> str:
-    """Write one checked record; returns created, updated or unchanged."""
+# ``MUS-<public id>`` ids are minted by Muster for lessons born in it; no import but a
+# migration creates a lesson under one.
+MINTED_PREFIX = "MUS-"
+# Moves that need a written note (a return comment, a reason, evidence): a file carries
+# none, so an import never makes them.
+NOTED_NEEDS = frozenset({"comment", "reason", "evidence"})
+
+
+def own_namespace(user: User) -> str:
+    """The prefix of the external ids ``user`` may give new lessons (``au.analyst:``).
+
+    Any other id that names no lesson the importer may edit is refused, whether or not a
+    lesson holds it: an id held by a lesson they cannot see must answer exactly like a
+    free one, and only ids no one else can have taken (usernames hold no ``:``) can be
+    promised free."""
+    return f"{user.username}:"
+
+
+def refused_id(user: User) -> str:
+    """The one refusal for an external id the importer may not use (see own_namespace)."""
+    return (f"names no lesson you may update (a new lesson's external_id must be empty or "
+            f"begin with {own_namespace(user)})")
+
+
+@dataclass
+class Prospect:
+    """A lesson as the policy reads it (status, author, originator, REL TO): the status
+    walk tries moves on it without touching the stored lesson."""
+
+    status: str
+    author_id: int | None
+    originator_nation: str
+    releasable_to: list[str]
+
+
+def status_walk(user: User, prospect: Prospect, to: str) -> list[str] | None:
+    """The shortest chain of statuses from ``prospect.status`` to ``to``, each a move
+    ``user`` could make on the lesson page (``policy.allowed_transitions``) and none
+    needing a written note; None when there is none."""
+    start = prospect.status
+    walks = {start: [start]}
+    queue = deque([start])
+    try:
+        while queue and to not in walks:
+            prospect.status = queue.popleft()
+            for move in policy.allowed_transitions(user, prospect):
+                if move.needs not in NOTED_NEEDS and move.to not in walks:
+                    walks[move.to] = [*walks[prospect.status], move.to]
+                    queue.append(move.to)
+    finally:
+        prospect.status = start
+    return walks.get(to)
+
+
+def _refuse_walk(start: str, to: str, reason: str) -> str:
+    return f"{STATUS_LABELS[start].lower()} to {STATUS_LABELS[to].lower()} {reason}"
+
+
+def _policy_errors(record: CheckedRecord, existing: Lesson | None, importer: User
+                   ) -> tuple[list[str] | None, list[LineError]]:
+    """The status walk of one record under the importer's own rights, or why it is
+    refused. Same words for a hidden lesson and a free id: no existence leak."""
+    if record.originator != importer.nation_code:
+        return None, [LineError(record.line, "originator_nation",
+                                f"you may import lessons of {importer.nation_code} only")]
+    if existing is not None:
+        usable = policy.can_edit(importer, existing)
+    else:
+        usable = not record.external_id or record.external_id.startswith(
+            own_namespace(importer))
+    if not usable:
+        return None, [LineError(record.line, "external_id", refused_id(importer))]
+    if "releasable_to" in record.values:
+        release = set(expand(record.values["releasable_to"] or []))
+    else:
+        release = set(existing.releasable_to) if existing is not None else set()
+    prospect = Prospect(status=existing.status if existing is not None else "draft",
+                        author_id=existing.author_id if existing is not None else importer.id,
+                        originator_nation=record.originator,
+                        releasable_to=sorted(release | {record.originator}))
+    walk = status_walk(importer, prospect, record.status)
+    if walk is None:
+        return None, [LineError(record.line, "status", _refuse_walk(
+            prospect.status, record.status,
+            "is not a move you may make by import (only moves you could make on the lesson "
+            "page, and none that needs a comment, a reason or evidence)"))]
+    actions = record.actions if record.actions is not None else [
+        a.to_contract() for a in existing.actions] if existing is not None else []
+    if record.status == "action_assigned" and len(walk) > 1 and not any(
+            a["status"] == "open" for a in actions):
+        return None, [LineError(record.line, "status", _refuse_walk(
+            prospect.status, record.status, "needs an open action in the line's actions"))]
+    return walk, []
+
+
+def _store(record: CheckedRecord, existing: Lesson | None, submitter: User,
+           walk: list[str] | None) -> str:
+    """Write one checked record; returns created, updated or unchanged. ``walk`` is the
+    status chain the importer may make, None for a migration (status taken as is)."""
     if existing is None:
         public_id = new_public_id()
         lesson = Lesson(public_id=public_id, external_id=record.external_id
-                        or f"MUS-{public_id}", author=submitter,
+                        or f"{MINTED_PREFIX}{public_id}", author=submitter,
                         originator_nation=record.originator, status=record.status,
                         version=1, title=record.values["title"])
         db.session.add(lesson)
@@ -314,34 +420,56 @@ def _store(record: CheckedRecord, existing: Lesson | None, submitter: User) -> s
     if existing is not None:
         lesson.version += 1
     db.session.flush()
+    comment = f"external id {lesson.external_id}"
+    if walk is None:
+        comment = f"migration (status and originator taken as is); {comment}"
+    elif len(walk) > 1:
+        comment += "; status " + " → ".join(walk)
     audit.record("imported", actor=submitter, lesson=lesson, from_status=previous_status,
                  to_status=lesson.status, changes=None if existing is None else changed,
-                 comment=f"external id {lesson.external_id}")
+                 comment=comment)
     search.queue_lesson(lesson)
     return "created" if existing is None else "updated"
 
 
 def import_lines(lines: Iterable[str], submitter: User, *, field_map: FieldMap | None = None,
                  skip_invalid: bool = False, dry_run: bool = False,
-                 own_nation_only: bool = False) -> ImportReport:
+                 migration: bool = False) -> ImportReport:
     """Import exchange-format lines as ``submitter``; see ``import_records``."""
     return import_records(read_lines(lines, field_map), submitter, skip_invalid=skip_invalid,
-                          dry_run=dry_run, own_nation_only=own_nation_only)
+                          dry_run=dry_run, migration=migration)
+
+
+def check_importer(submitter: User, *, migration: bool) -> None:
+    """Raise ``NotAllowed`` unless ``submitter`` may import this way: an analyst their
+    nation's lessons, an administrator a migration."""
+    if migration and not policy.can_admin(submitter):
+        raise NotAllowed("Only an administrator imports a migration.")
+    if not migration and not policy.can_import_lessons(submitter):
+        raise NotAllowed("Only analysts import lessons (an administrator may import a "
+                         "migration).")
 
 
 def import_records(records: Iterable[tuple[int, dict[str, Any] | None, LineError | None]],
                    submitter: User, *, skip_invalid: bool = False, dry_run: bool = False,
-                   own_nation_only: bool = False) -> ImportReport:
+                   migration: bool = False) -> ImportReport:
     """Import records (from JSON Lines or CSV, already mapped) as ``submitter``; commits
     once.
 
     Every record is checked before anything is stored. Without ``skip_invalid`` any bad
     record means nothing is stored and every bad one is reported; with it, the good ones
-    are stored. A status in the file is taken as is and audited as imported.
-    ``dry_run`` does everything but commit (the upload page's preview: exact counts of
-    new, updated and unchanged, nothing stored or indexed). ``own_nation_only`` (an
-    analyst's upload) refuses records of, or updates to, another nation's lessons.
+    are stored. ``dry_run`` does everything but commit (the upload page's preview: exact
+    counts of new, updated and unchanged, nothing stored or indexed).
+
+    An import is the submitter's own work (web and CLI alike): records of their nation
+    only; an ``external_id`` must name a lesson they may edit (``policy.can_edit``) or be
+    new in their own namespace (``own_namespace``), with one refusal for everything else;
+    the status must be reachable from the current one (``draft`` for a new lesson) by
+    moves they could make on the lesson page (``status_walk``). A ``migration`` (an
+    administrator's only) takes statuses and originators as they are, and is audited as
+    one. Raises ``NotAllowed`` when the submitter may not import this way.
     """
+    check_importer(submitter, migration=migration)
     report = ImportReport()
     nations = nation_codes()
     codes = known_codes()
@@ -354,11 +482,6 @@ def import_records(records: Iterable[tuple[int, dict[str, Any] | None, LineError
         assert record is not None
         result, errors = check_record(record, number, default_nation=submitter.nation_code,
                                       nations=nations, codes=codes)
-        if result is not None and own_nation_only and result.originator != \
-                submitter.nation_code:
-            errors = [LineError(number, "originator_nation",
-                                f"you may import lessons of {submitter.nation_code} only")]
-            result = None
         if result is not None and result.external_id:
             if result.external_id in seen:
                 errors = [LineError(number, "external_id",
@@ -371,21 +494,25 @@ def import_records(records: Iterable[tuple[int, dict[str, Any] | None, LineError
             checked.append(result)
     existing = {lesson.external_id: lesson for lesson in db.session.scalars(
         select(Lesson).where(Lesson.external_id.in_(list(seen))))} if seen else {}
-    if own_nation_only:
-        for record in list(checked):
-            current = existing.get(record.external_id or "")
-            if current is not None and current.originator_nation != submitter.nation_code:
-                # Same words whether or not the submitter could see it: no existence leak.
-                report.errors.append(LineError(record.line, "external_id",
-                                               "names a lesson you may not update"))
-                checked.remove(record)
+    walks: dict[int, list[str] | None] = {}
+    for record in list(checked):
+        if migration:
+            walks[record.line] = None
+            continue
+        walk, errors = _policy_errors(record, existing.get(record.external_id or ""),
+                                      submitter)
+        if errors:
+            report.errors.extend(errors)
+            checked.remove(record)
+        walks[record.line] = walk
     report.errors.sort(key=lambda e: e.line)
     report.outcomes = {}
     if report.errors and not skip_invalid and not dry_run:
         return report
     try:
         for record in checked:
-            outcome = _store(record, existing.get(record.external_id or ""), submitter)
+            outcome = _store(record, existing.get(record.external_id or ""), submitter,
+                             walks[record.line])
             setattr(report, outcome, getattr(report, outcome) + 1)
             report.outcomes[record.line] = outcome
         if dry_run:

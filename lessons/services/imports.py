@@ -11,7 +11,7 @@ from datetime import timedelta
 from sqlalchemy import delete, select
 
 from lessons import policy
-from lessons.errors import NotAllowed, NotFound, ValidationFailed
+from lessons.errors import NotFound, ValidationFailed
 from lessons.extensions import db
 from lessons.models import StagedImport, User
 from lessons.models.base import utcnow
@@ -28,6 +28,8 @@ class Preview:
     staged: StagedImport
     report: exchange.ImportReport
     titles: dict[int, str] = field(default_factory=dict)
+    # An administrator's migration: statuses and originators taken as is.
+    migration: bool = False
 
     @property
     def lines(self) -> list[tuple[int, str, str, list[str]]]:
@@ -63,13 +65,24 @@ def _decode(data: bytes, what: str) -> str:
     return text
 
 
+def may_open(user: User) -> bool:
+    """The upload page is for analysts, and for administrators' migrations."""
+    return policy.can_import_lessons(user) or policy.can_admin(user)
+
+
+def _check(user: User, migration: bool) -> None:
+    if migration or not policy.can_admin(user) or policy.can_import_lessons(user):
+        exchange.check_importer(user, migration=migration)
+    else:  # an administrator who forgot the box: say so beside it, not with a 403
+        raise ValidationFailed({"as_migration": "You import lessons as a migration only."})
+
+
 def stage(user: User, filename: str, data: bytes, fmt: str = "",
-          map_data: bytes = b"") -> Preview:
+          map_data: bytes = b"", *, migration: bool = False) -> Preview:
     """Keep an upload and preview its import (a dry run: nothing stored, nothing
-    indexed). Raises ``NotAllowed`` for non-analysts, ``ValidationFailed`` for an
-    unreadable file or map."""
-    if not policy.can_import_lessons(user):
-        raise NotAllowed("Only analysts import lessons.")
+    indexed). Raises ``NotAllowed`` when the user may not import this way (a migration
+    is an administrator's), ``ValidationFailed`` for an unreadable file or map."""
+    _check(user, migration)
     fmt = fmt or ("csv" if filename.lower().endswith(".csv") else "jsonl")
     if fmt not in FORMATS:
         raise ValidationFailed({"format": "Choose JSON Lines or CSV."})
@@ -88,7 +101,7 @@ def stage(user: User, filename: str, data: bytes, fmt: str = "",
                           filename=filename[:200], content=content, field_map=field_map)
     db.session.add(staged)
     db.session.commit()
-    return preview(user, staged.token)
+    return preview(user, staged.token, migration=migration)
 
 
 def _staged(user: User, token: str) -> StagedImport:
@@ -100,22 +113,23 @@ def _staged(user: User, token: str) -> StagedImport:
     return staged
 
 
-def preview(user: User, token: str) -> Preview:
+def preview(user: User, token: str, *, migration: bool = False) -> Preview:
     staged = _staged(user, token)
     records = _records(staged)
     titles = {n: str(r.get("title") or "") for n, r, _ in records if isinstance(r, dict)}
-    report = exchange.import_records(records, user, dry_run=True, own_nation_only=True)
-    return Preview(staged=staged, report=report, titles=titles)
+    report = exchange.import_records(records, user, dry_run=True, migration=migration)
+    return Preview(staged=staged, report=report, titles=titles, migration=migration)
 
 
-def confirm(user: User, token: str, *, skip_invalid: bool) -> exchange.ImportReport:
-    """Import the staged upload for real (checked again: lessons may have changed since
-    the preview); the upload is discarded once stored. Commits once."""
-    if not policy.can_import_lessons(user):
-        raise NotAllowed("Only analysts import lessons.")
+def confirm(user: User, token: str, *, skip_invalid: bool,
+            migration: bool = False) -> exchange.ImportReport:
+    """Import the staged upload for real (checked again, rights included: lessons may
+    have changed since the preview); the upload is discarded once stored. Commits
+    once."""
+    _check(user, migration)
     staged = _staged(user, token)
     report = exchange.import_records(_records(staged), user, skip_invalid=skip_invalid,
-                                     own_nation_only=True)
+                                     migration=migration)
     if report.stored:
         db.session.delete(staged)
         db.session.commit()

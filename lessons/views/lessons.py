@@ -62,22 +62,26 @@ def index():
 @bp.route("/import", methods=["GET", "POST"])
 def import_file():
     """Upload lessons (JSON Lines or CSV): preview first, store on confirmation."""
-    if not policy.can_import_lessons(current_user):
+    if not imports.may_open(current_user):
         abort(403, "Only analysts import lessons.")
     form = ImportForm()
+    migrating = policy.can_admin(current_user)
     if form.validate_on_submit():
         upload, mapping = form.file.data, form.map.data
         try:
             preview = imports.stage(current_user, upload.filename or "", upload.read(),
                                     form.format.data or "",
-                                    mapping.read() if mapping else b"")
+                                    mapping.read() if mapping else b"",
+                                    migration=bool(form.as_migration.data))
         except ValidationFailed as exc:
             apply_errors(form, exc.errors)
         else:
             return render_template("lessons/import.html", form=form, preview=preview,
-                                   confirm_form=ConfirmImportForm(formdata=None))
+                                   confirm_form=ConfirmImportForm(formdata=None),
+                                   migrating=migrating)
     status = 422 if form.is_submitted() else 200
-    return render_template("lessons/import.html", form=form, preview=None), status
+    return render_template("lessons/import.html", form=form, preview=None,
+                           migrating=migrating), status
 
 
 @bp.post("/import/<token>")
@@ -85,12 +89,14 @@ def confirm_import(token: str):
     form = ConfirmImportForm()
     if not form.validate_on_submit():
         abort(400, "The form expired; upload the file again.")
-    report = imports.confirm(current_user, token, skip_invalid=bool(form.skip_invalid.data))
+    migration = bool(form.as_migration.data)
+    report = imports.confirm(current_user, token, skip_invalid=bool(form.skip_invalid.data),
+                             migration=migration)
     if not report.stored:
-        preview = imports.preview(current_user, token)
+        preview = imports.preview(current_user, token, migration=migration)
         return render_template("lessons/import.html", form=ImportForm(formdata=None),
-                               preview=preview, confirm_form=form,
-                               refused=True), 422
+                               preview=preview, confirm_form=form, refused=True,
+                               migrating=policy.can_admin(current_user)), 422
     flash(f"Imported {report.created} new and {report.updated} updated lesson(s); "
           f"{report.unchanged} unchanged, {len(report.rejected_lines)} line(s) left out.",
           "success")
