@@ -17,6 +17,7 @@ import pytest
 
 from lessons import create_app
 from lessons.api.openapi import OPERATIONS
+from lessons.extensions import db
 from tests.test_headers import secret  # noqa: F401  (a fixture: a user with a token)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -93,7 +94,11 @@ def test_the_declared_rate_limit_headers_are_the_ones_the_server_sends(app, docu
         "SQLALCHEMY_DATABASE_URI"], API_RATE_LIMIT="2 per minute")
     client = limited.test_client()
     auth = {"Authorization": f"Bearer {secret}"}
-    answers = [client.get("/api/v1/lessons", headers=auth) for _ in range(3)]
+    try:
+        answers = [client.get("/api/v1/lessons", headers=auth) for _ in range(3)]
+    finally:
+        with limited.app_context():
+            db.engine.dispose()
     assert [a.status_code for a in answers] == [200, 200, 429]
     for answer in answers:
         assert RATE_LIMIT_HEADERS <= set(answer.headers.keys())
