@@ -475,7 +475,7 @@ def search_lessons(user: User, text: str, page: int = 1, per_page: int = 20,
 
 def _ranked(searcher, parsed: Query, found: _Matches, need: int, newest: bool) -> list[int]:
     """Global document numbers of the first ``need`` allowed documents, best (or newest)
-    first: our own BM25 over the postings (see ``rank``), or Whoosh for wildcards; both
+    first: our own BM25 over the postings (see ``rank``), wildcards expanded by Whoosh,
     with statistics of the lessons the user may see, never the whole index's."""
     if newest:
         return rank.newest(found.leaves, found.matched, need)
@@ -483,7 +483,7 @@ def _ranked(searcher, parsed: Query, found: _Matches, need: int, newest: bool) -
     try:
         terms = rank.scored_terms(parsed)
     except rank.NotRankable:
-        return rank.expanded(searcher, collection, parsed, found.matched, need)
+        return rank.expanded(collection, parsed, found.matched, need)
     return rank.top(collection, found.matched, terms, need)
 
 

@@ -25,7 +25,6 @@ import math
 
 import numpy as np
 from whoosh.query import FuzzyTerm, Not, Phrase, Prefix, Query, Term, Wildcard
-from whoosh.searching import Searcher
 
 from lessons.search import masks
 from lessons.search.schema import CONTENT, TITLE
@@ -176,7 +175,7 @@ def scored(collection: Collection, allowed: list[int], terms: list[tuple[str, st
     return [(doc, score) for score, _, doc in best]
 
 
-def expanded(searcher: Searcher, collection: Collection, query: Query, allowed: list[int],
+def expanded(collection: Collection, query: Query, allowed: list[int],
              need: int) -> list[int]:
     """``top`` for a query with wildcard or fuzzy parts: Whoosh expands each part into
     the documents it matches (``Leaf.query``), and each such document gains the part's
