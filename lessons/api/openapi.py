@@ -227,11 +227,13 @@ def _schema(model: type[BaseModel], components: dict[str, Any], mode: str) -> di
     return {"$ref": f"#/components/schemas/{model.__name__}"}
 
 
-def _rate_limit_headers(*names: str) -> dict[str, Any]:
+def _rate_limit_headers() -> dict[str, Any]:
+    """Declared, not required: a server whose operator turned rate limiting off
+    (RATELIMIT_ENABLED) sends none of them."""
     return {name: {"description": text, "schema": {
         "type": "integer", "format": "int64" if biggest > s.INT32_MAX else "int32",
         "minimum": 0, "maximum": biggest}}
-        for name, (text, biggest) in RATE_LIMIT_HEADERS.items() if not names or name in names}
+        for name, (text, biggest) in RATE_LIMIT_HEADERS.items()}
 
 
 def _parameter(param: Param) -> dict:
