@@ -127,6 +127,15 @@ def unavailable(error: DatabaseUnavailable) -> Response:
     return Response(page, status=error.status, mimetype="text/html", headers=headers)
 
 
+def too_large_message() -> str:
+    """What a 413 says: Werkzeug's text names no limit, and a user cannot fix what they
+    are not told. The limit is this request's (the API sets a smaller one)."""
+    limit = request.max_content_length or current_app.config["MAX_CONTENT_LENGTH"]
+    size = f"{limit / (1024 * 1024):g} MB" if limit else "the size limit"
+    return (f"The request is larger than {size}, the most Muster accepts at once. "
+            "Nothing was stored: split the file into smaller ones and upload each.")
+
+
 def register_error_pages(app: Flask) -> None:
     from lessons import outages
 
@@ -162,6 +171,8 @@ def register_error_pages(app: Flask) -> None:
     def http_error(error: HTTPException):
         if error.code is None or error.code < 400:  # routing redirects are not errors
             return error
+        if error.code == 413:
+            error.description = too_large_message()
         original = getattr(error, "original_exception", None)
         if error.code == 500 and outages.database_unavailable(original):
             # Raised where no handler above applies: after the response was made, or

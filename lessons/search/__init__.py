@@ -25,16 +25,17 @@ from lessons import policy, rules
 from lessons.extensions import db
 from lessons.models import IndexOutbox, Lesson, User
 from lessons.models.base import utcnow
-from lessons.search import index, masks, query, rank, suggest
+from lessons.search import index, limits, masks, query, rank, suggest
 from lessons.search.glossary import Glossary
 from lessons.search.index import Drift, IndexBusy, IndexMissing, ReindexReport
+from lessons.search.limits import TooBroad
 from lessons.search.schema import FACETS
 
 __all__ = ["FACETS", "PER_PAGE_CHOICES", "Drift", "Facet", "FacetValue", "IndexBusy",
-           "IndexMissing", "IndexStatus", "ReindexReport", "SearchPage", "after_commit",
-           "batch", "check", "clean_filters", "matching_ids", "on_worker_start",
-           "queue_lesson", "reindex", "search_lessons", "status", "sync", "visible_masks",
-           "warm", "warm_in_background"]
+           "IndexMissing", "IndexStatus", "ReindexReport", "SearchPage", "TooBroad",
+           "after_commit", "batch", "check", "clean_filters", "matching_ids",
+           "on_worker_start", "queue_lesson", "reindex", "search_lessons", "status", "sync",
+           "visible_masks", "warm", "warm_in_background"]
 
 log = logging.getLogger(__name__)
 
@@ -295,7 +296,8 @@ class SearchPage:
 
     @property
     def pages(self) -> int:
-        return max(1, -(-self.total // self.per_page))
+        """Pages to offer: no further than ``MAX_PAGE``, the last page a search reads."""
+        return min(MAX_PAGE, max(1, -(-self.total // self.per_page)))
 
     @property
     def active(self) -> bool:
@@ -357,9 +359,12 @@ class _Matches:
 
 
 def _matches(leaves: list[masks.Leaf], visible: list[int], parsed: Query,
-             filters: dict[str, list[str]]) -> _Matches:
-    found = [leaf.query(parsed, seen) if seen else 0
-             for leaf, seen in zip(leaves, visible, strict=True)]
+             filters: dict[str, list[str]], budget: limits.Budget | None = None) -> _Matches:
+    found = []
+    for leaf, seen in zip(leaves, visible, strict=True):
+        if budget is not None:
+            budget.check()
+        found.append(leaf.query(parsed, seen) if seen else 0)
     by_filter = {name: [leaf.query(_filter_query(name, values)) for leaf in leaves]
                  for name, values in filters.items()}
     matched = list(found)
@@ -424,7 +429,12 @@ def search_lessons(user: User, text: str, page: int = 1, per_page: int = 20,
     orders only the allowed documents. Hits are reloaded from the database and passed
     through ``can_view`` again, in rank order, and snippets are cut from the database's
     current text. ``glossary`` defaults to the admins' current one.
+
+    Raises ``TooBroad`` for a query that would cost more than one search may, or that
+    runs past the time budget (``SEARCH_TIME_BUDGET`` seconds; see ``limits``).
     """
+    budget = limits.Budget(current_app.config.get("SEARCH_TIME_BUDGET",
+                                                  limits.DEFAULT_TIME_BUDGET))
     text = (text or "").strip()[:MAX_QUERY_LENGTH]
     if glossary is None:
         glossary = _current_glossary()
@@ -437,17 +447,20 @@ def search_lessons(user: User, text: str, page: int = 1, per_page: int = 20,
     parsed = _parse(text, glossary)
     result.notice = parsed.notice
     generation, searcher = store().searcher_with_generation()
+    limits.check_expansions(parsed.query, searcher.reader(), budget)
     leaves = masks.leaves(searcher, generation)
-    found = _matches(leaves, visible_masks(user, leaves), parsed.query, chosen)
+    found = _matches(leaves, visible_masks(user, leaves), parsed.query, chosen, budget)
     result.total = found.total
     if not _ids_only:
+        budget.check()
         result.facets = _facets(found, chosen)
         if result.total < _SUGGEST_BELOW and parsed.words:
             result.suggestion = _suggestion(searcher, found, text, parsed.words, chosen,
-                                            glossary)
+                                            glossary, budget)
     first = (page - 1) * per_page
     if first >= result.total:
         return result
+    budget.check()
     docnums = _ranked(searcher, parsed.query, found, first + per_page,
                       newest=sort == "newest" or not text or text == "*")
     ids = [int(searcher.stored_fields(n)["lesson_id"]) for n in docnums[first:]]
@@ -488,10 +501,13 @@ def _ranked(searcher, parsed: Query, found: _Matches, need: int, newest: bool) -
 
 
 def _suggestion(searcher, found: _Matches, text: str, words: list[str],
-                filters: dict[str, list[str]], glossary: Glossary | None) -> str:
+                filters: dict[str, list[str]], glossary: Glossary | None,
+                budget: limits.Budget | None = None) -> str:
     """A corrected query, offered only if it finds more lessons this user may see."""
 
     def total_of(corrected: str) -> int:
+        if budget is not None:
+            budget.check()
         parsed = _parse(corrected, glossary)
         return _matches(found.leaves, found.visible, parsed.query, filters).total
 

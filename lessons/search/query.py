@@ -40,6 +40,7 @@ from whoosh.query import (
 
 from lessons.policy import AllOf, AnyOf, Match, Rule
 from lessons.search.glossary import Glossary, tokenize
+from lessons.search.limits import check_shape
 from lessons.search.schema import (
     CONTENT,
     QUERY_FIELDS,
@@ -201,7 +202,8 @@ def parse(text: str, glossary: Glossary | None = None) -> ParsedQuery:
     """Parse a user's query: words ANDed by default, as searchers expect.
 
     A query the parser cannot read is searched as plain words (any of them), with a
-    notice, never an error.
+    notice, never an error. Raises ``limits.TooBroad`` for a query that would cost more
+    than one search may (see ``limits.check_shape``).
     """
     text = _ALIAS.sub(lambda m: QUERY_FIELDS[m.group(1)] + ":", text)
     words = [lexeme for lexeme in _LEXEME.findall(text) if _plain_word(lexeme)]
@@ -209,18 +211,31 @@ def parse(text: str, glossary: Glossary | None = None) -> ParsedQuery:
         parsed = _parser().parse(expand(text, glossary))
         if _has_errors(parsed):
             raise UnreadableQuery(text)
-    except (QueryParserError, UnreadableQuery, ValueError, TypeError):
-        plain = " ".join(re.findall(r"[^\W_]+", text))
+    # Whoosh's parser also fails with IndexError and others on inputs such as "<x": any
+    # failure to read the text is the user's query, not a server error.
+    except (QueryParserError, UnreadableQuery, ValueError, TypeError, IndexError,
+            KeyError, AttributeError, RecursionError):
+        plain = _plain_words(text)
+        fallback = _parser(OrGroup).parse(expand(plain, glossary))
+        check_shape(fallback)
         return ParsedQuery(
-            query=_spread(_parser(OrGroup).parse(expand(plain, glossary))),
+            query=_spread(fallback),
             notice="Your query could not be read as written; searched for its words.",
             words=plain.split())
+    check_shape(parsed)
     return ParsedQuery(query=_spread(parsed), words=words)
+
+
+def _plain_words(text: str) -> str:
+    """The letters and digits of ``text`` as words, operators ("NOT") made plain words
+    too: what is searched when the text cannot be read as a query."""
+    return " ".join(word.lower() if word in _OPERATORS else word
+                    for word in re.findall(r"[^\W_]+", text))
 
 
 def parse_any(text: str) -> Query:
     """Any of the words, ranked (for "related" style matching)."""
-    plain = " ".join(re.findall(r"[^\W_]+", text))
+    plain = _plain_words(text)
     return _spread(_parser(OrGroup).parse(plain))
 
 

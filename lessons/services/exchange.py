@@ -59,6 +59,10 @@ STRING_KEYS = frozenset(set(EDITABLE_SCALARS) - {"observed_on"}) | {
 ACTION_KEYS = ("description", "owner_org", "owner_nation", "due_on", "status")
 EXTERNAL_ID_MAX = 200
 MAX_LINE_BYTES = 1_000_000
+# A record is an object holding arrays of actions, objects of strings: three levels. Far
+# deeper values only exhaust the recursion of the parser and of every later check.
+MAX_NESTING = 10
+NESTED_TOO_DEEPLY = f"nested too deeply (at most {MAX_NESTING} levels of arrays and objects)"
 
 
 # --- mapping other systems' records ------------------------------------------------------
@@ -243,6 +247,34 @@ def check_record(record: Mapping[str, Any], line: int, *, default_nation: str,
     return CheckedRecord(line, external_id, values, originator, status, actions), []
 
 
+def nesting(value: Any, stop: int = MAX_NESTING + 1) -> int:
+    """How deeply arrays and objects nest in ``value`` (0 for a string or number),
+    counted without recursion and no further than ``stop``."""
+    deepest, level = 0, [(value, 0)]
+    while level:
+        item, depth = level.pop()
+        if isinstance(item, (dict, list)):
+            depth += 1
+            deepest = max(deepest, depth)
+            if depth >= stop:
+                return deepest
+            level.extend((child, depth) for child in (
+                item.values() if isinstance(item, dict) else item))
+    return deepest
+
+
+def loads_bounded(text: str) -> Any:
+    """``json.loads`` that raises ``ValueError`` for a value nested more than
+    ``MAX_NESTING`` deep (the parser itself fails with ``RecursionError`` near 1,000)."""
+    try:
+        value = json.loads(text)
+    except RecursionError:
+        raise ValueError(NESTED_TOO_DEEPLY) from None
+    if nesting(value) > MAX_NESTING:
+        raise ValueError(NESTED_TOO_DEEPLY)
+    return value
+
+
 def read_lines(lines: Iterable[str], field_map: FieldMap | None
                ) -> Iterator[tuple[int, dict[str, Any] | None, LineError | None]]:
     """Yield (line number, mapped record, error) for each non-blank line."""
@@ -253,7 +285,7 @@ def read_lines(lines: Iterable[str], field_map: FieldMap | None
             yield number, None, LineError(number, "(line)", f"longer than {MAX_LINE_BYTES:,} bytes")
             continue
         try:
-            record = json.loads(text)
+            record = loads_bounded(text)
         except json.JSONDecodeError as exc:
             yield number, None, LineError(number, "(line)", f"invalid JSON: {exc.msg}")
             continue

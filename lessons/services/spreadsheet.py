@@ -15,6 +15,7 @@ import csv
 import io
 import json
 import re
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +26,7 @@ from lessons.services.exchange import (
     FieldMap,
     LineError,
     lesson_record,
+    loads_bounded,
 )
 
 if TYPE_CHECKING:  # packets imports the lesson services, which import exchange
@@ -36,6 +38,9 @@ BOM = "\ufeff"
 # A cell a spreadsheet would run as a formula, possibly behind quote marks already.
 _FORMULA = re.compile(r"^'*[=+\-@\t\r]")
 MAX_CELL = MAX_LINE_BYTES
+# The exchange format has 24 columns; a mapped export may add its own. Far more is no
+# spreadsheet of lessons, and each column costs work on every row.
+MAX_COLUMNS = 200
 
 
 def protect_cell(text: str) -> str:
@@ -90,9 +95,12 @@ def _typed(record: dict[str, Any], line: int) -> tuple[dict[str, Any], list[Line
                 value = None
             else:
                 try:
-                    value = json.loads(value)
+                    value = loads_bounded(value)
                 except json.JSONDecodeError as exc:
                     errors.append(LineError(line, "actions", f"not a JSON array: {exc.msg}"))
+                    continue
+                except ValueError as exc:
+                    errors.append(LineError(line, "actions", str(exc)))
                     continue
         elif key in ("observed_on", "external_id", "originator_nation", "status") \
                 and value == "":
@@ -116,7 +124,11 @@ def read_rows(text: str, field_map: FieldMap | None
         yield 1, None, LineError(1, "(header)", "the file is empty; the first row must "
                                                  "name the columns")
         return
-    duplicates = sorted({name for name in header if header.count(name) > 1})
+    if len(header) > MAX_COLUMNS:
+        yield 1, None, LineError(1, "(header)", f"{len(header):,} columns; at most "
+                                                 f"{MAX_COLUMNS} are allowed")
+        return
+    duplicates = sorted(name for name, count in Counter(header).items() if count > 1)
     if duplicates:
         yield 1, None, LineError(1, "(header)", f"repeated columns: {', '.join(duplicates)}")
         return

@@ -28,6 +28,7 @@ from lessons.services import attachments, imports, packets
 from lessons.services import exercises as exercise_service
 from lessons.services import lessons as service
 from lessons.views.helpers import apply_errors
+from lessons.views.paging import page_arg
 
 bp = Blueprint("lessons", __name__, url_prefix="/lessons")
 
@@ -45,8 +46,7 @@ def _lesson_form(form_class: type[LessonForm] = LessonForm, **kwargs) -> LessonF
 @bp.get("")
 def index():
     flt = service.LessonFilter.from_args(request.args)
-    page = request.args.get("page", 1, type=int) or 1
-    pagination = service.list_lessons(current_user, flt, page=max(page, 1))
+    pagination = service.list_lessons(current_user, flt, page=page_arg())
     counts = {tab: service.count_lessons(current_user, service.LessonFilter(tab=tab))
               for tab in service.TABS}
     confirmations = attachments.pending_confirmations(current_user)

@@ -11,6 +11,7 @@ from lessons.models import Exercise
 from lessons.rules import ATTACHABLE_STATUSES
 from lessons.services import exchange, spreadsheet
 from lessons.services import exercises as exercise_service
+from lessons.views.paging import page_arg
 
 bp = Blueprint("search", __name__, url_prefix="/search")
 
@@ -32,13 +33,20 @@ def _state() -> dict:
 @bp.get("")
 def index():
     state = _state()
-    page = request.args.get("page", 1, type=int) or 1
-    result = search.search_lessons(current_user, state["text"], page=page,
-                                   per_page=state["per_page"], filters=state["filters"],
-                                   sort=state["sort"])
+    page = page_arg(search.MAX_PAGE)
+    status = 200
+    try:
+        result = search.search_lessons(current_user, state["text"], page=page,
+                                       per_page=state["per_page"], filters=state["filters"],
+                                       sort=state["sort"])
+    except search.TooBroad as exc:
+        # The search page again, with the words kept for narrowing and the reason shown.
+        result = search.SearchPage(query=state["text"], per_page=state["per_page"],
+                                   sort=state["sort"], notice=exc.message)
+        status = exc.status
     return render_template("search/index.html", result=result,
                            per_page_choices=search.PER_PAGE_CHOICES,
-                           attach_to=_attach_target(), attachable=ATTACHABLE_STATUSES)
+                           attach_to=_attach_target(), attachable=ATTACHABLE_STATUSES), status
 
 
 def _attach_target() -> Exercise | None:
