@@ -76,7 +76,6 @@ class Config:
     # Throttling (Flask-Limiter): counters in Redis when REDIS_URL is set, so every
     # worker shares them; otherwise in each process's memory.
     RATELIMIT_STORAGE_URI = os.environ.get("REDIS_URL") or "memory://"
-    RATELIMIT_HEADERS_ENABLED = True
     RATELIMIT_KEY_PREFIX = "muster"
     # Limits in Flask-Limiter's notation ("30 per minute", "5/second;100/hour").
     LOGIN_RATE_LIMIT = os.environ.get("MUSTER_LOGIN_RATE_LIMIT", "30 per minute")

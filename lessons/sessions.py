@@ -61,10 +61,11 @@ def start(user: User) -> None:
     session.clear()
     secret = secrets.token_urlsafe(32)
     now = utcnow()
-    db.session.execute(delete(UserSession).where(
-        UserSession.user_id == user.id,
-        or_(UserSession.generation != user.session_generation,
-            UserSession.last_seen_at < now - _idle(), UserSession.created_at < now - _max())))
+    # Sessions nobody ended (a closed browser) go when anyone logs in after they expired.
+    db.session.execute(delete(UserSession).where(or_(
+        UserSession.last_seen_at < now - _idle(), UserSession.created_at < now - _max(),
+        (UserSession.user_id == user.id)
+        & (UserSession.generation != user.session_generation))))
     db.session.add(UserSession(user_id=user.id, digest=_digest(secret),
                                generation=user.session_generation, address=_address(),
                                agent=_agent(), created_at=now, last_seen_at=now))

@@ -16,7 +16,7 @@ import math
 import time
 from collections.abc import Callable
 
-from flask import Flask, current_app, request
+from flask import Flask, Response, current_app, request
 from flask_limiter import Limiter
 from flask_login import current_user
 from limits import parse_many
@@ -50,8 +50,12 @@ def init_app(app: Flask) -> None:
         except ValueError:
             raise RuntimeError(f"MUSTER_{key} is not a rate limit such as '30 per minute': "
                                f"{app.config[key]!r}") from None
+    # Flask-Limiter's own headers would also rewrite the Retry-After of other answers
+    # (a 503's) to its window's end; _headers writes them, Retry-After on 429s only.
+    app.config["RATELIMIT_HEADERS_ENABLED"] = False
     limiter = Limiter(key_func=client_address, app=app)
     app.extensions[EXTENSION] = limiter
+    app.after_request(_headers)
 
     from lessons.api import bp as api_bp
 
@@ -64,6 +68,21 @@ def init_app(app: Flask) -> None:
             error_message="You have done that too often; wait a while and try again.")
         for endpoint in endpoints:
             _wrap(app, endpoint, shared)
+
+
+def _headers(response: Response) -> Response:
+    """``X-RateLimit-Limit``, ``-Remaining`` and ``-Reset`` (epoch seconds) on every
+    limited answer, and on its 429 ``Retry-After`` (seconds)."""
+    current = current_app.extensions[EXTENSION].current_limit
+    if current is None:
+        return response
+    response.headers["X-RateLimit-Limit"] = str(current.limit.amount)
+    response.headers["X-RateLimit-Remaining"] = str(current.remaining)
+    response.headers["X-RateLimit-Reset"] = str(current.reset_at)
+    if response.status_code == 429:
+        wait = math.ceil(current.window.reset_time - time.time())
+        response.headers["Retry-After"] = str(max(1, wait))
+    return response
 
 
 def _wrap(app: Flask, endpoint: str, decorator: Callable) -> None:
@@ -106,8 +125,8 @@ def client_wait() -> int:
     strategy = current_app.extensions[EXTENSION].limiter
     address = client_address()
     for item in parse_many(current_app.config["LOGIN_RATE_LIMIT"]):
-        if not strategy.hit(item, "login", address):
-            reset = strategy.get_window_stats(item, "login", address).reset_time
+        if not strategy.hit(item, "muster", "login", address):
+            reset = strategy.get_window_stats(item, "muster", "login", address).reset_time
             return max(1, math.ceil(reset - time.time()))
     return 0
 

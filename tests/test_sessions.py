@@ -145,6 +145,17 @@ def test_a_session_ends_after_eight_idle_hours(app, make_user):
         assert db.session.scalar(select(func.count()).select_from(UserSession)) == 0
 
 
+def test_sessions_nobody_ended_are_cleared_when_anyone_logs_in(app, make_user):
+    make_user("gb.one")
+    make_user("gb.two")
+    login_client(app, "gb.one")  # and the browser is closed
+    age_sessions(app, last_seen_at=timedelta(hours=9))
+    login_client(app, "gb.two")
+    with app.app_context():
+        owners = db.session.scalars(select(UserSession.user_id)).all()
+        assert owners == [db.session.scalar(select(User.id).where(User.username == "gb.two"))]
+
+
 def test_a_session_ends_a_day_after_login_however_busy(app, make_user):
     make_user("gb.one")
     client = login_client(app, "gb.one")
