@@ -152,7 +152,7 @@ def scored(collection: Collection, allowed: list[int], terms: list[tuple[str, st
     every document it matches, as Whoosh scores wildcard and fuzzy parts."""
     idf = {(field, text): collection.idf(field, text) for field, text, _boost in terms}
     average = {field: collection.average_length(field) for field in SCORED_FIELDS}
-    best: list[tuple[float, int]] = []
+    best: list[tuple[float, int, int]] = []  # score, minus the lesson id, document
     for leaf, mask in zip(collection.leaves, allowed, strict=True):
         if not mask:
             continue
