@@ -51,7 +51,7 @@ def init_app(app: Flask) -> None:
             raise RuntimeError(f"MUSTER_{key} is not a rate limit such as '30 per minute': "
                                f"{app.config[key]!r}") from None
     # Flask-Limiter's own headers would also rewrite the Retry-After of other answers
-    # (a 503's) to its window's end; _headers writes them, Retry-After on 429s only.
+    # (a 503's) to its window's end; _headers writes them and leaves one that is set.
     app.config["RATELIMIT_HEADERS_ENABLED"] = False
     limiter = Limiter(key_func=client_address, app=app)
     app.extensions[EXTENSION] = limiter
@@ -71,15 +71,16 @@ def init_app(app: Flask) -> None:
 
 
 def _headers(response: Response) -> Response:
-    """``X-RateLimit-Limit``, ``-Remaining`` and ``-Reset`` (epoch seconds) on every
-    limited answer, and on its 429 ``Retry-After`` (seconds)."""
+    """``X-RateLimit-Limit``, ``-Remaining``, ``-Reset`` (epoch seconds) and
+    ``Retry-After`` (seconds until the window ends: on a 429, how long to wait) on every
+    limited answer, except that an answer's own ``Retry-After`` (a 503's) stands."""
     current = current_app.extensions[EXTENSION].current_limit
     if current is None:
         return response
     response.headers["X-RateLimit-Limit"] = str(current.limit.amount)
     response.headers["X-RateLimit-Remaining"] = str(current.remaining)
     response.headers["X-RateLimit-Reset"] = str(current.reset_at)
-    if response.status_code == 429:
+    if "Retry-After" not in response.headers:
         wait = math.ceil(current.window.reset_time - time.time())
         response.headers["Retry-After"] = str(max(1, wait))
     return response
