@@ -188,3 +188,18 @@ def test_make_serve_names_a_malformed_proxy_count():
                             text=True, env={"MUSTER_ENV": "development", "MUSTER_PROXIES": "x"})
     assert result.returncode == 1
     assert "MUSTER_PROXIES must be a whole number" in result.stderr
+
+
+def test_import_uploads_are_limited_per_user(throttled, make_user):
+    app = throttled(IMPORT_RATE_LIMIT="1 per minute")
+    make_user("gb.analyst", roles=("analyst",))
+    make_user("gb.other", roles=("analyst",))
+    one, two = app.test_client(), app.test_client()
+    login(one, "gb.analyst")
+    login(two, "gb.other")
+    assert one.post("/lessons/import").status_code == 422  # no file, but it counts
+    refused = one.post("/lessons/import")
+    assert refused.status_code == 429 and int(refused.headers["Retry-After"]) > 0
+    assert "You have done that too often" in refused.text
+    assert one.get("/lessons/import").status_code == 200  # the form is not limited
+    assert two.post("/lessons/import").status_code == 422
