@@ -30,6 +30,8 @@ ERROR_TEXT = {
     428: "A change needs If-Match.",
     429: "Too many requests with this token: wait for the seconds in Retry-After.",
     500: "An unexpected fault on the server; the body says nothing more.",
+    503: "The database is unreachable or busy: send the request again after Retry-After "
+         "seconds.",
 }
 
 
@@ -264,8 +266,9 @@ def document() -> dict[str, Any]:
         responses: dict[str, Any] = {str(op.status): success}
         # Any operation refuses query parameters it does not take (422), and NUL
         # characters in its address or query (400).
-        # Every operation counts toward the token's rate limit (429), and may fail (500).
-        codes = sorted(set(op.errors) | {400, 429, 500} | (
+        # Every operation counts toward the token's rate limit (429), may fail (500), and
+        # waits for a database that is down or busy (503).
+        codes = sorted(set(op.errors) | {400, 429, 500, 503} | (
             {422} if op.endpoint != "api.openapi" else set()))
         for code in codes:
             text = (IDEMPOTENT_ERRORS.get(code, ERROR_TEXT[code]) if op.idempotent
@@ -274,6 +277,11 @@ def document() -> dict[str, Any]:
                 "application/problem+json": {"schema": problem}}}
             if code < 500:
                 responses[str(code)]["headers"] = _rate_limit_headers()
+            elif code == 503:
+                responses[str(code)]["headers"] = {"Retry-After": {
+                    "description": "Seconds to wait before trying again.",
+                    "schema": {"type": "integer", "format": "int32", "minimum": 0,
+                               "maximum": s.INT32_MAX}}}
         operation: dict[str, Any] = {
             "operationId": op.endpoint.removeprefix("api."), "summary": op.summary,
             "parameters": [_parameter(p) for p in op.params], "responses": responses}
