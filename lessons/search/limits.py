@@ -16,7 +16,7 @@ from __future__ import annotations
 import time
 from itertools import islice
 
-from whoosh.query import Every, PatternQuery, Query
+from whoosh.query import Every, PatternQuery, Prefix, Query
 from whoosh.query.terms import MultiTerm
 
 from lessons.errors import DomainError
@@ -58,7 +58,7 @@ def _leaves(query: Query):
 
 
 def _literal_prefix(query: PatternQuery) -> str:
-    if query.__class__.__name__ == "Prefix":
+    if isinstance(query, Prefix):
         return str(query.text)
     return query._find_prefix(str(query.text))
 
