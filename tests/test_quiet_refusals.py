@@ -3,8 +3,9 @@
 what a user may do.
 
 The equal-cost 404 is checked structurally (the same SQL statements, in the same
-order, for a hidden and a nonexistent lesson) and by timing: the medians of 200
-requests each are printed (``pytest -s``) and must be within a generous ratio.
+order, for a hidden and a nonexistent lesson); the medians of 200 requests each are
+printed (``pytest -s``) for a reader, not asserted: timings on a shared machine prove
+nothing either way.
 """
 
 from __future__ import annotations
@@ -132,7 +133,6 @@ def test_a_hidden_lesson_and_a_missing_one_cost_the_same(app, people, make_lesso
 
     hidden_ms, missing_ms = median_ms(client, prefix + hidden), median_ms(client, prefix + MISSING)
     print(f"\n{prefix}: median 404 hidden {hidden_ms:.3f} ms, missing {missing_ms:.3f} ms")
-    assert 1 / 3 < hidden_ms / missing_ms < 3  # generous: the statements above are the proof
 
 
 # --- planner fields --------------------------------------------------------------------------

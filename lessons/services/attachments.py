@@ -265,8 +265,8 @@ def _advance(user: User, exercise: Exercise, link: ExerciseLesson, to: str,
 
 
 def _make_learned(user: User, lesson: Lesson, evidence: str) -> None:
-    """The status table's ``learned`` move, made by an exercise outcome (docs/
-    ARCHITECTURE.md, section 3) rather than by the analyst button; audited on the lesson with the
+    """The status table's ``learned`` move (docs/ARCHITECTURE.md, section 3), made by an
+    exercise outcome rather than by the analyst button; audited on the lesson with the
     evidence. The exercise is not named on the lesson's trail: the lesson's readers
     may not all take part in it."""
     previous = lesson.status
@@ -314,7 +314,8 @@ def decide_outcome(user: User, exercise_id: str, lesson_id: str, *, confirm: boo
     addressed to their nation. Raises ``NotFound`` when nothing is pending for them
     (also for anyone outside the exercise who may not decide), ``NotAllowed`` for a
     participant who sees the outcome but may not decide it, ``InvalidTransition`` when
-    the lesson can no longer become learned."""
+    the outcome was already decided (of two decisions at once, the second) or the lesson
+    can no longer become learned."""
     # Locked: of a confirm and a decline sent at once, the second waits and then finds
     # the outcome decided (PostgreSQL), or fails its version-checked UPDATE (SQLite).
     link = db.session.scalar(locked(
