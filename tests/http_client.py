@@ -7,10 +7,36 @@ from __future__ import annotations
 import http.client
 import json
 import re
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from urllib.parse import urlencode
 
+from flask import Flask
+from werkzeug.serving import make_server
+
+from lessons.extensions import db
+
 CSRF_FIELD = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
+
+
+@contextmanager
+def serving(app: Flask) -> Iterator[str]:
+    """``app`` served by a threaded server on a free loopback port (requests overlap in
+    it as they would under gunicorn's threads); yields host:port."""
+    httpd = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05},
+                              daemon=True)
+    thread.start()
+    try:
+        yield f"127.0.0.1:{httpd.server_port}"
+    finally:
+        httpd.shutdown()
+        thread.join(timeout=5)
+        httpd.server_close()
+        with app.app_context():
+            db.engine.dispose()
 
 
 @dataclass

@@ -23,7 +23,6 @@ from urllib.parse import urlencode
 import pytest
 from flask import Flask
 from sqlalchemy import func, select
-from werkzeug.serving import make_server
 
 from lessons.extensions import db
 from lessons.models import AuditRecord, ExerciseLesson, Lesson, ReleaseRequest, User
@@ -31,23 +30,15 @@ from lessons.services import attachments, packets, tokens
 from lessons.services import exercises as exercise_service
 from lessons.services import lessons as lesson_service
 from tests.conftest import lesson_fields
+from tests.http_client import serving
 
 ROUNDS = 20
 
 
 @pytest.fixture
 def server(app: Flask) -> Iterator[str]:
-    """``app`` served by a threaded server on a free loopback port; yields host:port."""
-    httpd = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                              daemon=True)
-    thread.start()
-    try:
-        yield f"127.0.0.1:{httpd.server_port}"
-    finally:
-        httpd.shutdown()
-        thread.join(timeout=5)
-        httpd.server_close()
+    with serving(app) as address:
+        yield address
 
 
 class Http:

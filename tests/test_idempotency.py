@@ -22,13 +22,13 @@ from typing import Any
 import pytest
 from flask import Flask
 from sqlalchemy import func, select, update
-from werkzeug.serving import make_server
 
 from lessons.extensions import db
 from lessons.models import AuditRecord, Exercise, IdempotentRequest, Lesson, User
 from lessons.models.base import utcnow
 from lessons.services import tokens
 from tests.conftest import lesson_fields
+from tests.http_client import serving
 
 SOON = date.today() + timedelta(days=30)
 ROUNDS = 10
@@ -212,17 +212,8 @@ def test_the_openapi_document_describes_the_header(client):
 
 @pytest.fixture
 def server(app: Flask) -> Iterator[str]:
-    """``app`` served by a threaded server on a free loopback port; yields host:port."""
-    httpd = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                              daemon=True)
-    thread.start()
-    try:
-        yield f"127.0.0.1:{httpd.server_port}"
-    finally:
-        httpd.shutdown()
-        thread.join(timeout=5)
-        httpd.server_close()
+    with serving(app) as address:
+        yield address
 
 
 def send(address: str, path: str, body: Any, secret: str, key: str) -> SimpleNamespace:

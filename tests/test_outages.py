@@ -14,7 +14,6 @@ import socket
 import sqlite3
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -27,7 +26,7 @@ from lessons import create_app
 from lessons.extensions import db
 from lessons.models import Lesson, User
 from lessons.services import tokens
-from tests.http_client import Http, as_reply
+from tests.http_client import Http, as_reply, serving
 
 RETRY_AFTER = "10"
 NEW_LESSON = {
@@ -66,24 +65,6 @@ def app_on(url: str, tmp_path: Path, **overrides: object) -> Flask:
     """An app as a server runs it: errors answered, not raised into the test."""
     return create_app("testing", SQLALCHEMY_DATABASE_URI=url, PROPAGATE_EXCEPTIONS=False,
                       INDEX_DIR=str(tmp_path / "index"), **overrides)
-
-
-@contextmanager
-def serving(app: Flask) -> Iterator[str]:
-    from werkzeug.serving import make_server
-
-    httpd = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                              daemon=True)
-    thread.start()
-    try:
-        yield f"127.0.0.1:{httpd.server_port}"
-    finally:
-        httpd.shutdown()
-        thread.join(timeout=5)
-        httpd.server_close()
-        with app.app_context():
-            db.engine.dispose()
 
 
 def assert_unavailable_page(reply) -> None:
