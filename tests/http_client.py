@@ -8,9 +8,10 @@ import http.client
 import json
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urlencode
 
 from flask import Flask
@@ -39,6 +40,30 @@ def serving(app: Flask) -> Iterator[str]:
             db.engine.dispose()
 
 
+def race(*calls: Callable[[], Any]) -> list[Any]:
+    """Run ``calls`` in threads released at the same moment by a barrier; their results
+    in order. A call that raised (no answer at all) fails the test."""
+    barrier = threading.Barrier(len(calls))
+    results: list[Any] = [None] * len(calls)
+
+    def run(index: int, call: Callable[[], Any]) -> None:
+        barrier.wait()
+        try:
+            results[index] = call()
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            results[index] = exc
+
+    threads = [threading.Thread(target=run, args=(i, call)) for i, call in enumerate(calls)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=90)
+    for result in results:
+        assert result is not None and not isinstance(result, BaseException), (
+            f"a racing request failed: {result!r}")
+    return results
+
+
 @dataclass
 class Reply:
     status: int
@@ -56,8 +81,9 @@ class Http:
     cookies: dict[str, str] = field(default_factory=dict)
 
     def send(self, method: str, path: str, *, form: dict | None = None,
-             body: dict | None = None, timeout: float = 30) -> Reply:
-        headers: dict[str, str] = {}
+             body: dict | None = None, headers: dict[str, str] | None = None,
+             timeout: float = 30) -> Reply:
+        headers = dict(headers or {})
         data = None
         if form is not None:
             data = urlencode(form, doseq=True)
@@ -85,7 +111,7 @@ class Http:
     def get(self, path: str, **kw) -> Reply:
         return self.send("GET", path, **kw)
 
-    def login(self, username: str, password: str = "demo") -> None:
+    def login(self, username: str, password: str = "demo") -> Http:
         """Through the login form, with its CSRF token when the page carries one."""
         page = self.get("/login")
         assert page.status == 200, page.text[:300]
@@ -95,6 +121,7 @@ class Http:
             form["csrf_token"] = token.group(1)
         reply = self.send("POST", "/login", form=form)
         assert reply.status == 302, (reply.status, reply.text[:300])
+        return self
 
 
 def as_reply(response) -> Reply:

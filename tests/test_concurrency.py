@@ -10,15 +10,12 @@ PostgreSQL (where the loser waits for the winner's row lock).
 
 from __future__ import annotations
 
-import http.client
 import json
-import threading
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import timedelta
 from functools import partial
 from types import SimpleNamespace
-from urllib.parse import urlencode
 
 import pytest
 from flask import Flask
@@ -30,7 +27,7 @@ from lessons.services import attachments, packets, tokens
 from lessons.services import exercises as exercise_service
 from lessons.services import lessons as lesson_service
 from tests.conftest import lesson_fields
-from tests.http_client import serving
+from tests.http_client import Http, race, serving
 
 ROUNDS = 20
 
@@ -39,71 +36,6 @@ ROUNDS = 20
 def server(app: Flask) -> Iterator[str]:
     with serving(app) as address:
         yield address
-
-
-class Http:
-    """One user agent: a session cookie (web) or a bearer token (API), one connection
-    per request so that racing requests never share a socket."""
-
-    def __init__(self, address: str, token: str | None = None) -> None:
-        self.address, self.token, self.cookie = address, token, ""
-
-    def send(self, method: str, path: str, *, form: dict | None = None,
-             body: dict | None = None, headers: dict[str, str] | None = None
-             ) -> SimpleNamespace:
-        all_headers = dict(headers or {})
-        data = None
-        if form is not None:
-            data = urlencode(form, doseq=True)
-            all_headers["Content-Type"] = "application/x-www-form-urlencoded"
-        elif body is not None:
-            data = json.dumps(body)
-            all_headers["Content-Type"] = "application/json"
-        if self.token:
-            all_headers["Authorization"] = f"Bearer {self.token}"
-        if self.cookie:
-            all_headers["Cookie"] = self.cookie
-        connection = http.client.HTTPConnection(self.address, timeout=60)
-        try:
-            connection.request(method, path, body=data, headers=all_headers)
-            response = connection.getresponse()
-            text = response.read().decode()
-            cookie = response.getheader("Set-Cookie")
-            if cookie and cookie.startswith("session="):
-                self.cookie = cookie.split(";", 1)[0]
-            return SimpleNamespace(status=response.status, text=text,
-                                   headers=dict(response.getheaders()))
-        finally:
-            connection.close()
-
-    def login(self, username: str) -> Http:
-        response = self.send("POST", "/login", form={"username": username,
-                                                    "password": "demo"})
-        assert response.status == 302, f"login as {username}: {response.status}"
-        return self
-
-
-def race(*calls: Callable[[], SimpleNamespace]) -> list[SimpleNamespace]:
-    """Run ``calls`` in threads released at the same moment; their responses in order."""
-    barrier = threading.Barrier(len(calls))
-    results: list[SimpleNamespace | BaseException | None] = [None] * len(calls)
-
-    def run(index: int, call: Callable[[], SimpleNamespace]) -> None:
-        barrier.wait()
-        try:
-            results[index] = call()
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            results[index] = exc
-
-    threads = [threading.Thread(target=run, args=(i, call)) for i, call in enumerate(calls)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=90)
-    for result in results:
-        if not isinstance(result, SimpleNamespace):
-            raise AssertionError(f"a racing request failed: {result!r}")
-    return results  # type: ignore[return-value]
 
 
 @pytest.fixture
@@ -185,7 +117,7 @@ def test_two_patches_with_one_if_match_never_both_apply(app, people, server):
         loser = second if winner is first else first
         assert json.loads(loser.text)["status"] == 412
         after = stored(app, public_id)
-        assert winner.headers["ETag"] == f'"{version + 1}"' and after.version == version + 1
+        assert winner.headers["etag"] == f'"{version + 1}"' and after.version == version + 1
         assert after.title == json.loads(winner.text)["title"]
         assert after.actions.count("edited") == 1
         assert_one_record_per_version(after)
@@ -333,7 +265,7 @@ def test_two_exercise_patches_and_two_link_steps_with_one_if_match_apply_once(
             attachments.attach_lesson(user("gb.planner"), exercise_id, public_id,
                                       {"purpose": "read_ahead"})
         link_path = f"/api/v1/exercises/{exercise_id}/lessons/{public_id}"
-        etag = planners[0].send("GET", link_path).headers["ETag"]
+        etag = planners[0].send("GET", link_path).headers["etag"]
         responses = race(*[
             partial(p.send, "PATCH", link_path, body={"note": f"Note {n}"},
                     headers={"If-Match": etag}) for n, p in enumerate(planners)])

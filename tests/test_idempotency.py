@@ -11,7 +11,6 @@ from __future__ import annotations
 import http.client
 import json
 import socket
-import threading
 import time
 from collections.abc import Iterator
 from datetime import date, timedelta
@@ -28,7 +27,7 @@ from lessons.models import AuditRecord, Exercise, IdempotentRequest, Lesson, Use
 from lessons.models.base import utcnow
 from lessons.services import tokens
 from tests.conftest import lesson_fields
-from tests.http_client import serving
+from tests.http_client import race, serving
 
 SOON = date.today() + timedelta(days=30)
 ROUNDS = 10
@@ -227,28 +226,6 @@ def send(address: str, path: str, body: Any, secret: str, key: str) -> SimpleNam
                                headers={k.lower(): v for k, v in response.getheaders()})
     finally:
         connection.close()
-
-
-def race(*calls) -> list[SimpleNamespace]:
-    """Run ``calls`` in threads released at the same moment; their answers in order."""
-    barrier = threading.Barrier(len(calls))
-    results: list[Any] = [None] * len(calls)
-
-    def run(index: int, call) -> None:
-        barrier.wait()
-        try:
-            results[index] = call()
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            results[index] = exc
-
-    threads = [threading.Thread(target=run, args=(i, call)) for i, call in enumerate(calls)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=90)
-    for result in results:
-        assert isinstance(result, SimpleNamespace), f"a racing request failed: {result!r}"
-    return results
 
 
 def test_two_requests_racing_with_one_key_create_once(app, secret, server):
