@@ -125,7 +125,8 @@ def test_gunicorn_serves_replaces_a_killed_worker_and_stops_cleanly(served):
 
     # The workers rebuilt the missing index as they started, in the background.
     def found() -> int:
-        return script.get("/api/v1/lessons?q=gateway").json()["total"]
+        reply = script.get("/api/v1/lessons?q=gateway")
+        return reply.json()["total"] if reply.status == 200 else -1  # 503 while rebuilding
     assert wait_for(found, 15, "the rebuilt index to find the earlier lesson") == 1
 
     workers = workers_of(served.process.pid)

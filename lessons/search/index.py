@@ -467,6 +467,11 @@ def apply_after_commit(store: IndexStore) -> None:
     cannot be applied now stays in the outbox for the next apply or ``search sync``."""
     try:
         apply_pending(store)
+    except (IndexBusy, IndexMissing) as exc:
+        # Expected while another process writes or rebuilds the index: no traceback.
+        db.session.rollback()
+        log.warning("search index update deferred (%s); it is applied by the next "
+                    "apply, the rebuild, or `flask search sync`", exc)
     except Exception:  # noqa: BLE001 - the change is committed; the index catches up later
         db.session.rollback()
         log.exception("search index update deferred; `flask search sync` will apply it")
