@@ -461,7 +461,7 @@ def search_lessons(user: User, text: str, page: int = 1, per_page: int = 20,
     if first >= result.total:
         return result
     budget.check()
-    docnums = _ranked(searcher, parsed.query, found, first + per_page,
+    docnums = _ranked(parsed.query, found, first + per_page,
                       newest=sort == "newest" or not text or text == "*")
     ids = [int(searcher.stored_fields(n)["lesson_id"]) for n in docnums[first:]]
     if not ids:
@@ -486,7 +486,7 @@ def search_lessons(user: User, text: str, page: int = 1, per_page: int = 20,
     return result
 
 
-def _ranked(searcher, parsed: Query, found: _Matches, need: int, newest: bool) -> list[int]:
+def _ranked(parsed: Query, found: _Matches, need: int, newest: bool) -> list[int]:
     """Global document numbers of the first ``need`` allowed documents, best (or newest)
     first: our own BM25 over the postings (see ``rank``), wildcards expanded by Whoosh,
     with statistics of the lessons the user may see, never the whole index's."""

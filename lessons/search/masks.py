@@ -20,7 +20,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
-from whoosh.idsets import DocIdSet
 from whoosh.query import And, AndNot, Every, Not, NullQuery, Or, Phrase, Query, Term
 from whoosh.searching import Searcher
 
@@ -308,28 +307,6 @@ def popcount(masks: Iterable[int]) -> int:
     return sum(mask.bit_count() for mask in masks)
 
 
-class MaskSet(DocIdSet):
-    """Global document numbers from per-segment masks, as a Whoosh filter (which only
-    asks ``n in allowed``)."""
-
-    def __init__(self, leaves_: list[Leaf], masks: list[int]) -> None:
-        total = 0
-        for leaf, mask in zip(leaves_, masks, strict=True):
-            total |= mask << leaf.offset
-        size = max((leaf.offset + leaf.masks.size for leaf in leaves_), default=0)
-        self._bits = total.to_bytes((size + 7) >> 3 or 1, "little")
-        self._count = total.bit_count()
-
-    def __contains__(self, n: int) -> bool:
-        return (n >> 3) < len(self._bits) and bool(self._bits[n >> 3] >> (n & 7) & 1)
-
-    def __len__(self) -> int:
-        return self._count
-
-    def __iter__(self):
-        return iter(mask_to_ids(int.from_bytes(self._bits, "little")))
-
-
 def facet_counts(leaves_: list[Leaf], fieldname: str, base: list[int]) -> dict[str, int]:
     """How many of the ``base`` documents hold each value of ``fieldname``."""
     counts: dict[str, int] = {}
@@ -343,5 +320,5 @@ def facet_counts(leaves_: list[Leaf], fieldname: str, base: list[int]) -> dict[s
     return counts
 
 
-__all__ = ["FACETS", "Leaf", "MaskSet", "facet_counts", "ids_to_mask", "leaves",
+__all__ = ["FACETS", "Leaf", "facet_counts", "ids_to_mask", "leaves",
            "mask_to_ids", "popcount", "term_mask"]

@@ -90,7 +90,6 @@ class Collection:
 
     def __init__(self, leaves: list[masks.Leaf], visible: list[int]) -> None:
         self.leaves = leaves
-        self.visible = visible
         self.count = masks.popcount(visible)
         self._seen = [_as_bools(mask, leaf.masks.size) if mask else None
                       for leaf, mask in zip(leaves, visible, strict=True)]
