@@ -26,7 +26,7 @@ class AuditRecord(db.Model):
     lesson: Mapped[Lesson | None] = relationship(lazy="select")
     # created, edited, submitted, withdrawn, returned, validated, rejected,
     # action_assigned, learned, archived, action_added, action_updated, imported
-    action: Mapped[str] = mapped_column(String(40))
+    action: Mapped[str] = mapped_column(String(40), index=True)
     from_status: Mapped[str | None] = mapped_column(String(20))
     to_status: Mapped[str | None] = mapped_column(String(20))
     version: Mapped[int | None] = mapped_column(Integer)
@@ -34,3 +34,8 @@ class AuditRecord(db.Model):
     # Names of the fields an edit changed: enough to follow history, without copying text.
     changes: Mapped[list | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
+    # Security events: the account the event is about (a log-in's typed name, a user an
+    # admin changed), which may differ from the actor or name nobody at all; and the
+    # client address of the request (None from the command line).
+    subject: Mapped[str | None] = mapped_column(String(64), index=True)
+    address: Mapped[str | None] = mapped_column(String(64))
