@@ -20,6 +20,7 @@ from wtforms import (
 from wtforms.validators import Length, Optional
 
 from lessons.forms.fields import CodeListField, PublicIdListField
+from lessons.forms.versioned import VersionedForm
 from lessons.rules import (
     DESCRIPTION_MAX,
     EXERCISE_NAME_MAX,
@@ -59,7 +60,7 @@ for _slug in STANDARD_MILESTONES:
     setattr(StandardMilestones, _slug, _date(MILESTONE_LABELS[_slug]))
 
 
-class ExerciseForm(FlaskForm):
+class ExerciseForm(VersionedForm, FlaskForm):
     name = StringField("Name", validators=[Length(max=EXERCISE_NAME_MAX)],
                        render_kw={"maxlength": EXERCISE_NAME_MAX},
                        description="As partners will know it, e.g. Exercise TALISMAN SABRE 2027.")
@@ -86,9 +87,6 @@ class ExerciseForm(FlaskForm):
     planners = StringField("Planners", render_kw={"maxlength": 2000},
                            description="Usernames of the planners who may edit this exercise, "
                                        "comma separated.")
-    # The version the edit form was loaded at: a save over a newer one is caught.
-    version = HiddenField()
-
     def contract_data(self) -> dict[str, Any]:
         """The submitted values keyed by contract key, for the exercise services."""
         milestones: dict[str, Any] = {slug: getattr(self.milestones.form, slug).data

@@ -18,6 +18,7 @@ from wtforms import (
 from wtforms.validators import InputRequired, Length, Optional
 
 from lessons.forms.fields import CodeListField, MultiCheckboxField, PublicIdListField
+from lessons.forms.versioned import VersionedForm
 from lessons.rules import (
     ACTION_STATUSES,
     DOMAIN_LABELS,
@@ -95,28 +96,13 @@ class NewLessonForm(LessonForm):
         return data
 
 
-MISSING_VERSION = ("This edit did not say which version of the page it was made on, so it "
-                   "could undo someone else's newer save. Nothing was saved: reload the "
-                   "edit page and apply your change again.")
-
-
-class EditLessonForm(LessonForm):
-    """The edit form carries the version it was loaded at, so a save over someone else's
-    newer save is caught instead of silently undoing it."""
-
-    version = HiddenField()
+class EditLessonForm(VersionedForm, LessonForm):
+    """The lesson form with the version it was loaded at (``VersionedForm``)."""
 
     def contract_data(self) -> dict[str, Any]:
         data = super().contract_data()
         data.pop("version", None)
         return data
-
-    def loaded_version(self) -> int | None:
-        """``None`` when the form came without a usable version: the view refuses it,
-        since saving it unchecked could undo someone else's newer save. Read from what
-        was posted (``raw_data``): ``data`` falls back to the version loaded now."""
-        value = (self.version.raw_data or [""])[0].strip()
-        return int(value) if value.isdigit() else None
 
 
 def _lesson_reference(value: str | None) -> str:

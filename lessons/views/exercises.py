@@ -32,7 +32,6 @@ from lessons.forms.exercises import (
     ReleaseRequestForm,
     StepForm,
 )
-from lessons.forms.lessons import MISSING_VERSION
 from lessons.models import Exercise, ExerciseLesson
 from lessons.rules import (
     DOMAINS,
@@ -152,13 +151,11 @@ def edit(public_id: str):
     exercise = service.get_exercise(current_user, public_id)
     policy.require_edit_exercise(current_user, exercise)
     form = ExerciseForm() if request.method == "POST" else _exercise_form(exercise)
-    loaded = (form.version.data or "").strip()
-    if form.is_submitted() and not loaded.isdigit():
-        abort(400, MISSING_VERSION)
+    expected = form.posted_version() if form.is_submitted() else None
     if form.validate_on_submit():
         try:
             service.update_exercise(current_user, public_id, form.contract_data(),
-                                    expected_version=int(loaded))
+                                    expected_version=expected)
         except ValidationFailed as exc:
             _apply_exercise_errors(form, exc.errors)
         except PreconditionFailed:

@@ -10,7 +10,6 @@ from lessons import policy
 from lessons.errors import PreconditionFailed, ValidationFailed
 from lessons.forms.exercises import DecisionForm
 from lessons.forms.lessons import (
-    MISSING_VERSION,
     ActionForm,
     ActionStatusForm,
     ConfirmImportForm,
@@ -214,12 +213,11 @@ def edit(public_id: str):
     values = service.lesson_values(lesson)
     values["tags"] = ", ".join(values["tags"])
     form = _lesson_form(EditLessonForm, data={**values, "version": str(lesson.version)})
-    if form.is_submitted() and form.loaded_version() is None:
-        abort(400, MISSING_VERSION)
+    expected = form.posted_version() if form.is_submitted() else None
     if form.validate_on_submit():
         try:
             service.update_lesson(current_user, public_id, form.contract_data(),
-                                  expected_version=form.loaded_version())
+                                  expected_version=expected)
         except ValidationFailed as exc:
             apply_errors(form, exc.errors)
         except PreconditionFailed:
