@@ -55,6 +55,10 @@ LINKS_MAX = 50  # links shown on one lesson's page
 LINKS_ON_CREATE_MAX = 10  # "similar lessons" ticked while writing a new one
 NOTE_MAX = 10_000  # review comments, reasons, evidence
 USERNAME_MAX = 64
+# Listings, on pages and over the API: no listing is read further, and past it an
+# offset overflows what the databases count to.
+PAGE_MAX = 10_000
+PER_PAGE_MAX = 100  # rows of one API page
 
 LESSON_TEXT_FIELDS = (
     "observation", "discussion", "conclusion", "recommendation",

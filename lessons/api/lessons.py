@@ -17,10 +17,10 @@ from lessons.api.schemas import (
 )
 from lessons.errors import ValidationFailed
 from lessons.models import Lesson
+from lessons.rules import PAGE_MAX, PER_PAGE_MAX
 from lessons.services import lessons as service
 from lessons.services.exchange import lesson_record
 
-PER_PAGE_MAX = 100
 # Query parameters that filter, by search facet name.
 LESSON_FILTERS = ("kind", "status", "tag", "nation", "domain", "function", "originator", "year")
 
@@ -44,7 +44,7 @@ def list_lessons():
     """The search page's results, totals and facets, as JSON."""
     from flask import request
 
-    page = query_int("page", 1, 1, 10_000)
+    page = query_int("page", 1, 1, PAGE_MAX)
     per_page = query_int("per_page", 20, 1, PER_PAGE_MAX)
     text = request.args.get("q", "")
     if len(text) > 500:

@@ -30,6 +30,8 @@ from lessons.rules import (
     NOTE_MAX,
     OBJECTIVE_MAX,
     OBJECTIVES_MAX,
+    PAGE_MAX,
+    PER_PAGE_MAX,
     PERMANENCE,
     PLANNERS_MAX,
     PURPOSES,
@@ -77,9 +79,7 @@ PROBLEM_TEXT_MAX = 20_000
 # One error per key of the body at most, and a key takes at least four bytes.
 PROBLEM_ERRORS_MAX = API_MAX_BODY // 4
 INT32_MAX = 2**31 - 1
-# What the API's reads return at most (their queries' limits).
-PAGE_MAX = 10_000
-PER_PAGE_MAX = 100
+# What the API's reads return at most (their queries' limits; pages in rules.py).
 EXERCISES_MAX = 500
 RECOMMENDATIONS_MAX = 50
 REASONS_MAX = 6  # one per kind of reason lessons.services.recommendations gives

@@ -11,12 +11,10 @@ from __future__ import annotations
 from flask import request
 
 from lessons.errors import ValidationFailed
-
-# The API's limit too: no listing is read that far, and past it the offset overflows.
-MAX_PAGE = 10_000
+from lessons.rules import PAGE_MAX
 
 
-def page_arg(high: int = MAX_PAGE, name: str = "page") -> int:
+def page_arg(high: int = PAGE_MAX, name: str = "page") -> int:
     """``request.args[name]`` as a page number from 1 to ``high`` (1 when absent, not a
     whole number, or 0)."""
     raw = request.args.get(name, "").strip()
