@@ -12,21 +12,14 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from datetime import datetime, timedelta
 
-from flask import Flask, current_app, request, session
-from flask_login import login_user, logout_user
-from sqlalchemy import delete, or_, select
+from flask import Flask, request, session
+from flask_login import current_user, login_user, logout_user
 
-from lessons.extensions import db
 from lessons.models import User
-from lessons.models.base import utcnow
-from lessons.models.user import UserSession
+from lessons.services import sessions as session_rows
 
 SESSION_KEY = "_sid"
-# Writing last_seen_at at every request would turn reads into writes; a minute's
-# precision is plenty for an idle timeout counted in hours.
-TOUCH_EVERY = timedelta(minutes=1)
 
 
 def init_app(app: Flask) -> None:
@@ -57,19 +50,10 @@ def _address() -> str:
 
 def start(user: User) -> None:
     """Log ``user`` in with a new session: nothing of the session before it survives
-    (no fixation), so the CSRF token is new too. Commits."""
+    (no fixation), so the CSRF token is new too."""
     session.clear()
     secret = secrets.token_urlsafe(32)
-    now = utcnow()
-    # Sessions nobody ended (a closed browser) go when anyone logs in after they expired.
-    db.session.execute(delete(UserSession).where(or_(
-        UserSession.last_seen_at < now - _idle(), UserSession.created_at < now - _max(),
-        (UserSession.user_id == user.id)
-        & (UserSession.generation != user.session_generation))))
-    db.session.add(UserSession(user_id=user.id, digest=_digest(secret),
-                               generation=user.session_generation, address=_address(),
-                               agent=_agent(), created_at=now, last_seen_at=now))
-    db.session.commit()
+    session_rows.open_session(user, _digest(secret), address=_address(), agent=_agent())
     login_user(user)
     session[SESSION_KEY] = secret
 
@@ -77,44 +61,20 @@ def start(user: User) -> None:
 def end() -> None:
     """Log out: the session's row goes, so a copy of the cookie is worth nothing."""
     secret = session.get(SESSION_KEY)
-    if isinstance(secret, str):
-        db.session.execute(delete(UserSession).where(UserSession.digest == _digest(secret)))
-        db.session.commit()
+    user = current_user._get_current_object() if current_user.is_authenticated else None
+    session_rows.close_session(_digest(secret) if isinstance(secret, str) else None, user)
     logout_user()
     session.clear()
 
 
 def load(user_id: str) -> User | None:
     """Flask-Login's user loader: the user of this request's live session, or ``None``
-    (and an ended session's row is deleted)."""
+    (and an ended session's cookie is cleared)."""
     secret = session.get(SESSION_KEY)
     if not isinstance(secret, str) or not user_id.isdigit():
         return None
-    row = db.session.scalar(select(UserSession).where(UserSession.digest == _digest(secret)))
-    if row is None or row.user_id != int(user_id):
-        return None
-    now = utcnow()
-    if not _alive(row, now):
-        db.session.delete(row)
-        db.session.commit()
+    user = session_rows.live_user(_digest(secret), int(user_id), address=_address(),
+                                  agent=_agent())
+    if user is None:
         session.clear()
-        return None
-    if now - row.last_seen_at > TOUCH_EVERY:
-        row.last_seen_at = now
-        db.session.commit()
-    return row.user
-
-
-def _alive(row: UserSession, now: datetime) -> bool:
-    user = row.user
-    return (user.is_active and row.generation == user.session_generation
-            and now - row.last_seen_at <= _idle() and now - row.created_at <= _max()
-            and row.address == _address() and row.agent == _agent())
-
-
-def _idle() -> timedelta:
-    return timedelta(minutes=int(current_app.config["SESSION_IDLE_MINUTES"]))
-
-
-def _max() -> timedelta:
-    return timedelta(hours=int(current_app.config["SESSION_MAX_HOURS"]))
+    return user

@@ -15,6 +15,7 @@ import hashlib
 import math
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from flask import Flask, Response, current_app, request
 from flask_limiter import Limiter
@@ -148,23 +149,48 @@ def login_wait(username: str) -> int:
     return max(1, math.ceil(storage.get_expiry(wait) - time.time()))
 
 
-def login_failed(username: str) -> int:
-    """Count a failure; past ``LOGIN_FAILURES_ALLOWED`` the account waits, twice as long
-    at each further failure. Returns the wait it now has (0: none)."""
+@dataclass(frozen=True)
+class Reservation:
+    """The answer to "may this account's password be checked now?"."""
+
+    wait: int = 0  # refused: seconds before the account may try again
+    starts_wait: int = 0  # allowed, and a wrong password makes the account wait this long
+
+
+def reserve_login(username: str) -> Reservation:
+    """Count a password check of this account *before* it is made, and say whether to
+    make it; a right password then forgets the count (``login_succeeded``).
+
+    Counting after the check left a hole: the check hashes the password (slow, on
+    purpose), so parallel guesses all passed "does the account wait?" before the first
+    failure was counted, and twenty guesses sent at once were all checked. Every step
+    here is one atomic ``incr`` of the storage (memory or Redis), so no two requests can
+    hold the same place: the first ``LOGIN_FAILURES_ALLOWED - 1`` attempts are checked;
+    from then on an attempt is checked only if its ``incr`` of the wait key is the one
+    that starts the wait (doubling, up to ``LOGIN_BACKOFF_MAX_SECONDS``), which every
+    other attempt then waits out. Guesses in parallel get no more checks than guesses
+    in a row; they can only make the next wait longer.
+    """
     config = current_app.config
     failures_key, wait_key = _keys(username)
     storage = _storage()
+    if wait := login_wait(username):
+        return Reservation(wait=wait)
     failures = storage.incr(failures_key, FAILURES_KEPT_SECONDS)
     over = failures - config["LOGIN_FAILURES_ALLOWED"]
     if over < 0:
-        return 0
+        return Reservation()
     wait = min(config["LOGIN_BACKOFF_SECONDS"] * 2 ** min(over, 30),
                config["LOGIN_BACKOFF_MAX_SECONDS"])
-    storage.clear(wait_key)
-    storage.incr(wait_key, wait)
-    return wait
+    if storage.incr(wait_key, wait) == 1:
+        return Reservation(starts_wait=wait)
+    # Another attempt started the wait a moment ago: this one was never checked, so
+    # it does not count.
+    storage.incr(failures_key, FAILURES_KEPT_SECONDS, amount=-1)
+    return Reservation(wait=login_wait(username) or 1)
 
 
 def login_succeeded(username: str) -> None:
+    """A right password: the account's failures and wait are forgotten."""
     for key in _keys(username):
         _storage().clear(key)

@@ -1,4 +1,5 @@
-"""User accounts: creation, authentication, listing."""
+"""User accounts: creation, authentication, password, roles and active flag, listing;
+every change audited with the account as its subject."""
 
 from __future__ import annotations
 
@@ -91,7 +92,7 @@ def create_user(username: str, *, nation: str, roles: Iterable[str], password: s
     user.roles = roles
     db.session.add(user)
     db.session.flush()
-    audit.record("user_created", actor=actor,
+    audit.record("user_created", actor=actor, subject=username,
                  comment=f"{username} ({nation}; {', '.join(sorted(roles)) or 'no roles'})")
     db.session.commit()
     return user
@@ -100,7 +101,7 @@ def create_user(username: str, *, nation: str, roles: Iterable[str], password: s
 def authenticate(username: str, password: str) -> User | None:
     """The active user with these credentials, or ``None`` (same cost either way)."""
     global _dummy_hash
-    user = db.session.scalar(select(User).where(User.username == username.strip().lower()))
+    user = find_user(username)
     if user is None or len(password) > PASSWORD_MAX:
         if _dummy_hash is None:
             _dummy_hash = hash_password("not-a-password")
@@ -111,31 +112,81 @@ def authenticate(username: str, password: str) -> User | None:
     return user if user.is_active else None
 
 
-def change_password(user: User, current: str, new: str) -> None:
-    """Set ``user``'s password after checking the current one; every session of the user
-    ends with the change (``User.session_generation``). Commits with an audit entry.
-    ``ValidationFailed`` names the field at fault."""
-    if not check_password_hash(user.password_hash, current[:PASSWORD_MAX]):
-        raise ValidationFailed({"current_password": "That is not your current password."})
+def password_matches(user: User, password: str) -> bool:
+    """Whether ``password`` is ``user``'s. Callers go through ``services.logins``, which
+    throttles the guessing."""
+    return len(password) <= PASSWORD_MAX and check_password_hash(user.password_hash, password)
+
+
+def change_password(user: User, new: str) -> None:
+    """Set ``user``'s own password, the current one having been confirmed
+    (``logins.confirm_password``); every session of the user ends with the change
+    (``User.session_generation``). Commits with an audit entry. ``ValidationFailed``
+    names the field at fault."""
     problem = password_problem(new, user.username)
     if problem is None and check_password_hash(user.password_hash, new):
         problem = "Choose a password other than your current one."
     if problem is not None:
         raise ValidationFailed({"new_password": problem})
     user.password_hash = hash_password(new)
-    audit.record("password_changed", actor=user, comment=user.username)
+    audit.record("password_changed", actor=user, subject=user.username,
+                 comment=user.username)
     db.session.commit()
 
 
-def record_lockout(username: str, wait: int, address: str) -> None:
-    """Audit an account made to wait after failed log-ins (an unknown name too: someone
-    is guessing either way). Commits."""
-    username = username.strip().lower()[:64]
-    user = db.session.scalar(select(User).where(User.username == username))
-    audit.record("login_locked", actor=user,
-                 comment=f"{username}: failed log-ins from {address[:64]}; "
-                         f"next attempt allowed in {wait} s")
+def reset_password(user: User, new: str, *, actor: User | None) -> None:
+    """Set a password for ``user`` on an administrator's word (``actor``; ``None`` from
+    the command line), for a forgotten one. The user's sessions end. Commits with an
+    audit entry; ``ValidationFailed`` when the password will not do."""
+    problem = password_problem(new, user.username)
+    if problem is not None:
+        raise ValidationFailed({"password": problem})
+    user.password_hash = hash_password(new)
+    audit.record("password_reset", actor=actor, subject=user.username,
+                 comment=f"password of {user.username} reset")
     db.session.commit()
+
+
+def set_roles(user: User, roles: Iterable[str], *, actor: User | None) -> bool:
+    """Give ``user`` exactly ``roles``; their sessions end, so no page keeps rights
+    taken away. Commits with an audit entry (old to new); ``False`` when nothing
+    changed (no entry). ``ValidationFailed`` for an unknown role."""
+    wanted = {r.strip().lower() for r in roles if r.strip()}
+    unknown = sorted(wanted - set(ROLES))
+    if unknown:
+        raise ValidationFailed({"roles": f"Unknown role(s) {', '.join(unknown)}; choose "
+                                         f"from {', '.join(ROLES)}."})
+    old = user.roles
+    if wanted == old:
+        return False
+    user.roles = wanted
+    audit.record("roles_changed", actor=actor, subject=user.username,
+                 comment=f"{_listed(old)} \u2192 {_listed(wanted)}")
+    db.session.commit()
+    return True
+
+
+def set_active(user: User, active: bool, *, actor: User | None) -> bool:
+    """Deactivate (or reactivate) ``user``: a deactivated user cannot log in, their
+    sessions and API tokens stop working. Commits with an audit entry; ``False`` when
+    the user already was so (no entry)."""
+    if user.active == active:
+        return False
+    user.active = active
+    audit.record("user_activated" if active else "user_deactivated", actor=actor,
+                 subject=user.username,
+                 comment="inactive \u2192 active" if active else "active \u2192 inactive")
+    db.session.commit()
+    return True
+
+
+def _listed(roles: Iterable[str]) -> str:
+    return ", ".join(sorted(roles)) or "no roles"
+
+
+def find_user(username: str) -> User | None:
+    """The user of this name as typed (any case, spaces around), or ``None``."""
+    return db.session.scalar(select(User).where(User.username == username.strip().lower()))
 
 
 def list_users() -> list[User]:

@@ -6,10 +6,10 @@ from __future__ import annotations
 from flask import Blueprint, flash, redirect, render_template, url_for
 from flask_login import current_user
 
-from lessons import sessions, throttle
+from lessons import sessions
 from lessons.errors import ValidationFailed
 from lessons.forms.account import PasswordForm, RevokeForm, TokenForm
-from lessons.services import tokens, users
+from lessons.services import logins, tokens, users
 from lessons.views.helpers import apply_errors
 
 bp = Blueprint("account", __name__, url_prefix="/account")
@@ -30,33 +30,30 @@ def index():
 
 @bp.post("/password")
 def change_password():
-    """A wrong current password counts as a failed log-in: a borrowed session cannot
-    be used to guess it."""
     form = PasswordForm()
     if not form.validate_on_submit():
         return _page(password_form=form, status=422)
-    username = current_user.username
-    wait = throttle.login_wait(username)
-    if not wait:
-        try:
-            users.change_password(current_user, form.current_password.data,
-                                  form.new_password.data)
-        except ValidationFailed as exc:
-            if "current_password" in exc.errors:
-                wait = throttle.login_failed(username)
-                if wait:
-                    users.record_lockout(username, wait, throttle.client_address())
-            if not wait:
-                apply_errors(form, exc.errors)
-                return _page(password_form=form, status=422)
-        else:
-            # Every session of the user ended with the change; this one starts afresh.
-            sessions.start(current_user._get_current_object())
-            flash("Password changed. You are logged out everywhere else.", "success")
-            return redirect(url_for("account.index"))
-    form.current_password.errors = [
-        f"Too many wrong passwords for this account. Wait {wait} seconds."]
-    return _page(password_form=form, status=429, headers={"Retry-After": str(wait)})
+    user = current_user._get_current_object()
+    outcome = logins.confirm_password(user, form.current_password.data)
+    if outcome.wait:
+        form.current_password.errors = [
+            f"Too many wrong passwords for this account. Wait {outcome.wait} seconds."
+            if not outcome.address_wait else
+            f"Too many attempts from your address. Wait {outcome.wait} seconds."]
+        return _page(password_form=form, status=429,
+                     headers={"Retry-After": str(outcome.wait)})
+    if outcome.user is None:
+        form.current_password.errors = [outcome.error]
+        return _page(password_form=form, status=422)
+    try:
+        users.change_password(user, form.new_password.data)
+    except ValidationFailed as exc:
+        apply_errors(form, exc.errors)
+        return _page(password_form=form, status=422)
+    # Every session of the user ended with the change; this one starts afresh.
+    sessions.start(user)
+    flash("Password changed. You are logged out everywhere else.", "success")
+    return redirect(url_for("account.index"))
 
 
 @bp.post("/tokens")

@@ -5,9 +5,9 @@ from __future__ import annotations
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 
-from lessons import sessions, throttle
+from lessons import sessions
 from lessons.forms.auth import LoginForm, LogoutForm
-from lessons.services import users
+from lessons.services import logins
 from lessons.views.helpers import is_safe_next
 
 bp = Blueprint("auth", __name__)
@@ -18,32 +18,23 @@ def login():
     if current_user.is_authenticated:
         return redirect(url_for("main.index"))
     form = LoginForm(next=request.args.get("next", ""))
-    if request.method == "POST" and (wait := throttle.client_wait()):
+    if not form.validate_on_submit():
+        status = 422 if form.is_submitted() else 200
+        return render_template("auth/login.html", form=form), status
+    outcome = logins.log_in(form.username.data, form.password.data)
+    if outcome.user is not None:
+        sessions.start(outcome.user)
+        target = form.next.data
+        return redirect(target if is_safe_next(target) else url_for("main.index"))
+    if outcome.address_wait:
         return render_template("errors/error.html", status=429, title="Too many log-ins",
                                message="Too many log-in attempts from your address; wait "
-                                       f"{wait} seconds and try again."), 429, {
-            "Retry-After": str(wait)}
-    if form.validate_on_submit():
-        username = form.username.data
-        # A waiting account is refused before its password is hashed: no answer to learn
-        # from, and no CPU spent on guesses.
-        wait = throttle.login_wait(username)
-        user = None if wait else users.authenticate(username, form.password.data)
-        if user is not None:
-            throttle.login_succeeded(username)
-            sessions.start(user)
-            target = form.next.data
-            return redirect(target if is_safe_next(target) else url_for("main.index"))
-        if not wait:
-            wait = throttle.login_failed(username)
-            if wait:
-                users.record_lockout(username, wait, throttle.client_address())
-        if wait:
-            return locked(form, wait)
-        form.password.errors = ["Unknown username or wrong password."]
-        return render_template("auth/login.html", form=form), 401
-    status = 422 if form.is_submitted() else 200
-    return render_template("auth/login.html", form=form), status
+                                       f"{outcome.wait} seconds and try again."), 429, {
+            "Retry-After": str(outcome.wait)}
+    if outcome.wait:
+        return locked(form, outcome.wait)
+    form.password.errors = [outcome.error]
+    return render_template("auth/login.html", form=form), 401
 
 
 def locked(form, wait: int):
