@@ -16,7 +16,7 @@ from lessons.extensions import db
 from lessons.models import User
 from lessons.services import users as user_service
 
-users_cli = AppGroup("users", help="Create and list user accounts.")
+users_cli = AppGroup("users", help="Create, change and list user accounts.")
 demo_cli = AppGroup("demo", help="Demo data for trying Muster out (refused in production).")
 search_cli = AppGroup("search", help="Keep the search index in step with the database.")
 lessons_cli = AppGroup("lessons", help="Import and export lessons (JSON Lines or CSV).")
@@ -40,10 +40,7 @@ def _fail(errors: dict[str, str]) -> None:
 def create_user_command(username: str, nation: str, roles: str, display_name: str,
                         unit: str, password_stdin: bool) -> None:
     """Create USERNAME. Without --password-stdin the password is prompted for, hidden."""
-    if password_stdin:
-        password = sys.stdin.readline().rstrip("\r\n")
-    else:
-        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    password = _new_password(password_stdin)
     try:
         user = user_service.create_user(username, nation=nation, roles=roles.split(","),
                                         password=password, display_name=display_name,
@@ -71,6 +68,71 @@ def create_token_command(username: str, name: str) -> None:
     click.echo(f"API token \"{name}\" for {user.username} ({user.nation_code}). It is not "
                "stored and cannot be shown again:")
     click.echo(secret)
+
+
+def _user(username: str) -> User:
+    """The user named, or exit 2 naming the unknown name."""
+    user = user_service.find_user(username)
+    if user is None:
+        click.echo(f"error: no user {username!r}", err=True)
+        sys.exit(2)
+    return user
+
+
+def _new_password(password_stdin: bool) -> str:
+    if password_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    return click.prompt("Password", hide_input=True, confirmation_prompt=True)
+
+
+@users_cli.command("set-roles")
+@click.argument("username")
+@click.argument("roles", nargs=-1, required=True)
+def set_roles_command(username: str, roles: tuple[str, ...]) -> None:
+    """Give USERNAME exactly ROLES (contributor, analyst, planner, admin; commas or
+    spaces between). Ends the user's sessions."""
+    user = _user(username)
+    wanted = [role for item in roles for role in item.split(",")]
+    try:
+        changed = user_service.set_roles(user, wanted, actor=None)
+    except ValidationFailed as exc:
+        _fail(exc.errors)
+    roles_now = ", ".join(sorted(user.roles)) or "no roles"
+    click.echo(f"{user.username}: {roles_now}" + ("" if changed else " (unchanged)"))
+
+
+@users_cli.command("deactivate")
+@click.argument("username")
+def deactivate_command(username: str) -> None:
+    """Deactivate USERNAME: no log-in, and the user's sessions and API tokens stop
+    working at once. The account and its history stay."""
+    user = _user(username)
+    changed = user_service.set_active(user, False, actor=None)
+    click.echo(f"{user.username}: inactive" + ("" if changed else " (already)"))
+
+
+@users_cli.command("activate")
+@click.argument("username")
+def activate_command(username: str) -> None:
+    """Let a deactivated USERNAME log in again."""
+    user = _user(username)
+    changed = user_service.set_active(user, True, actor=None)
+    click.echo(f"{user.username}: active" + ("" if changed else " (already)"))
+
+
+@users_cli.command("set-password")
+@click.argument("username")
+@click.option("--password-stdin", is_flag=True,
+              help="Read the password from the first line of standard input.")
+def set_password_command(username: str, password_stdin: bool) -> None:
+    """Set a new password for USERNAME (a forgotten one). Ends the user's sessions.
+    Without --password-stdin the password is prompted for, hidden."""
+    user = _user(username)
+    try:
+        user_service.reset_password(user, _new_password(password_stdin), actor=None)
+    except ValidationFailed as exc:
+        _fail(exc.errors)
+    click.echo(f"{user.username}: password set; every session of the user has ended")
 
 
 @users_cli.command("list")
