@@ -161,4 +161,5 @@ def exercise_packet(public_id: str):
     milestone = request.args.get("milestone") or attachments.default_milestone(exercise)
     result = packets.packet(caller(), public_id, milestone, request.args.get("audience"),
                             current_app.config["CLASSIFICATIONS"])
+    packets.record_export(caller(), result, "json (API)")
     return respond(dump(PacketOut, packets.packet_document(result)))

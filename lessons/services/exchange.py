@@ -25,7 +25,7 @@ from sqlalchemy import select
 from lessons import policy, search
 from lessons.errors import NotAllowed, ValidationFailed
 from lessons.extensions import db
-from lessons.models import Lesson, RemedialAction, User
+from lessons.models import Exercise, Lesson, RemedialAction, User
 from lessons.models.base import new_public_id
 from lessons.rules import (
     ACTIONS_MAX,
@@ -482,9 +482,23 @@ def check_importer(submitter: User, *, migration: bool) -> None:
                          "migration).")
 
 
+def _audit_import(submitter: User, report: ImportReport, *, migration: bool,
+                  source: str) -> None:
+    """One ``import`` record per run, stored or refused, beside the per-lesson
+    ``imported`` records: who ran it, from where (upload or command line), with what
+    result. Not committed here: the run's own commit (or the refusal's) carries it."""
+    where = source or ("command line" if audit.client_address() is None else "upload")
+    outcome = "stored" if report.stored else "refused, nothing stored"
+    comment = (f"{where}: {outcome}; {report.created} created, {report.updated} updated, "
+               f"{report.unchanged} unchanged, {len(report.rejected_lines)} line(s) rejected")
+    if migration:
+        comment += "; as migration"
+    audit.record("import", actor=submitter, comment=comment[:1000])
+
+
 def import_records(records: Iterable[tuple[int, dict[str, Any] | None, LineError | None]],
                    submitter: User, *, skip_invalid: bool = False, dry_run: bool = False,
-                   migration: bool = False) -> ImportReport:
+                   migration: bool = False, source: str = "") -> ImportReport:
     """Import records (from JSON Lines or CSV, already mapped) as ``submitter``; commits
     once.
 
@@ -500,6 +514,9 @@ def import_records(records: Iterable[tuple[int, dict[str, Any] | None, LineError
     moves they could make on the lesson page (``status_walk``). A ``migration`` (an
     administrator's only) takes statuses and originators as they are, and is audited as
     one. Raises ``NotAllowed`` when the submitter may not import this way.
+
+    Every run but a dry run leaves one ``import`` audit record (``source`` names the file
+    or channel), a refused one included: who tried to load what is on the record either way.
     """
     check_importer(submitter, migration=migration)
     report = ImportReport()
@@ -540,6 +557,8 @@ def import_records(records: Iterable[tuple[int, dict[str, Any] | None, LineError
     report.errors.sort(key=lambda e: e.line)
     report.outcomes = {}
     if report.errors and not skip_invalid and not dry_run:
+        _audit_import(submitter, report, migration=migration, source=source)
+        db.session.commit()
         return report
     try:
         for record in checked:
@@ -550,11 +569,13 @@ def import_records(records: Iterable[tuple[int, dict[str, Any] | None, LineError
         if dry_run:
             db.session.rollback()
             return report
+        report.stored = True
+        _audit_import(submitter, report, migration=migration, source=source)
         db.session.commit()
     except BaseException:
+        report.stored = False
         db.session.rollback()
         raise
-    report.stored = True
     search.after_commit()
     return report
 
@@ -577,9 +598,16 @@ def lesson_record(lesson: Lesson) -> dict[str, Any]:
     return record
 
 
-def export_lessons(viewer: User | None, lesson_ids: list[int] | None = None) -> list[Lesson]:
+def export_lessons(viewer: User | None, lesson_ids: list[int] | None = None, *,
+                   what: str = "", fmt: str = "") -> list[Lesson]:
     """The lessons ``viewer`` may see (every lesson when ``viewer`` is None, an operator's
-    export), optionally only ``lesson_ids``, in their given order (else by age)."""
+    export), optionally only ``lesson_ids``, in their given order (else by age).
+
+    Every export is audited here, so no route or command can export unrecorded: one
+    ``export`` record naming ``what`` was exported, how many lessons and ``fmt``, with
+    the client address (none from the command line). Committed before the first byte
+    goes out, so a download abandoned halfway is on the record too.
+    """
     query = select(Lesson).order_by(Lesson.id)
     if viewer is not None:
         query = query.where(policy.visible_lessons(viewer))
@@ -589,12 +617,30 @@ def export_lessons(viewer: User | None, lesson_ids: list[int] | None = None) -> 
     lessons = list(db.session.scalars(query))
     if lesson_ids is not None:
         lessons.sort(key=lambda lesson: rank[lesson.id])
-    return [lesson for lesson in lessons if viewer is None or policy.can_view(viewer, lesson)]
+    lessons = [lesson for lesson in lessons if viewer is None or policy.can_view(viewer, lesson)]
+    if not what:
+        what = "lessons, command line" if audit.client_address() is None else "lessons"
+        what += f" (as {viewer.username})" if viewer is not None else " (every lesson)"
+    record_export(viewer, what, len(lessons), fmt)
+    return lessons
 
 
-def export_lines(viewer: User | None, lesson_ids: list[int] | None = None) -> Iterator[str]:
-    """JSON Lines for ``export_lessons(viewer, lesson_ids)``."""
-    for lesson in export_lessons(viewer, lesson_ids):
+def record_export(actor: User | None, what: str, count: int, fmt: str = "", *,
+                  exercise: Exercise | None = None, unit: str = "lesson") -> None:
+    """Audit one export and commit it: who took ``count`` lessons (``what``: search
+    results, a packet, the audit trail) out of Muster, in which format, from where. For
+    exports that have no other commit; the record names no lesson, so it reveals none."""
+    comment = f"{what}: {count:,} {unit}{'' if count == 1 else 's'}"
+    if fmt:
+        comment += f", {fmt}"
+    audit.record("export", actor=actor, exercise=exercise, comment=comment[:1000])
+    db.session.commit()
+
+
+def export_lines(viewer: User | None, lesson_ids: list[int] | None = None, *,
+                 what: str = "", fmt: str = "jsonl") -> Iterator[str]:
+    """JSON Lines for ``export_lessons(viewer, lesson_ids)`` (audited there)."""
+    for lesson in export_lessons(viewer, lesson_ids, what=what, fmt=fmt):
         yield json_line(lesson)
 
 

@@ -124,12 +124,15 @@ def preview(user: User, token: str, *, migration: bool = False) -> Preview:
 def confirm(user: User, token: str, *, skip_invalid: bool,
             migration: bool = False) -> exchange.ImportReport:
     """Import the staged upload for real (checked again, rights included: lessons may
-    have changed since the preview); the upload is discarded once stored. Commits
-    once."""
+    have changed since the preview); the upload is discarded once stored. The run is
+    audited (``exchange.import_records``) whether stored or refused; the preview, a dry
+    run that stores nothing, is not."""
     _check(user, migration)
     staged = _staged(user, token)
     report = exchange.import_records(_records(staged), user, skip_invalid=skip_invalid,
-                                     migration=migration)
+                                     migration=migration,
+                                     source=f"upload {staged.filename or '(unnamed)'} "
+                                            f"({staged.format})")
     if report.stored:
         db.session.delete(staged)
         db.session.commit()

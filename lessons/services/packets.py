@@ -22,7 +22,7 @@ from lessons.extensions import db
 from lessons.models import Exercise, ExerciseLesson, Lesson, Milestone, Objective, ReleaseRequest
 from lessons.models.base import new_public_id, utcnow
 from lessons.rules import check_note, milestone_label, normalise_codes
-from lessons.services import audit
+from lessons.services import audit, exchange
 from lessons.services import exercises as exercise_service
 from lessons.services import lessons as lesson_service
 from lessons.services.attachments import attached_link
@@ -143,6 +143,13 @@ def packet_document(result: Packet) -> dict:
         "withheld": {"count": len(result.withheld), "nations": result.lacking},
     }
 
+
+def record_export(user, result: Packet, fmt: str) -> None:
+    """Audit a packet leaving Muster (a download or the API), on the exercise's trail:
+    who took which milestone's packet for which audience, how many lessons. Commits."""
+    exchange.record_export(user, f"read-ahead packet {result.milestone.name} for "
+                                 f"{', '.join(result.audience)}", len(result.lessons),
+                           fmt, exercise=result.exercise)
 
 
 # --- release requests ------------------------------------------------------------------------

@@ -6,7 +6,8 @@ import hashlib
 import secrets
 from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import or_, select, update
+from sqlalchemy.orm.attributes import set_committed_value
 
 from lessons.errors import NotFound, ValidationFailed
 from lessons.extensions import db
@@ -47,7 +48,7 @@ def create_token(user: User, name: str) -> tuple[ApiToken, str]:
     token = ApiToken(user_id=user.id, name=name, digest=_digest(secret),
                      prefix=secret[:len(TOKEN_PREFIX) + 6])
     db.session.add(token)
-    audit.record("token_created", actor=user, comment=name)
+    audit.record("token_created", actor=user, subject=user.username, comment=name)
     db.session.commit()
     return token, secret
 
@@ -67,13 +68,19 @@ def revoke_token(user: User, token_id: int) -> ApiToken:
     if token is None:
         raise NotFound("No such token.")
     token.revoked_at = utcnow()
-    audit.record("token_revoked", actor=user, comment=token.name)
+    audit.record("token_revoked", actor=user, subject=user.username, comment=token.name)
     db.session.commit()
     return token
 
 
 def authenticate(secret: str) -> User | None:
-    """The active user owning the active token ``secret``, or ``None``."""
+    """The active user owning the active token ``secret``, or ``None``.
+
+    A token's first use on each UTC calendar day is audited (``token_used``, with the
+    client address): enough to see from where a token works without a row per call. The
+    day's first use is claimed by a conditional UPDATE, so of two calls at once exactly
+    one writes the record; later uses only refresh ``last_used_at``, once a minute.
+    """
     if not secret.startswith(TOKEN_PREFIX) or len(secret) > 200:
         return None
     token = db.session.scalar(select(ApiToken).where(ApiToken.digest == _digest(secret),
@@ -81,8 +88,19 @@ def authenticate(secret: str) -> User | None:
     if token is None or not token.user.is_active:
         return None
     now = utcnow()
-    if token.last_used_at is None or now - token.last_used_at > LAST_USED_EVERY:
+    today = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    last = token.last_used_at
+    if last is None or last < today:
+        claimed = db.session.execute(
+            update(ApiToken).where(ApiToken.id == token.id, or_(
+                ApiToken.last_used_at.is_(None), ApiToken.last_used_at < today))
+            .values(last_used_at=now).execution_options(synchronize_session=False)).rowcount
+        if claimed:
+            audit.record("token_used", actor=token.user, subject=token.user.username,
+                         comment=token.name)
+        db.session.commit()
+        set_committed_value(token, "last_used_at", now)  # what the UPDATE wrote
+    elif now - last > LAST_USED_EVERY:
         token.last_used_at = now
         db.session.commit()
     return token.user
-

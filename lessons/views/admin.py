@@ -1,4 +1,5 @@
-"""Admin pages: the coalition glossary editor. Thin: parse, call the glossary service, render.
+"""Admin pages: the coalition glossary editor and the audit trail (read only). Thin: parse,
+call a service, render.
 
 Every route is for admins only, checked once for the whole blueprint by the policy (the
 services check again); anonymous users are sent to log in before that check runs.
@@ -6,15 +7,28 @@ services check again); anonymous users are sent to log in before that check runs
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    flash,
+    redirect,
+    render_template,
+    request,
+    stream_with_context,
+    url_for,
+)
 from flask_login import current_user
 
 from lessons import policy
 from lessons.errors import ValidationFailed
+from lessons.forms.audit import TrailForm
 from lessons.forms.glossary import ConfirmForm, GlossaryGroupForm
 from lessons.search.glossary import MAX_GROUPS
+from lessons.services import audit, nations
 from lessons.services import glossary as service
 from lessons.views.helpers import apply_errors
+from lessons.views.paging import page_arg
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
@@ -100,3 +114,34 @@ def glossary_reset():
     listing = service.list_groups(current_user)
     return render_template("admin/glossary_confirm.html", form=form, group=None,
                            listing=listing)
+
+
+# --- the audit trail: read only; no route here or anywhere edits or deletes a record -------
+def _trail_form() -> TrailForm:
+    form = TrailForm(request.args, audit.known_actions(),
+                     [nation.code for nation in nations.all_nations()])
+    form.validate()
+    return form
+
+
+@bp.get("/audit")
+def audit_trail():
+    """Newest first, filtered by the GET form; bad filters answer 422 with the form."""
+    form = _trail_form()
+    if form.errors:
+        return render_template("admin/audit.html", form=form, trail=None, args={}), 422
+    flt = form.trail_filter()
+    trail = audit.trail(current_user, flt, page=page_arg())
+    return render_template("admin/audit.html", form=form, trail=trail,
+                           args=flt.query_args())
+
+
+@bp.get("/audit.csv")
+def audit_csv():
+    """The filtered trail as a streamed CSV download (itself audited as an export)."""
+    form = _trail_form()
+    if form.errors:
+        abort(422, form.messages())
+    rows = audit.trail_csv(current_user, form.trail_filter())
+    return Response(stream_with_context(rows), mimetype="text/csv", headers={
+        "Content-Disposition": 'attachment; filename="audit-trail.csv"'})

@@ -344,6 +344,7 @@ def packet(public_id: str):
 
 
 def _packet_download(result: packets.Packet, fmt: str) -> Response:
+    packets.record_export(current_user, result, fmt)
     name = f"{result.exercise.name}-{result.milestone.name}".replace(" ", "-")
     name = "".join(ch for ch in name if ch.isalnum() or ch in "-_")[:80] or "packet"
     if fmt == "json":

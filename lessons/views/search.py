@@ -65,14 +65,16 @@ def _attach_target() -> Exercise | None:
 @bp.get("/export")
 def export():
     """Every result of the search the user may see, in the exchange format: JSON Lines,
-    or CSV with ``format=csv``."""
+    or CSV with ``format=csv``. Audited by the service (who, how many, which format; not
+    the words, which could name a lesson another reader of the trail may not see)."""
     state = _state()
     ids = search.matching_ids(current_user, state["text"], filters=state["filters"])
     if request.args.get("format") == "csv":
-        rows = spreadsheet.export_rows(exchange.export_lessons(current_user, ids))
+        rows = spreadsheet.export_rows(exchange.export_lessons(
+            current_user, ids, what="search results", fmt="csv"))
         return Response(stream_with_context(rows), mimetype="text/csv", headers={
             "Content-Disposition": 'attachment; filename="lessons.csv"'})
-    lines = exchange.export_lines(current_user, ids)
+    lines = exchange.export_lines(current_user, ids, what="search results", fmt="jsonl")
     return Response(stream_with_context(lines), mimetype="application/x-ndjson",
                     headers={"Content-Disposition": 'attachment; filename="lessons.jsonl"'})
 
