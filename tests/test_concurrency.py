@@ -22,7 +22,14 @@ from flask import Flask
 from sqlalchemy import func, select
 
 from lessons.extensions import db
-from lessons.models import AuditRecord, ExerciseLesson, Lesson, ReleaseRequest, User
+from lessons.models import (
+    AuditRecord,
+    ExerciseLesson,
+    Lesson,
+    LessonLink,
+    ReleaseRequest,
+    User,
+)
 from lessons.services import attachments, packets, tokens
 from lessons.services import exercises as exercise_service
 from lessons.services import lessons as lesson_service
@@ -321,3 +328,59 @@ def test_two_removals_of_one_link_remove_it_once(app, people, server):
         responses = race(*[partial(a.send, "POST", path) for a in analysts])
         assert sorted(r.status for r in responses) == [302, 404]
         assert stored(app, first).actions.count("unlinked") == 1
+
+
+LINK_CAP = 2  # a small LINKS_MAX, so each round needs few lessons
+LINKERS = 4
+
+
+def stored_links(app: Flask, public_id: str) -> int:
+    """The links stored to or from the lesson, read fresh."""
+    with app.app_context():
+        lesson_id = db.session.scalar(select(Lesson.id).where(Lesson.public_id == public_id))
+        return db.session.scalar(select(func.count()).select_from(LessonLink).where(
+            (LessonLink.lesson_id == lesson_id) | (LessonLink.linked_lesson_id == lesson_id)))
+
+
+@pytest.mark.parametrize("side", ["from", "to"])
+def test_links_sent_at_once_never_pass_the_link_cap(app, make_user, people, server,
+                                                    monkeypatch, side):
+    """A lesson one link short of the cap, and several links to it (or from it) sent at
+    once: one is made, the others are refused with the cap's reason, whichever side of
+    the link the full lesson is on ("from": its editor sees LINKS_MAX links; "to": its
+    nation has made LINKS_MAX links to it)."""
+    monkeypatch.setattr(lesson_service, "LINKS_MAX", LINK_CAP)
+    for n in range(3, LINKERS + 1):
+        make_user(f"gb.an{n}", "GBR", ("contributor", "analyst"))
+    analysts = [Http(server).login(f"gb.an{n}") for n in range(1, LINKERS + 1)]
+    for _ in range(ROUNDS // 4):
+        full = new_lesson(app)
+        with app.app_context():
+            for _ in range(LINK_CAP - 1):
+                lesson_service.link_lessons(user("gb.an1"), full, new_lesson(app))
+        others = [new_lesson(app) for _ in analysts]
+        if side == "from":
+            calls = [partial(a.send, "POST", f"/lessons/{full}/links", form={"other": o})
+                     for a, o in zip(analysts, others, strict=True)]
+        else:
+            calls = [partial(a.send, "POST", f"/lessons/{o}/links", form={"other": full})
+                     for a, o in zip(analysts, others, strict=True)]
+        responses = race(*calls)
+        assert stored_links(app, full) == LINK_CAP
+        assert sorted(r.status for r in responses) == [302] + [422] * (LINKERS - 1)
+        assert all(f"{LINK_CAP} links" in r.text for r in responses if r.status == 422)
+
+
+def test_two_lessons_linked_to_each_other_at_once_are_linked_once(app, people, server):
+    """Each request holds both lessons, taken in the same order, so two links between
+    one pair sent from either end neither deadlock nor store two links."""
+    analysts = [Http(server).login("gb.an1"), Http(server).login("gb.an2")]
+    for _ in range(ROUNDS // 2):
+        first, second = new_lesson(app), new_lesson(app)
+        responses = race(
+            partial(analysts[0].send, "POST", f"/lessons/{first}/links",
+                    form={"other": second}),
+            partial(analysts[1].send, "POST", f"/lessons/{second}/links",
+                    form={"other": first}))
+        assert [r.status for r in responses] == [302, 302]
+        assert stored_links(app, first) == 1

@@ -14,7 +14,7 @@ from typing import Any
 
 from flask import current_app
 from flask_sqlalchemy.pagination import Pagination
-from sqlalchemy import Select, and_, delete, func, or_, select
+from sqlalchemy import Select, and_, delete, func, or_, select, text
 from sqlalchemy.exc import IntegrityError
 
 from lessons import policy, search
@@ -462,6 +462,25 @@ def _nation_link_count(user: User, lesson: Lesson) -> int:
                User.nation_code == user.nation_code)) or 0
 
 
+def _hold_for_linking(*lessons: Lesson) -> None:
+    """Hold ``lessons`` until commit and read them afresh, before anything about their
+    links is counted: every link counts against both its ends (``_link_count``,
+    ``_nation_link_count``), so two links to one lesson sent at once must be counted
+    one after the other, or both find it one short of the cap and both are stored.
+
+    PostgreSQL: both rows are locked in id order, so links sent from either end of one
+    pair queue rather than deadlock. SQLite has no row locks, and its driver begins a
+    transaction only at the first write, so counts read before it may be stale by the
+    time the link is inserted; a write that changes nothing takes the database's one
+    write lock first, and the counts that follow see every committed link and hold
+    until this transaction ends."""
+    ids = sorted({lesson.id for lesson in lessons})
+    if db.session.get_bind().dialect.name == "sqlite":
+        db.session.execute(text("UPDATE lessons SET id = id WHERE id = :id"), {"id": ids[0]})
+    db.session.scalars(locked(select(Lesson).where(Lesson.id.in_(ids)).order_by(Lesson.id),
+                              Lesson)).all()
+
+
 def _check_link_cap(user: User, lesson: Lesson, other: Lesson) -> None:
     """LINKS_MAX, read two ways: the editor sees at most that many links on the lesson
     they link from, and no nation makes more than that many to or from any one lesson
@@ -514,13 +533,21 @@ def link_lessons(user: User, public_id: str, other_reference: str) -> Lesson:
     (either is not visible), ``NotAllowed`` (may not edit the first) or
     ``ValidationFailed`` (the lesson itself, or LINKS_MAX reached).
     """
-    lesson = _load(user, public_id, for_update=True)
+    lesson = _load(user, public_id)
     policy.require_edit(user, lesson)
     other = _load_other(user, other_reference)
-    if other.id != lesson.id and _link_between(lesson, other) is not None:
-        return lesson
-    _check_link_cap(user, lesson, other)
-    _add_link(user, lesson, other)
+    _hold_for_linking(lesson, other)
+    policy.require_edit(user, lesson)  # as they are now, not as first read
+    policy.require_view(user, other)
+    try:
+        if other.id != lesson.id and _link_between(lesson, other) is not None:
+            db.session.rollback()  # nothing to store; let the next linker in now
+            return lesson
+        _check_link_cap(user, lesson, other)
+        _add_link(user, lesson, other)
+    except ValidationFailed:
+        db.session.rollback()
+        raise
     try:
         db.session.commit()
     except IntegrityError:
