@@ -369,7 +369,7 @@ def show_misses(results: dict[str, dict[str, Figures]]) -> None:
         for outcome in misses:
             where = (f"rank {outcome.rank}" if outcome.rank is not None
                      else "no result" if outcome.hits == 0
-                     else f"not among its {outcome.hits} hits")
+                     else f"not among its {outcome.hits} hit{'s' * (outcome.hits != 1)}")
             say(f"  [{outcome.query.set} {outcome.query.target}] {outcome.query.text!r}: "
                 f"{where}")
 
