@@ -262,3 +262,57 @@ def test_planner_goes_from_a_new_exercise_to_the_printed_packet(
             "e => getComputedStyle(e).position") == "fixed"
         pdf = planner.pdf(format="A4")
         assert pdf.startswith(b"%PDF") and pdf.count(b"/Type /Page") >= 1
+
+
+def test_admin_reads_and_filters_the_audit_trail(open_as, open_pages, make_user, make_lesson,
+                                                 app, tmp_path):
+    from lessons.models import User
+    from lessons.services import tokens
+
+    make_user("us.admin", "USA", ("admin",))
+    make_user("gb.author", "GBR", ("contributor",))
+    make_user("au.reader", "AUS", ("contributor",))
+    make_lesson("gb.author", "draft", title="A draft nobody else may read")
+    with app.app_context():
+        author = db.session.query(User).filter_by(username="gb.author").one()
+        tokens.create_token(author, "nightly sync")
+
+    with saved_on_failure(open_pages, tmp_path):
+        open_as("au.reader")  # a log-in by someone else, to be filtered out
+        admin = open_as("us.admin")
+        admin.get_by_role("navigation", name="Main").get_by_role("link",
+                                                                 name="Audit trail").click()
+        expect(admin.get_by_role("heading", level=1)).to_have_text("Audit trail")
+        table = admin.get_by_test_id("audit-table")
+        expect(table.get_by_text("token created")).to_be_visible()
+        expect(table.get_by_text("au.reader", exact=False).first).to_be_visible()
+        # the draft's record is there, but the admin may not read the draft: withheld
+        expect(table.get_by_text("withheld (not releasable to you)")).to_have_count(1)
+        expect(admin.get_by_text("A draft nobody else may read")).to_have_count(0)
+
+        admin.get_by_label("User").fill("gb.author")
+        admin.get_by_role("button", name="Filter").click()
+        expect(admin).to_have_url(re.compile(r"/admin/audit\?user=gb.author"))
+        expect(table.get_by_text("au.reader")).to_have_count(0)
+        rows = table.locator("tbody tr")
+        expect(rows.first).to_be_visible()
+        assert rows.count() == table.locator("tbody tr", has_text="gb.author").count() >= 2
+
+        admin.get_by_label("Action").select_option(label="token created")
+        admin.get_by_role("button", name="Filter").click()
+        expect(admin.get_by_test_id("audit-total")).to_contain_text("1 entry")
+        expect(table.locator("tbody tr")).to_have_count(1)
+        expect(table).to_contain_text("nightly sync")
+        download = admin.get_by_role("link", name="Download as CSV")
+        expect(download).to_have_attribute(
+            "href", "/admin/audit.csv?user=gb.author&action=token_created")
+
+        admin.get_by_label("From").fill("2999-01-01")  # a date picker: ISO in, ISO out
+        admin.get_by_role("button", name="Filter").click()
+        expect(admin).to_have_url(re.compile(r"from=2999-01-01"))
+        expect(admin.get_by_text("No entry matches these filters.")).to_be_visible()
+
+        response = admin.goto("/admin/audit?from=not-a-day")  # typed into the address bar
+        assert response is not None and response.status == 422
+        expect(admin.get_by_text("Not a date: give a date as YYYY-MM-DD")).to_be_visible()
+        expect(admin.get_by_test_id("audit-table")).to_have_count(0)
