@@ -104,7 +104,9 @@ class Access:
     ``view`` for one who sees the thing but may not act, ``norole`` for one without the
     role the target needs, ``inner`` for a pair whose outer thing the caller may act on
     but whose inner one (the lesson in an exercise, the other end of a link) is hidden or
-    missing. ``form``: the form data posted, as a function of the ids.
+    missing. ``form`` (the form data posted, as a function of the ids), ``json`` and
+    ``headers`` carry just enough for the request to reach the question of who may act,
+    and no further than a refusal or a change to nothing.
     """
 
     target: str
@@ -113,6 +115,8 @@ class Access:
     norole: str = FORBID
     inner: str = HIDDEN
     form: Callable[[dict[str, str]], dict[str, str]] | None = None
+    json: dict[str, Any] | None = None
+    headers: dict[str, str] = field(default_factory=dict)
     query: Callable[[World, str], dict[str, str]] | None = None
 
     def expected(self, cls: str, method: str, endpoint: str) -> str:
@@ -139,6 +143,20 @@ def no_nations(ids: dict[str, str]) -> dict[str, str]:
     return {"lesson_id": ids["lesson_id"], "nations": ""}
 
 
+def reject_without_reason(_ids: dict[str, str]) -> dict[str, str]:
+    """The move an analyst of the originator makes from submitted; without its reason it
+    is refused as input (422), by anyone else as not theirs (403)."""
+    return {"to": "rejected"}
+
+
+def same_status(ids: dict[str, str]) -> dict[str, str]:
+    """The action's own status: for whoever manages actions a change to nothing."""
+    return {"status": ids["status"]}
+
+
+ANY_VERSION = {"If-Match": "*"}  # past the version check, to the question of who
+
+
 def as_migration(ids: dict[str, str]) -> dict[str, str]:
     """Administrators import as a migration only (without the box: 422 whatever the
     upload, which tells nothing either)."""
@@ -152,8 +170,6 @@ def attach_query(world: World, user: str) -> dict[str, str]:
 def attach_start_query(world: World, user: str) -> dict[str, str]:
     return {"exercise": world.any_exercise[user], "lesson": world.any_lesson[user]}
 
-
-FORM_FIRST = INPUT  # the route refuses an empty form before it asks who may act
 
 TABLE: dict[str, Access] = {
     # public
@@ -195,14 +211,14 @@ TABLE: dict[str, Access] = {
     # lessons
     "lessons.detail": Access("lesson:view"),
     "lessons.edit": Access("lesson:edit", act={"GET": OK, "POST": INPUT}),  # no version
-    "lessons.transition": Access("lesson:view", act=FORM_FIRST),  # test_transitions: who
+    "lessons.transition": Access("lesson:reject", act=INPUT, form=reject_without_reason),
     "lessons.add_action": Access("lesson:actions", act=INPUT),
-    "lessons.action_status": Access("action:view", act=FORM_FIRST),
+    "lessons.action_status": Access("action:manage", form=same_status),
     "lessons.add_link": Access("lesson:edit", act=INPUT),
     "lessons.remove_link": Access("lessonlink:edit"),
     "api.get_lesson": Access("lesson:view"),
-    "api.update_lesson": Access("lesson:view", act=INPUT),  # If-Match before who: 428
-    "api.transition_lesson": Access("lesson:view", act=INPUT),
+    "api.update_lesson": Access("lesson:edit", json={}, headers=ANY_VERSION),
+    "api.transition_lesson": Access("lesson:reject", act=INPUT, json={"to": "rejected"}),
     # exercises
     "exercises.detail": Access("exercise:view"),
     "exercises.recommended": Access("exercise:view"),
@@ -216,13 +232,13 @@ TABLE: dict[str, Access] = {
     "exercises.remove_link": Access("link:plan"),
     "exercises.request_release": Access("link:plan", act=INPUT, form=no_nations),
     "api.get_exercise": Access("exercise:view"),
-    "api.update_exercise": Access("exercise:view", act=INPUT),
+    "api.update_exercise": Access("exercise:plan", json={}, headers=ANY_VERSION),
     "api.exercise_recommendations": Access("exercise:view"),
     "api.exercise_lessons": Access("exercise:view"),
     "api.exercise_packet": Access("exercise:view"),
     "api.attach_lesson": Access("exercise:view", act=INPUT),
     "api.get_exercise_lesson": Access("link:view"),
-    "api.update_exercise_lesson": Access("link:view", act=INPUT),
+    "api.update_exercise_lesson": Access("link:plan", json={}, headers=ANY_VERSION),
     # analysts' decisions asked for by other nations
     "reviews.outcome": Access("outcome:decide", act=INPUT, form=decline),
     "reviews.release": Access("release:decide", act=INPUT, form=decline),
@@ -366,10 +382,17 @@ def build_world(app: Flask) -> World:
             v[(name, "lesson:edit")] = _lesson_variants(user, lessons, policy.can_edit)
             v[(name, "lesson:actions")] = _lesson_variants(user, lessons,
                                                            policy.can_manage_actions)
+            v[(name, "lesson:reject")] = _lesson_variants(
+                user, [lesson for lesson in lessons if lesson.status == "submitted"],
+                policy.is_analyst_for)
             with_actions = [lesson for lesson in lessons if lesson.actions]
-            v[(name, "action:view")] = [
-                (cls, {**values, "position": "1"}) for cls, values in
-                _lesson_variants(user, with_actions, lambda u, x: True)]
+            first_action = {lesson.public_id: lesson.actions[0].status
+                            for lesson in with_actions}
+            v[(name, "action:manage")] = [
+                (cls, {**values, "position": "1",
+                       "status": first_action.get(values["public_id"], "open")})
+                for cls, values in _lesson_variants(user, with_actions,
+                                                    policy.can_manage_actions)]
             v[(name, "exercise:view")] = _exercise_variants(user, exercises, lambda u, x: True)
             v[(name, "exercise:plan")] = _exercise_variants(user, exercises,
                                                             policy.can_edit_exercise)
@@ -527,13 +550,14 @@ def _request(app: Flask, world: World, clients: dict[str, FlaskClient], name: st
     query = access.query(world, who) if access.query else {}
     with app.test_request_context():
         url = url_for(rule.endpoint, **{k: values[k] for k in rule.arguments}, **query)
-    headers = {}
+    headers = dict(access.headers)
     if rule.endpoint.startswith("api.") and name != ANONYMOUS:
         headers["Authorization"] = f"Bearer {world.api_secret[name]}"
     data = access.form(values) if access.form else None
     client = clients[name]
     started = time.perf_counter()
-    response = client.open(url, method=method, headers=headers, data=data)
+    response = client.open(url, method=method, headers=headers, data=data,
+                           json=access.json if method != "GET" else None)
     seconds = time.perf_counter() - started
     if rule.endpoint == "auth.logout" and method == "POST" and name != ANONYMOUS:
         login(client, name)
