@@ -11,6 +11,7 @@ lesson held a word, and a contributor from the order of two of their own drafts.
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -221,3 +222,64 @@ def test_the_order_of_own_drafts_does_not_tell_whether_a_hidden_lesson_holds_a_w
     assert before[:2] == ["Fuel point drill two", "Fuel point drill one"]
     _hidden_lessons(app)  # three "bowser" each: the word is no longer the rarer one
     assert order() == before
+
+
+# --- the wildcard limit ------------------------------------------------------------------
+# Words under one prefix: the observer's own draft holds a few, the hidden lessons many.
+OWN_PROBE_WORDS = ("zqaln", "zqbln", "zqcln")
+HIDDEN_PROBE_WORDS = tuple(f"zq{a}{b}rn" for a in "defgh" for b in "klmpt")
+PROBE_QUERIES = ("zq*", "zq?ln", "title:zq*", "zq* OR zq?ln", "zq* fuel", "zqa* zqb*")
+
+
+def _probe(client, token: str) -> dict[str, Any]:
+    api = {"Authorization": f"Bearer {token}"}
+    seen: dict[str, Any] = {}
+    for text in PROBE_QUERIES:
+        args = {"q": text, "per_page": 50}
+        response = client.get("/api/v1/lessons", query_string=args, headers=api)
+        seen[f"api {text}"] = (response.status_code, response.get_data())
+        response = client.get("/search", query_string=args)
+        seen[f"page {text}"] = (response.status_code,
+                                CSRF.sub("", response.get_data(as_text=True)))
+    return seen
+
+
+def test_the_wildcard_limit_counts_only_words_the_user_may_see(app, world, make_lesson,
+                                                               monkeypatch):
+    """Whether a wildcard stands for too many words is decided on the words of lessons
+    the user may see: lessons hidden from them, however many words they add under the
+    prefix, neither make a search too broad nor change its answer."""
+    from lessons.search import limits
+
+    monkeypatch.setattr(limits, "MAX_WORDS_PER_WILDCARD", len(OWN_PROBE_WORDS) + 1)
+    monkeypatch.setattr(limits, "MAX_EXPANDED_WORDS", 10 * len(OWN_PROBE_WORDS))
+    make_lesson("au.contributor", "draft", title="Zq trial " + " ".join(OWN_PROBE_WORDS),
+                observation="Fuel trial: " + " ".join(OWN_PROBE_WORDS))
+    with app.app_context():
+        search.sync()
+
+    def probe_all() -> dict[str, dict[str, Any]]:
+        return {name: _probe(client, token) for name, (client, token) in world.items()}
+
+    baseline = probe_all()
+    own = baseline["au.contributor"]
+    assert json.loads(own["api zq*"][1])["total"] == 1
+    assert {key: body[:300] for key, (status, body) in own.items() if status != 200} == {}
+
+    words = " ".join(HIDDEN_PROBE_WORDS)
+    with app.app_context():
+        hidden = [
+            lesson_service.create_lesson(_user("us.analyst"), {
+                **_lesson_fields(), "title": f"Zq {words}", "observation": words}).public_id,
+            lesson_service.create_lesson(_user("us.planner"), {
+                **_lesson_fields(), "title": f"Zq {words}", "observation": words},
+                submit=True).public_id]
+        lesson_service.transition_lesson(_user("us.analyst"), hidden[1], "validated")
+        search.sync()
+    assert_same(baseline, probe_all(), "adding hidden lessons")
+
+    _change(app, hidden)
+    assert_same(baseline, probe_all(), "changing hidden lessons")
+
+    _remove(app, hidden)
+    assert_same(baseline, probe_all(), "removing hidden lessons")

@@ -212,3 +212,42 @@ def test_repeated_csv_columns_are_still_named(importer):
                       "lessons.csv")
     rows = preview_rows(response.get_data(as_text=True))
     assert rows[1] == ("rejected", "(header): repeated columns: tags, title")
+
+
+# --- the wildcard limit counts the words the searcher may see ------------------------------
+@pytest.fixture
+def outsider(make_user, corpus, login_as):
+    """A French contributor: the corpus's lessons are released to the USA only."""
+    make_user("fr.user", "FRA", ("contributor",))
+    return login_as("fr.user")
+
+
+def test_a_wildcard_over_the_limit_in_words_the_searcher_sees_is_refused(
+        searcher, outsider, monkeypatch):
+    """"ra*" stands for "radio" and "ration" in lessons the USA analyst may see: past a
+    limit of one word it is refused to them, and answered (no lessons) to a searcher
+    who sees none of those lessons, since their words are not counted for them."""
+    monkeypatch.setattr(limits, "MAX_WORDS_PER_WILDCARD", 1)
+    response, _ = search(searcher, "ra*")
+    assert response.status_code == 422
+    assert "matches more than 1 different words" in response.get_data(as_text=True)
+    response, _ = search(outsider, "ra*")
+    assert response.status_code == 200
+    assert "too broad" not in response.get_data(as_text=True)
+    monkeypatch.setattr(limits, "MAX_WORDS_PER_WILDCARD", 1_000)
+    monkeypatch.setattr(limits, "MAX_EXPANDED_WORDS", 1)
+    response, _ = search(searcher, "ra* OR co*")
+    assert response.status_code == 422
+    assert "more than 1 different words together" in response.get_data(as_text=True)
+    assert search(outsider, "ra* OR co*")[0].status_code == 200
+
+
+def test_a_wildcard_reaching_past_the_scan_limit_is_refused_to_everyone_alike(
+        searcher, outsider, monkeypatch):
+    """The work of counting is bounded by the dictionary words read, whoever searches:
+    past ``MAX_WORDS_SCANNED`` a wildcard is refused with the same answer to all."""
+    monkeypatch.setattr(limits, "MAX_WORDS_SCANNED", 1)
+    answers = [search(client, "ra*")[0] for client in (searcher, outsider)]
+    assert [a.status_code for a in answers] == [422, 422]
+    texts = [a.get_data(as_text=True) for a in answers]
+    assert all("reaches more than 1 different words of the index" in t for t in texts)

@@ -4,9 +4,10 @@ A query is at most ``MAX_QUERY_LENGTH`` characters, but 500 characters of wildca
 took half a minute of CPU: each wildcard is matched against the whole dictionary of
 words, and each glossary term becomes up to 20 words. So a query is checked twice before
 it runs: on its shape (``check_shape``: wildcards need letters in front, a bounded number
-of clauses) and against the index (``check_expansions``: a bounded number of dictionary
-words per wildcard or range and in all). While it runs, a ``Budget`` is checked between
-phases, so a query the checks let through still cannot run on for minutes.
+of clauses) and against the index (``check_expansions``: a bounded number of words per
+wildcard or range and in all, counting only words of lessons the searcher may see). While
+it runs, a ``Budget`` is checked between phases, so a query the checks let through still
+cannot run on for minutes.
 
 Refusals are ``TooBroad`` (422): the query, not the server, must change.
 """
@@ -14,6 +15,7 @@ Refusals are ``TooBroad`` (422): the query, not the server, must change.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from itertools import islice
 
 from whoosh.query import Every, PatternQuery, Prefix, Query
@@ -26,16 +28,21 @@ from lessons.errors import DomainError
 MIN_WILDCARD_PREFIX = 2
 # Wildcards and ranges (each read from the dictionary) in one query.
 MAX_WILDCARDS = 10
-# Dictionary words one wildcard or range may stand for, and all of them together.
+# Words one wildcard or range may stand for, and all of them together (words of lessons
+# the searcher may see).
 MAX_WORDS_PER_WILDCARD = 1_000
 MAX_EXPANDED_WORDS = 2_000
+# Dictionary words (of every lesson) one wildcard or range may read while its words are
+# counted: what bounds the work of a search the limits above let through.
+MAX_WORDS_SCANNED = 5_000
 # Words and phrases of a query once glossary equivalents are added (before each is also
 # looked for in the title).
 MAX_TERMS = 300
 # Seconds one search may take before it is stopped with ``TooBroad``.
 DEFAULT_TIME_BUDGET = 5.0
-# Dictionary words read between two looks at the clock.
+# Dictionary words read, and words looked up, between two looks at the clock.
 _CLOCK_EVERY = 512
+_LOOKUPS_EVERY = 64
 
 
 class TooBroad(DomainError):
@@ -84,27 +91,67 @@ def check_shape(query: Query) -> None:
                        "Use fewer words.")
 
 
-def check_expansions(query: Query, reader, budget: Budget | None = None) -> None:
-    """Refuse a query whose wildcards and ranges stand for too many words of the index
-    (counted, up to the limit, from the dictionary the search would read anyway)."""
-    total = 0
+def check_expansions(query: Query, reader, budget: Budget | None = None,
+                     seen: Callable[[str, bytes], bool] | None = None) -> None:
+    """Refuse a query whose wildcards and ranges stand for too many words.
+
+    The words counted are those of lessons the searcher may see (``seen`` tells whether
+    a word of a field occurs in one; ``None``: every word counts): counted over the
+    whole dictionary, "too broad" would depend on lessons hidden from the searcher, and
+    a run of searches for "zq*", "zqa*"... would tell which words they hold. The
+    dictionary is read first, as the search would read it anyway; only when its words
+    alone would break a limit is each one looked up, and only up to the first word past
+    the limit, so a search within the limits costs what it did.
+
+    The work stays bounded whoever searches: at most ``MAX_WORDS_SCANNED`` dictionary
+    words are read per wildcard. A wildcard whose slice of the dictionary is longer
+    is refused for every searcher alike. That refusal still depends on hidden lessons'
+    words, but only through the size of the whole index's dictionary under the prefix:
+    it takes thousands of distinct words to move it, it tells every user the same,
+    and it says nothing about which lesson holds which word."""
+    slices: list[tuple[MultiTerm, list[bytes]]] = []
     for leaf in _leaves(query):
         if not isinstance(leaf, MultiTerm) or leaf.field() not in reader.schema:
             continue
-        words = 0
-        for words, _ in enumerate(islice(leaf._btexts(reader), MAX_WORDS_PER_WILDCARD + 1),
-                                  start=1):
-            if budget is not None and not words % _CLOCK_EVERY:
+        words: list[bytes] = []
+        for word in islice(leaf._btexts(reader), MAX_WORDS_SCANNED + 1):
+            words.append(word)
+            if budget is not None and not len(words) % _CLOCK_EVERY:
                 budget.check()
-        if words > MAX_WORDS_PER_WILDCARD:
+        if len(words) > MAX_WORDS_SCANNED:
+            raise TooBroad(f'This search is too broad: "{_shown(str(leaf))}" reaches more '
+                           f"than {MAX_WORDS_SCANNED:,} different words of the index. "
+                           "Add letters before the * or ?.")
+        slices.append((leaf, words))
+    if seen is not None and (any(len(w) > MAX_WORDS_PER_WILDCARD for _, w in slices)
+                             or sum(len(w) for _, w in slices) > MAX_EXPANDED_WORDS):
+        slices = [(leaf, _visible(leaf.field(), words, seen, budget))
+                  for leaf, words in slices]
+    total = 0
+    for leaf, words in slices:
+        if len(words) > MAX_WORDS_PER_WILDCARD:
             raise TooBroad(f'This search is too broad: "{_shown(str(leaf))}" matches more '
                            f"than {MAX_WORDS_PER_WILDCARD:,} different words. Add letters "
                            "before the * or ?.")
-        total += words
+        total += len(words)
         if total > MAX_EXPANDED_WORDS:
             raise TooBroad(f"This search is too broad: its wildcards match more than "
                            f"{MAX_EXPANDED_WORDS:,} different words together. Use fewer "
                            "wildcards or add letters before them.")
+
+
+def _visible(fieldname: str, words: list[bytes], seen: Callable[[str, bytes], bool],
+             budget: Budget | None) -> list[bytes]:
+    """The ``words`` the searcher may see, up to one past the limit (enough to refuse)."""
+    found: list[bytes] = []
+    for number, word in enumerate(words, start=1):
+        if seen(fieldname, word):
+            found.append(word)
+            if len(found) > MAX_WORDS_PER_WILDCARD:
+                break
+        if budget is not None and not number % _LOOKUPS_EVERY:
+            budget.check()
+    return found
 
 
 class Budget:

@@ -303,6 +303,33 @@ def leaves(searcher: Searcher, generation: str) -> list[Leaf]:
     return found
 
 
+class VisibleWords:
+    """Whether a word of a field occurs in a live document the searcher may see, read
+    from each segment's postings: what the wildcard limit counts (``limits``), so that
+    "too broad" never depends on a lesson hidden from the searcher. The postings read
+    here bypass the caches: the words looked up are the rare tail of a broad wildcard,
+    and would push out the words queries use."""
+
+    def __init__(self, leaves_: list[Leaf], visible: list[int]) -> None:
+        self._parts = [(leaf, mask) for leaf, mask in zip(leaves_, visible, strict=True)
+                       if mask]
+        self._seen: list[np.ndarray] | None = None
+
+    def __call__(self, fieldname: str, text: bytes) -> bool:
+        if self._seen is None:
+            self._seen = [_mask_to_bools(mask, leaf.masks.size) for leaf, mask in self._parts]
+        for (leaf, _), seen in zip(self._parts, self._seen, strict=True):
+            ids = postings.read(leaf.searcher.reader(), fieldname, text, weights=False).ids
+            if ids.size and seen[ids].any():
+                return True
+        return False
+
+
+def _mask_to_bools(mask: int, size: int) -> np.ndarray:
+    data = np.frombuffer(mask.to_bytes((size + 7) >> 3, "little"), np.uint8)
+    return np.unpackbits(data, count=size, bitorder="little").astype(bool)
+
+
 def popcount(masks: Iterable[int]) -> int:
     return sum(mask.bit_count() for mask in masks)
 
@@ -320,5 +347,5 @@ def facet_counts(leaves_: list[Leaf], fieldname: str, base: list[int]) -> dict[s
     return counts
 
 
-__all__ = ["FACETS", "Leaf", "facet_counts", "ids_to_mask", "leaves",
+__all__ = ["FACETS", "Leaf", "VisibleWords", "facet_counts", "ids_to_mask", "leaves",
            "mask_to_ids", "popcount", "term_mask"]
