@@ -28,6 +28,21 @@ def _fail(errors: dict[str, str]) -> None:
     sys.exit(2)
 
 
+def _user(username: str) -> User:
+    """The user named, or exit 2 naming the unknown name."""
+    user = user_service.find_user(username)
+    if user is None:
+        click.echo(f"error: no user {username!r}", err=True)
+        sys.exit(2)
+    return user
+
+
+def _new_password(password_stdin: bool) -> str:
+    if password_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    return click.prompt("Password", hide_input=True, confirmation_prompt=True)
+
+
 @users_cli.command("create")
 @click.argument("username")
 @click.option("--nation", required=True, help="ISO 3166-1 alpha-3 code, e.g. GBR.")
@@ -68,21 +83,6 @@ def create_token_command(username: str, name: str) -> None:
     click.echo(f"API token \"{name}\" for {user.username} ({user.nation_code}). It is not "
                "stored and cannot be shown again:")
     click.echo(secret)
-
-
-def _user(username: str) -> User:
-    """The user named, or exit 2 naming the unknown name."""
-    user = user_service.find_user(username)
-    if user is None:
-        click.echo(f"error: no user {username!r}", err=True)
-        sys.exit(2)
-    return user
-
-
-def _new_password(password_stdin: bool) -> str:
-    if password_stdin:
-        return sys.stdin.readline().rstrip("\r\n")
-    return click.prompt("Password", hide_input=True, confirmation_prompt=True)
 
 
 @users_cli.command("set-roles")
