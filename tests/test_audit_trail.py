@@ -23,6 +23,7 @@ from lessons.extensions import db
 from lessons.models import ApiToken, AuditRecord, Exercise, Lesson, User
 from lessons.models.base import utcnow
 from tests.conftest import login
+from tests.http_client import Http, race, serving
 from tests.test_exchange import record, write_lines
 from tests.test_exercises import attach, create, walk  # noqa: F401  (create: a fixture)
 from tests.test_import_policy import line, upload
@@ -169,6 +170,19 @@ def test_token_creation_first_use_each_day_and_revocation_are_on_the_record(
         "Authorization": f"Bearer {secret}"})
     assert response.status_code == 401
     assert len(records(app, "token_used")) == 2
+
+
+def test_a_tokens_first_use_of_the_day_is_recorded_once_when_calls_race(app, people):
+    from lessons.services import tokens
+
+    with app.app_context():
+        user = db.session.scalar(select(User).where(User.username == "gb.author"))
+        secret = tokens.create_token(user, "parallel")[1]
+    with serving(app) as address:
+        replies = race(*[lambda: Http(address, token=secret).get("/api/v1/lessons")] * 6)
+    assert [reply.status for reply in replies] == [200] * 6
+    assert [(r["actor"], r["comment"]) for r in records(app, "token_used")] == [
+        ("gb.author", "parallel")]
 
 
 # --- imports --------------------------------------------------------------------------------
