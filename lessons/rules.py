@@ -59,6 +59,12 @@ USERNAME_MAX = 64
 # offset overflows what the databases count to.
 PAGE_MAX = 10_000
 PER_PAGE_MAX = 100  # rows of one API page
+# Characters of one search query (the page's field, the API's ``q``): longer ones are
+# refused by the API and cut by the page.
+QUERY_MAX = 500
+# What a search answer explains: expansions shown, problems named (bounded, as the
+# query's length bounds them).
+QUERY_NOTES_MAX = 50
 
 LESSON_TEXT_FIELDS = (
     "observation", "discussion", "conclusion", "recommendation",

@@ -89,7 +89,9 @@ def test_and_or_not_and_phrases(people, make_lesson, login_as):
     assert set(hits(client.get("/search?q=radio OR fuel").text)) == {
         radio.public_id, fuel.public_id}
     assert hits(client.get("/search?q=keys NOT radio").text) == [fuel.public_id]
-    assert hits(client.get("/search?q=keys radio").text) == [radio.public_id]
+    assert hits(client.get("/search?q=keys AND radio").text) == [radio.public_id]
+    # Plain words are ranked, not all required: the lesson holding both comes first.
+    assert hits(client.get("/search?q=keys radio").text) == [radio.public_id, fuel.public_id]
     assert hits(client.get('/search?q="crypto keys"').text) == [radio.public_id]
     assert hits(client.get('/search?q="keys crypto"').text) == []
 

@@ -105,7 +105,10 @@ QUERY_CASES = [
     ('"fill crypto"', set()),
     ("(crypto OR casualty) AND partner", {"radio", "medevac"}),
     ("US", {"fuel"}),
-    ("US partner", {"fuel"}),
+    ("US AND partner", {"fuel"}),
+    ("+US partner", {"fuel"}),  # a required word, then ranked words
+    ("partner -helicopters", {"radio", "fuel"}),
+    ("US partner", {"radio", "fuel", "medevac"}),  # plain words: any of them, ranked
 ]
 
 
@@ -274,8 +277,15 @@ def test_sort_newest_and_page_sizes(app, people, make_lesson, login_as):
 
 
 def test_did_you_mean_offers_a_correction_that_finds_lessons(corpus, login_as):
-    html = login_as("au.user").get("/search?q=refueling+convys").text
+    html = login_as("au.user").get("/search?q=refueling+AND+convys").text
     assert total(html) == 0
+    suggestion = re.search(r'data-testid="suggestion">Did you mean\s*<a href="[^"]+">([^<]+)<',
+                           html)
+    assert suggestion and suggestion.group(1) == "refueling AND convoys"
+    # Ranked words find the lesson by its one known word; the correction is offered as
+    # it finds lessons holding every word.
+    html = login_as("au.user").get("/search?q=refueling+convys").text
+    assert total(html) == 1
     suggestion = re.search(r'data-testid="suggestion">Did you mean\s*<a href="[^"]+">([^<]+)<',
                            html)
     assert suggestion and suggestion.group(1) == "refueling convoys"

@@ -17,7 +17,7 @@ from lessons.api.schemas import (
 )
 from lessons.errors import ValidationFailed
 from lessons.models import Lesson
-from lessons.rules import PAGE_MAX, PER_PAGE_MAX
+from lessons.rules import PAGE_MAX, PER_PAGE_MAX, QUERY_MAX
 from lessons.services import lessons as service
 from lessons.services.exchange import lesson_record
 
@@ -47,8 +47,8 @@ def list_lessons():
     page = query_int("page", 1, 1, PAGE_MAX)
     per_page = query_int("per_page", 20, 1, PER_PAGE_MAX)
     text = request.args.get("q", "")
-    if len(text) > 500:
-        raise ValidationFailed({"q": "At most 500 characters."})
+    if len(text) > QUERY_MAX:
+        raise ValidationFailed({"q": f"At most {QUERY_MAX} characters."})
     filters = search.clean_filters({name: [v for raw in request.args.getlist(name)
                                            for v in raw.split(",")]
                                     for name in LESSON_FILTERS})
@@ -61,7 +61,12 @@ def list_lessons():
         "items": [lesson_json(hit.lesson) for hit in result.hits], "total": result.total,
         "page": result.page, "per_page": result.per_page,
         "facets": {facet.name: [{"value": v.value, "label": v.label, "count": v.count}
-                                for v in facet.values] for facet in result.facets}}))
+                                for v in facet.values] for facet in result.facets},
+        "partial_match": result.partial_match,
+        "message": result.partial_message or result.notice,
+        "expansions": [{"term": typed, "also_searched_as": list(others)}
+                       for typed, others in result.expansions],
+        "problems": result.problems, "suggestion": result.suggestion}))
 
 
 @bp.get("/lessons/<public_id>")

@@ -35,6 +35,8 @@ from lessons.rules import (
     PERMANENCE,
     PLANNERS_MAX,
     PURPOSES,
+    QUERY_MAX,
+    QUERY_NOTES_MAX,
     SHORT_MAX,
     STATUSES,
     TAG_MAX,
@@ -217,12 +219,37 @@ class FacetValueOut(BaseModel):
     count: Count
 
 
+QUERY_MESSAGE_MAX = 2_000
+
+
+class ExpansionOut(BaseModel):
+    term: Annotated[str, limited(maxLength=QUERY_MAX)]
+    also_searched_as: Annotated[list[Annotated[str, limited(maxLength=QUERY_MAX)]],
+                                limited(maxItems=QUERY_NOTES_MAX)]
+
+
 class LessonPage(BaseModel):
     items: Annotated[list[LessonOut], limited(maxItems=PER_PAGE_MAX)]
     total: Count
     page: Annotated[int, limited(format="int32", minimum=1, maximum=PAGE_MAX)]
     per_page: Annotated[int, limited(format="int32", minimum=1, maximum=PER_PAGE_MAX)]
     facets: dict[Slug, Annotated[list[FacetValueOut], limited(maxItems=FACET_VALUES_MAX)]]
+    partial_match: bool = Field(
+        default=False, description="Plain words are ranked, not all required: true when "
+        "no lesson the caller may see holds every word (``message`` says so).")
+    message: Annotated[str, limited(maxLength=QUERY_MESSAGE_MAX)] = Field(
+        default="", description="What to tell the searcher of the result, e.g. \"No lesson "
+        "holds all 6 words; showing lessons that hold most of them.\"")
+    expansions: Annotated[list[ExpansionOut], limited(maxItems=QUERY_NOTES_MAX)] = Field(
+        default_factory=list, description="What the query's words were also searched as "
+        "(glossary equivalents, other spellings).")
+    problems: Annotated[list[Annotated[str, limited(maxLength=QUERY_MESSAGE_MAX)]],
+                        limited(maxItems=QUERY_NOTES_MAX)] = Field(
+        default_factory=list, description="What is wrong with the query (unknown field "
+        "values, a field without a value, an unclosed parenthesis or quote), with the "
+        "valid values where there are few.")
+    suggestion: Annotated[str, limited(maxLength=QUERY_MAX + 50)] = Field(
+        default="", description="A corrected query to offer (\"Did you mean\"), or empty.")
 
 
 # --- exercises -----------------------------------------------------------------------------

@@ -13,6 +13,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import lru_cache
 from itertools import islice
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from lessons import policy, rules
 from lessons.extensions import db
 from lessons.models import IndexOutbox, Lesson, User
 from lessons.models.base import utcnow
+from lessons.reference import nation_rows
 from lessons.search import index, limits, masks, query, rank, suggest
 from lessons.search.glossary import Glossary
 from lessons.search.index import Drift, IndexBusy, IndexMissing, ReindexReport
@@ -41,7 +43,7 @@ log = logging.getLogger(__name__)
 
 SNIPPET_FIELDS = ("observation", "discussion", "conclusion", "recommendation",
                   "friction", "workaround", "limits")
-MAX_QUERY_LENGTH = 500
+MAX_QUERY_LENGTH = rules.QUERY_MAX
 MAX_PAGE = 500
 
 
@@ -293,6 +295,21 @@ class SearchPage:
     facets: list[Facet] = field(default_factory=list)
     notice: str = ""
     suggestion: str = ""
+    # Ranked plain words: how many were searched, and whether some lesson the user may
+    # see (within the filters) holds every one of them.
+    words_searched: int = 0
+    partial_match: bool = False
+    # (typed, what it was also searched as): glossary equivalents and spellings.
+    expansions: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)  # what is wrong with the query
+
+    @property
+    def partial_message(self) -> str:
+        """What the page and the API say when no lesson holds every word."""
+        if not self.partial_match:
+            return ""
+        return (f"No lesson holds all {self.words_searched} words; showing lessons that "
+                "hold most of them.")
 
     @property
     def pages(self) -> int:
@@ -446,6 +463,9 @@ def search_lessons(user: User, text: str, page: int = 1, per_page: int = 20,
         return result
     parsed = _parse(text, glossary)
     result.notice = parsed.notice
+    result.expansions = parsed.expansions
+    result.problems = list(parsed.problems)
+    result.words_searched = parsed.counted
     generation, searcher = store().searcher_with_generation()
     leaves = masks.leaves(searcher, generation)
     visible = visible_masks(user, leaves)
@@ -453,17 +473,25 @@ def search_lessons(user: User, text: str, page: int = 1, per_page: int = 20,
                             masks.VisibleWords(leaves, visible))
     found = _matches(leaves, visible, parsed.query, chosen, budget)
     result.total = found.total
+    result.problems += _unknown_values(parsed.query, found)
+    every = found.total
+    if parsed.clauses and found.total:
+        # Whether some lesson holds every word: the same masks, within the filters.
+        every = _matches(leaves, found.visible, parsed.every_word(), chosen, budget).total
+        result.partial_match = not every
     if not _ids_only:
         budget.check()
         result.facets = _facets(found, chosen)
-        if result.total < _SUGGEST_BELOW and parsed.words:
+        if parsed.corrected:
+            result.suggestion = parsed.corrected
+        elif every < _SUGGEST_BELOW and parsed.words:
             result.suggestion = _suggestion(searcher, found, text, parsed.words, chosen,
-                                            glossary, budget)
+                                            glossary, budget, every)
     first = (page - 1) * per_page
     if first >= result.total:
         return result
     budget.check()
-    docnums = _ranked(parsed.query, found, first + per_page,
+    docnums = _ranked(parsed, found, first + per_page,
                       newest=sort == "newest" or not text or text == "*")
     ids = [int(searcher.stored_fields(n)["lesson_id"]) for n in docnums[first:]]
     if not ids:
@@ -488,13 +516,78 @@ def search_lessons(user: User, text: str, page: int = 1, per_page: int = 20,
     return result
 
 
-def _ranked(parsed: Query, found: _Matches, need: int, newest: bool) -> list[int]:
+_VOCABULARIES = {"kind": rules.KINDS, "status": rules.STATUSES, "domain": rules.DOMAINS,
+                 "function": rules.FUNCTIONS}
+_NATION_FIELDS = ("nation", "originator")
+_TAGS_OFFERED = 10
+
+
+@lru_cache(maxsize=1)
+def _nation_codes() -> frozenset[str]:
+    return frozenset(row["code"].lower() for row in nation_rows())
+
+
+def _unknown_values(parsed: Query, found: _Matches) -> list[str]:
+    """What to say of field values no lesson can hold (``status:foo``, ``nation:XYZ``),
+    with the valid values; and of a tag no lesson the user may see holds, with the tags
+    they may see (never a hidden lesson's: the same answer whether or not one holds it)."""
+    problems: list[str] = []
+    for name, value in query.field_values(parsed):
+        if name in _VOCABULARIES and value not in _VOCABULARIES[name]:
+            problems.append(f"{name}: {value} is not a {name}; use one of: "
+                            f"{', '.join(_VOCABULARIES[name])}.")
+        elif name in _NATION_FIELDS and value not in _nation_codes():
+            problems.append(f"{name}: {value.upper()} is not a nation code; use a "
+                            "three-letter ISO code such as GBR, USA, AUS or CAN.")
+        elif name == "year" and not (value.isdigit() and len(value) == 4):
+            problems.append(f"year: {value} is not a year; use four digits, e.g. year:2024.")
+        elif name == "tag" and not any(leaf.term("tag", value) & seen
+                                       for leaf, seen in zip(found.leaves, found.visible,
+                                                             strict=True) if seen):
+            counts = masks.facet_counts(found.leaves, "tag", found.visible)
+            offered = sorted(counts, key=lambda v: (-counts[v], v))[:_TAGS_OFFERED]
+            problems.append(f"tag: no lesson you may see is tagged {value}" + (
+                f"; tags in use include: {', '.join(offered)}." if offered else "."))
+    return problems[:rules.QUERY_NOTES_MAX]
+
+
+def explain_scores(user: User, text: str, glossary: Glossary | None,
+                   limit: int = 20) -> list[tuple[int, float]]:
+    """(lesson id, score) of the best ``limit`` lessons ``user`` may see for ``text``,
+    best first: the ranking's own figures, for tuning and for checking that they are
+    the visible collection's alone. Reads only."""
+    parsed = _parse((text or "").strip()[:MAX_QUERY_LENGTH], glossary)
+    generation, searcher = store().searcher_with_generation()
+    leaves = masks.leaves(searcher, generation)
+    found = _matches(leaves, visible_masks(user, leaves), parsed.query, {})
+    collection = rank.Collection(found.leaves, found.visible)
+    if parsed.clauses:
+        clauses = [rank.scored_terms(clause) for clause in parsed.clauses]
+        extra, constant = rank.parts(parsed.required) if parsed.required is not None \
+            else ([], [])
+        scored = rank.natural_scored(collection, found.matched, clauses, extra, limit,
+                                     constant)
+    else:
+        terms, constant = rank.parts(parsed.query)
+        scored = rank.scored(collection, found.matched, terms, limit, constant)
+    return [(int(searcher.stored_fields(doc)["lesson_id"]), score) for doc, score in scored]
+
+
+def _ranked(parsed_query: query.ParsedQuery, found: _Matches, need: int,
+            newest: bool) -> list[int]:
     """Global document numbers of the first ``need`` allowed documents, best (or newest)
     first: our own BM25 over the postings (see ``rank``), wildcards expanded by Whoosh,
-    with statistics of the lessons the user may see, never the whole index's."""
+    with statistics of the lessons the user may see, never the whole index's. Ranked
+    plain words also count how many of the words each lesson holds (``rank.natural``)."""
     if newest:
         return rank.newest(found.leaves, found.matched, need)
     collection = rank.Collection(found.leaves, found.visible)
+    parsed = parsed_query.query
+    if parsed_query.clauses:
+        clauses = [rank.scored_terms(clause) for clause in parsed_query.clauses]
+        required = parsed_query.required
+        extra, constant = rank.parts(required) if required is not None else ([], [])
+        return rank.natural(collection, found.matched, clauses, extra, need, constant)
     try:
         terms = rank.scored_terms(parsed)
     except rank.NotRankable:
@@ -504,14 +597,16 @@ def _ranked(parsed: Query, found: _Matches, need: int, newest: bool) -> list[int
 
 def _suggestion(searcher, found: _Matches, text: str, words: list[str],
                 filters: dict[str, list[str]], glossary: Glossary | None,
-                budget: limits.Budget | None = None) -> str:
-    """A corrected query, offered only if it finds more lessons this user may see."""
+                budget: limits.Budget | None = None, every: int | None = None) -> str:
+    """A corrected query, offered only if it finds more lessons this user may see (for
+    ranked words: more lessons holding every word)."""
 
     def total_of(corrected: str) -> int:
         if budget is not None:
             budget.check()
         parsed = _parse(corrected, glossary)
-        return _matches(found.leaves, found.visible, parsed.query, filters).total
+        wanted = parsed.every_word() if parsed.clauses else parsed.query
+        return _matches(found.leaves, found.visible, wanted, filters).total
 
     return suggest.correct(searcher, found.leaves, found.visible, text, words, total_of,
-                           found.total)
+                           found.total if every is None else every)

@@ -26,7 +26,7 @@ import math
 import numpy as np
 from whoosh.query import FuzzyTerm, Not, Phrase, Prefix, Query, Term, Wildcard
 
-from lessons.search import masks
+from lessons.search import masks, postings
 from lessons.search.schema import CONTENT, TITLE
 
 K1 = 1.2
@@ -41,13 +41,13 @@ class NotRankable(Exception):
 def scored_terms(query: Query) -> list[tuple[str, str, float]]:
     """(field, text, boost) of every positive word of the query in the scored fields.
     Raises ``NotRankable`` for a query with wildcard or fuzzy parts (see ``expanded``)."""
-    terms, expanding = _parts(query)
+    terms, expanding = parts(query)
     if expanding:
         raise NotRankable
     return terms
 
 
-def _parts(query: Query) -> tuple[list[tuple[str, str, float]], list[tuple[Query, float]]]:
+def parts(query: Query) -> tuple[list[tuple[str, str, float]], list[tuple[Query, float]]]:
     """The positive words of the query in the scored fields, and its positive wildcard
     and fuzzy parts there, each with its boost."""
     found: dict[tuple[str, str], float] = {}
@@ -179,7 +179,7 @@ def expanded(collection: Collection, query: Query, allowed: list[int],
     """``top`` for a query with wildcard or fuzzy parts: Whoosh expands each part into
     the documents it matches (``Leaf.query``), and each such document gains the part's
     boost, as Whoosh's own scoring of these parts does."""
-    terms, expanding = _parts(query)
+    terms, expanding = parts(query)
     return [doc for doc, _ in scored(collection, allowed, terms, need, expanding)]
 
 
@@ -195,3 +195,134 @@ def newest(leaves: list[masks.Leaf], allowed: list[int], need: int) -> list[int]
                       for doc in masks.mask_to_ids(mask))
         best = heapq.nlargest(need, [*best, *heapq.nlargest(need, candidates)])
     return [doc for _, _, doc in best]
+
+
+# Ranked plain words (``natural``). Each figure was chosen on bench/relevance.py's
+# known-item queries (see the README's "Search relevance").
+COORDINATION = 1.0  # score x (share of the query's word weight a lesson holds) ** this
+PROXIMITY = 0.0  # per pair of query words found close together, x the rarer one's idf
+PROXIMITY_WINDOW = 4  # words apart, at most, for a pair to count as close
+RERANKED = 100  # the best documents re-ranked by proximity (bounded work per query)
+
+
+Term3 = tuple[str, str, float]
+
+
+def natural(collection: Collection, allowed: list[int], clauses: list[list[Term3]],
+            extra: list[Term3], need: int,
+            constant: list[tuple[Query, float]] | None = None) -> list[int]:
+    """``natural_scored`` without the scores."""
+    return [doc for doc, _ in natural_scored(collection, allowed, clauses, extra, need,
+                                             constant)]
+
+
+def natural_scored(collection: Collection, allowed: list[int], clauses: list[list[Term3]],
+                   extra: list[Term3], need: int,
+                   constant: list[tuple[Query, float]] | None = None,
+                   ) -> list[tuple[int, float]]:
+    """Global document numbers of the ``need`` best allowed documents for ranked plain
+    words, best first, ties in lesson id order.
+
+    BM25 over every word (``clauses``: one list of terms per query word with its
+    glossary equivalents, ``extra``: the terms of the strict parts), times the share of
+    the words' weight (each word weighs its idf: missing "our" costs little, missing
+    "crane" much) the document holds, so lessons holding more of the words rank
+    higher; then the best ``RERANKED`` gain for pairs of the words found close
+    together. Every statistic is the visible collection's (see ``Collection``)."""
+    weights = [max((collection.idf(field, text) for field, text, _ in clause), default=0.0)
+               for clause in clauses]
+    whole = sum(weights) or 1.0
+    terms = [term for clause in clauses for term in clause] + extra
+    idf = {(field, text): collection.idf(field, text) for field, text, _ in terms}
+    average = {field: collection.average_length(field) for field in SCORED_FIELDS}
+    best: list[tuple[float, int, int]] = []
+    for leaf, mask in zip(collection.leaves, allowed, strict=True):
+        if not mask:
+            continue
+        size = leaf.masks.size
+        scores = np.zeros(size, dtype=np.float64)
+        held = np.zeros(size, dtype=np.float64)
+        for clause, weight in zip(clauses, weights, strict=True):
+            holds = np.zeros(size, dtype=bool)
+            for field, text, boost in clause:
+                found = leaf.postings(field, text)
+                if not len(found):
+                    continue
+                docs = found.ids
+                scores[docs] += boost * _bm25(idf[field, text], found.weights.astype(np.float64),
+                                              leaf.lengths(field)[docs], average[field])
+                holds[docs] = True
+            held += weight * holds
+        for field, text, boost in extra:
+            found = leaf.postings(field, text)
+            if len(found):
+                docs = found.ids
+                scores[docs] += boost * _bm25(idf[field, text], found.weights.astype(np.float64),
+                                              leaf.lengths(field)[docs], average[field])
+        for part, boost in constant or ():
+            scores[masks.mask_to_ids(leaf.query(part, mask))] += boost
+        scores *= (held / whole) ** COORDINATION
+        candidates = np.flatnonzero(_as_bools(mask, size))
+        ids = leaf.lesson_ids()[candidates]
+        order = np.lexsort((ids, -scores[candidates]))[:max(need, RERANKED)]
+        best.extend((float(scores[candidates[i]]), -int(ids[i]), leaf.offset + int(candidates[i]))
+                    for i in order)
+    best = heapq.nlargest(max(need, RERANKED), best, key=lambda item: item[:2])
+    if PROXIMITY and len(clauses) > 1:
+        head = _closeness(collection, best[:RERANKED], clauses, weights)
+        best = sorted(head, key=lambda item: (-item[0], -item[1])) + best[RERANKED:]
+    return [(doc, score) for score, _, doc in best[:need]]
+
+
+def _closeness(collection: Collection, head: list[tuple[float, int, int]],
+               clauses: list[list[Term3]], weights: list[float],
+               ) -> list[tuple[float, int, int]]:
+    """``head`` with each document's score raised for every pair of query words it
+    holds within ``PROXIMITY_WINDOW`` words of each other (in its text or its title),
+    by ``PROXIMITY`` times the rarer word's weight. Reads positions of these documents
+    only."""
+    by_leaf: dict[int, list[int]] = {}
+    for _, _, doc in head:
+        by_leaf.setdefault(_leaf_index(collection.leaves, doc), []).append(doc)
+    bonus: dict[int, float] = {}
+    for index, docs in by_leaf.items():
+        leaf = collection.leaves[index]
+        local = np.asarray(sorted(doc - leaf.offset for doc in docs), dtype=np.int64)
+        reader = leaf.searcher.reader()
+        for field in SCORED_FIELDS:
+            # For each document, each clause's positions in the field.
+            where: dict[int, list[np.ndarray]] = {}
+            for c, clause in enumerate(clauses):
+                for term_field, text, _ in clause:
+                    if term_field != field:
+                        continue
+                    doc_of, at = postings.positions(reader, field, text, local)
+                    for doc in np.unique(doc_of).tolist():
+                        where.setdefault(doc, [np.zeros(0, np.int64)] * len(clauses))
+                        lists = where[doc]
+                        lists[c] = np.concatenate((lists[c], at[doc_of == doc]))
+            for doc, lists in where.items():
+                gain = 0.0
+                for i in range(len(clauses)):
+                    if not len(lists[i]):
+                        continue
+                    a = np.sort(lists[i])
+                    for j in range(i + 1, len(clauses)):
+                        if not len(lists[j]):
+                            continue
+                        b = lists[j]
+                        k = np.clip(np.searchsorted(a, b), 1, len(a)) - 1
+                        near = np.minimum(np.abs(a[k] - b),
+                                          np.abs(a[np.minimum(k + 1, len(a) - 1)] - b))
+                        if near.min() <= PROXIMITY_WINDOW:
+                            gain += min(weights[i], weights[j])
+                global_doc = leaf.offset + doc
+                bonus[global_doc] = bonus.get(global_doc, 0.0) + PROXIMITY * gain
+    return [(score + bonus.get(doc, 0.0), lesson, doc) for score, lesson, doc in head]
+
+
+def _leaf_index(leaves: list[masks.Leaf], doc: int) -> int:
+    for i in range(len(leaves) - 1, -1, -1):
+        if doc >= leaves[i].offset:
+            return i
+    raise ValueError(doc)
