@@ -321,12 +321,10 @@ def _link_variants(user: User, links: list[ExerciseLesson], lessons: list[Lesson
     found = _classes(links, visible, lambda link: able(user, link.exercise))
     hidden = _first(links, lambda link: not policy.can_view_exercise(user, link.exercise))
     found["hidden"] = hidden
+    # Missing: an exercise that is not there, holding the hidden link's lesson.
     out = _variants(found, lambda link: _pair(link.exercise, link.lesson.public_id),
-                    _pair(hidden.exercise, MISSING) if hidden else {})
-    out = [(cls, values) for cls, values in out if values]
-    if hidden:  # a lesson that is there, in an exercise that is not (to this user)
-        out.append(("missing", {**_pair(hidden.exercise, hidden.lesson.public_id),
-                                "public_id": MISSING, "exercise_id": MISSING}))
+                    {**_pair(links[0].exercise, (hidden or links[0]).lesson.public_id),
+                     "public_id": MISSING, "exercise_id": MISSING})
     if found["act"] is not None:
         exercise = found["act"].exercise
         inner = _first(links, lambda link: link.exercise is exercise
@@ -356,10 +354,14 @@ def build_world(app: Flask) -> World:
         users = {u.username: u for u in db.session.scalars(select(User))}
         au_planner = users["au.planner"]
         # An exercise only AUS takes part in: hidden from every non-AUS user.
-        exercise_service.create_exercise(au_planner, {
+        solo = exercise_service.create_exercise(au_planner, {
             "name": "Exercise MATRIX SOLO", "nations": ["AUS"], "lead_nation": "AUS",
             "starts_on": exercise_service.today(), "ends_on": exercise_service.today()})
         lessons = list(db.session.scalars(select(Lesson).order_by(Lesson.id)))
+        attachable = _first(lessons, lambda lesson: lesson.status == "validated"
+                            and policy.can_view(au_planner, lesson))
+        attachments.attach_lesson(au_planner, solo.public_id, attachable.public_id,
+                                  {"purpose": "read_ahead"})
         # A link per editor, for the link-removal route to find one it may remove.
         for user in users.values():
             mine = _first(lessons, lambda lesson, u=user: policy.can_edit(u, lesson))
