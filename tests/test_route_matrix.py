@@ -15,18 +15,19 @@ The rules the table encodes:
   document. Only the public endpoints answer anyone.
 - What a user may not see answers exactly like what does not exist: the same status and
   the same body once the ids are blanked (checked for every such pair, not only listed).
-- What a user may see but not change: 403, unless the route refuses the empty form first
-  (then 400/409/422, written as ``INPUT``): either way nothing changes.
+- What a user may see but not change: 403. Where a route reads its form, body or
+  ``If-Match`` before asking who may act, the table sends just enough (``form``,
+  ``json``, ``headers``) to get past that and no further than a refusal or a change to
+  nothing, so the question of who is really asked.
 - The admin blueprint: 403 for everyone but administrators, whatever the id.
-- An authorised POST with an empty form is refused as input (400/409/412/422/428) or
-  redirects; never a 5xx anywhere.
+- An authorised POST is refused as input (400/409/412/422/428) or succeeds (2xx, or a
+  redirect); nothing anywhere answers 5xx.
 
-Requests carry no body beyond what the table gives (``form``), so an authorised POST
-mostly tests the route's order of checks, not its use case: the use cases have their own
-tests. CSRF is off here, as in every test but ``tests/test_csrf.py``, which posts every
-form of the product without and with its token; this matrix is about authorisation.
-``HEAD`` and ``OPTIONS`` are left to ``tests/test_http_methods.py``, which sends every
-method, odd ones included, to every route.
+The use cases themselves have their own tests; this one is about who reaches them.
+CSRF is off here, as in every test but ``tests/test_csrf.py``, which checks that the
+forms refuse a POST without their token. ``HEAD`` and ``OPTIONS`` are left to
+``tests/test_http_methods.py``, which sends every method, odd ones included, to every
+route.
 
 Routes that change something on an empty POST (logging out, revoking a token, removing
 a link, deleting or resetting the glossary) run after the others, or are put back after
