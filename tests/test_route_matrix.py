@@ -633,8 +633,7 @@ def test_every_route_answers_every_caller_as_the_table_says(app, demo):
     requested = {c.endpoint for c in cells}
     assert requested == set(TABLE), sorted(set(TABLE) - requested)
     acted = {c.endpoint for c in cells if c.cls == "act"}
-    assert acted == set(TABLE) - {"lessons.confirm_import"} or acted == set(TABLE), \
-        sorted(set(TABLE) - acted)
+    assert acted == set(TABLE), sorted(set(TABLE) - acted)
 
     counts: dict[str, int] = {}
     for c in cells:
