@@ -50,8 +50,10 @@ from werkzeug.test import TestResponse
 
 from lessons import policy
 from lessons.demo import DEMO_USERS
+from lessons.errors import NotFound
 from lessons.extensions import db
 from lessons.models import Exercise, ExerciseLesson, GlossaryGroup, Lesson, LessonLink, User
+from lessons.models.exercise import ReleaseRequest
 from lessons.services import attachments, imports, tokens
 from lessons.services import exercises as exercise_service
 from lessons.services import lessons as lesson_service
@@ -377,8 +379,6 @@ def build_world(app: Flask) -> World:
                   if imports.may_open(u)}
         staged = {name: token for name, token in staged.items() if token}
         # Everything made: load afresh what the policy will be asked about.
-        from lessons.models.exercise import ReleaseRequest
-
         users = {u.username: u for u in db.session.scalars(select(User))}
         lessons = list(db.session.scalars(select(Lesson).order_by(Lesson.id)))
         by_id = {lesson.id: lesson for lesson in lessons}
@@ -497,7 +497,7 @@ def _restorers(world: World, name: str, v: dict[tuple[str, str], list[Variant]])
             user = db.session.scalar(select(User).where(User.username == name))
             try:
                 attachments.get_link(user, attached["public_id"], attached["lesson_id"])
-            except Exception:  # noqa: BLE001 - removed: attach it again
+            except NotFound:  # removed: attach it again
                 db.session.rollback()
                 attachments.attach_lesson(user, attached["public_id"], attached["lesson_id"],
                                           {"purpose": "read_ahead"})
