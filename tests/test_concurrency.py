@@ -384,3 +384,32 @@ def test_two_lessons_linked_to_each_other_at_once_are_linked_once(app, people, s
                     form={"other": first}))
         assert [r.status for r in responses] == [302, 302]
         assert stored_links(app, first) == 1
+
+
+def test_new_lessons_linked_at_once_to_one_lesson_never_pass_the_nation_link_cap(
+        app, make_user, people, server, monkeypatch):
+    """New lessons saved at once, each linked to a lesson to which their nation has made
+    one link fewer than the cap: one is saved with its link, the others are refused with
+    the cap's reason and store nothing."""
+    from tests.test_capture import form_data
+
+    monkeypatch.setattr(lesson_service, "LINKS_MAX", LINK_CAP)
+    for n in range(3, LINKERS + 1):
+        make_user(f"gb.an{n}", "GBR", ("contributor", "analyst"))
+    authors = [Http(server).login(f"gb.an{n}") for n in range(1, LINKERS + 1)]
+    for _ in range(ROUNDS // 4):
+        full = new_lesson(app)
+        with app.app_context():
+            for _ in range(LINK_CAP - 1):
+                lesson_service.link_lessons(user("gb.an1"), full, new_lesson(app))
+            lessons_before = db.session.scalar(select(func.count()).select_from(Lesson))
+        responses = race(*[
+            partial(a.send, "POST", "/lessons/new",
+                    form=form_data(action="save", link_to=[full]))
+            for a in authors])
+        assert stored_links(app, full) == LINK_CAP
+        assert sorted(r.status for r in responses) == [302] + [422] * (LINKERS - 1)
+        assert all(f"{LINK_CAP} links" in r.text for r in responses if r.status == 422)
+        with app.app_context():
+            assert db.session.scalar(select(func.count()).select_from(Lesson)) == \
+                lessons_before + 1

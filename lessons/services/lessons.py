@@ -200,9 +200,7 @@ def create_lesson(user: User, data: Mapping[str, Any], *, submit: bool = False,
     _check(values, submitting=submit)
     if source is not None:
         _check_derived_release(user, source, values.get("releasable_to") or [])
-    targets = _link_targets(user, link_to)
-    if source is not None and source not in targets:
-        targets.append(source)
+    targets = _link_targets(user, link_to, source)
     public_id = new_public_id()
     lesson = Lesson(author=user, originator_nation=user.nation_code, status="draft",
                     version=1, title=values["title"], public_id=public_id,
@@ -421,9 +419,13 @@ def linkable_lessons(user: User, public_ids: Iterable[str]) -> list[Lesson]:
     return [found[p] for p in order if p in found]
 
 
-def _link_targets(user: User, public_ids: Iterable[str]) -> list[Lesson]:
-    """Check the lessons a new lesson is to be linked to: at most LINKS_ON_CREATE_MAX,
-    each visible to ``user``. One message whether a lesson is hidden or absent."""
+def _link_targets(user: User, public_ids: Iterable[str],
+                  source: Lesson | None = None) -> list[Lesson]:
+    """Check the lessons a new lesson is to be linked to (those ticked, and the lesson it
+    follows up): at most LINKS_ON_CREATE_MAX ticked, each visible to ``user`` (one
+    message whether a lesson is hidden or absent), and none to which ``user``'s nation
+    has made LINKS_MAX links already; they are held, as ``link_lessons`` holds its two,
+    so creations sent at once cannot pass that cap together."""
     wanted = list(dict.fromkeys(str(p).strip() for p in public_ids if str(p).strip()))
     if len(wanted) > LINKS_ON_CREATE_MAX:
         raise ValidationFailed({"link_to": f"Link at most {LINKS_ON_CREATE_MAX} lessons."})
@@ -431,6 +433,20 @@ def _link_targets(user: User, public_ids: Iterable[str]) -> list[Lesson]:
     if len(targets) != len(wanted):
         raise ValidationFailed({"link_to": "A lesson you chose to link to is not available "
                                            "to you; check the similar lessons again."})
+    if source is not None and source not in targets:
+        targets.append(source)
+    if targets:
+        _hold_for_linking(*targets)
+        if not all(policy.can_view(user, target) for target in targets):
+            db.session.rollback()  # its REL TO changed meanwhile
+            raise ValidationFailed({"link_to": "A lesson you chose to link to is not "
+                                               "available to you; check the similar "
+                                               "lessons again."})
+        if any(_nation_link_count(user, target) >= LINKS_MAX for target in targets):
+            db.session.rollback()
+            raise ValidationFailed({"link_to": f"Your nation has made {LINKS_MAX} links to "
+                                               "or from a lesson this one would be linked "
+                                               "to, the most it may."})
     return targets
 
 
