@@ -587,8 +587,11 @@ class Corpus:
 
 
 # --- the query mix --------------------------------------------------------------------
-QUERY_CLASSES = (("terms", 0.22), ("rare", 0.08), ("and", 0.12), ("or", 0.12),
-                 ("phrase", 0.16), ("field", 0.20), ("page5", 0.10))
+QUERY_CLASSES = (("terms", 0.20), ("rare", 0.07), ("and", 0.10), ("or", 0.10),
+                 ("phrase", 0.14), ("field", 0.17), ("page5", 0.08), ("natural", 0.14))
+# Words a searcher adds when describing a problem in their own words.
+NATURAL_FILLERS = ("our", "we", "could", "not", "get", "before", "the", "had", "no", "was",
+                   "were", "too", "late", "why", "how", "did", "when", "they", "partner")
 
 
 @dataclass(frozen=True)
@@ -686,6 +689,21 @@ class QueryMaker:
         ]
         return r.choice(options)()
 
+    def natural(self) -> str:
+        """4 to 10 words describing a problem in the searcher's own words: some of a
+        lesson's words (not all of them together, not in order), common and middling
+        words of the collection, and the small words of speech."""
+        wanted = self.r.randint(4, 10)
+        words = [t.lower() for t in self._lesson_tokens() if t.isalpha()]
+        self.r.shuffle(words)
+        text = words[:self.r.randint(1, max(1, wanted // 2))]
+        while len(text) < wanted:
+            roll = self.r.random()
+            text.append(self.r.choice(NATURAL_FILLERS) if roll < 0.35 else
+                        self.common() if roll < 0.7 else self.middling())
+        self.r.shuffle(text)
+        return " ".join(text)
+
     def make(self, kind: str) -> BenchQuery:
         r = self.r
         page = 1
@@ -701,6 +719,8 @@ class QueryMaker:
             text = self.phrase()
         elif kind == "field":
             text = self.field()
+        elif kind == "natural":
+            text = self.natural()
         else:
             text = self.r.choice(self.corpus.ranked[:60]).lower()
             if r.random() < 0.5:

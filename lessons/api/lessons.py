@@ -18,6 +18,7 @@ from lessons.api.schemas import (
 from lessons.errors import ValidationFailed
 from lessons.models import Lesson
 from lessons.rules import PAGE_MAX, PER_PAGE_MAX, QUERY_MAX
+from lessons.services import glossary
 from lessons.services import lessons as service
 from lessons.services.exchange import lesson_record
 
@@ -56,7 +57,7 @@ def list_lessons():
     if sort not in ("relevance", "newest"):
         raise ValidationFailed({"sort": "Must be relevance or newest."})
     result = search.search_lessons(caller(), text, page=page, per_page=per_page,
-                                   filters=filters, sort=sort)
+                                   filters=filters, sort=sort, glossary=glossary.current())
     return respond(dump(LessonPage, {
         "items": [lesson_json(hit.lesson) for hit in result.hits], "total": result.total,
         "page": result.page, "per_page": result.per_page,

@@ -33,9 +33,10 @@ from lessons.search.index import Drift, IndexBusy, IndexMissing, ReindexReport
 from lessons.search.limits import TooBroad
 from lessons.search.schema import FACETS
 
-__all__ = ["FACETS", "PER_PAGE_CHOICES", "Drift", "Facet", "FacetValue", "IndexBusy",
-           "IndexMissing", "IndexStatus", "ReindexReport", "SearchPage", "TooBroad",
-           "after_commit", "batch", "check", "clean_filters", "matching_ids",
+__all__ = ["FACETS", "GLOSSARY_SOURCE", "PER_PAGE_CHOICES", "Drift", "Facet", "FacetValue",
+           "IndexBusy", "IndexMissing", "IndexStatus", "ReindexReport", "SearchPage",
+           "TooBroad", "after_commit", "batch", "check", "clean_filters", "explain_scores",
+           "matching_ids",
            "on_worker_start", "queue_lesson", "reindex", "search_lessons", "status", "sync",
            "visible_masks", "warm", "warm_in_background"]
 
@@ -419,11 +420,15 @@ def _parse(text: str, glossary: Glossary | None) -> query.ParsedQuery:
     return query.parse(text, glossary)
 
 
-def _current_glossary() -> Glossary:
-    # Imported here: the glossary service imports the models, which import this package.
-    from lessons.services import glossary  # noqa: PLC0415
+GLOSSARY_SOURCE = "muster.search.glossary"
 
-    return glossary.current()
+
+def _current_glossary() -> Glossary:
+    """The glossary a caller gave no other: the app's glossary source (a callable in
+    ``app.extensions[GLOSSARY_SOURCE]``, registered by the layer that owns glossaries,
+    so this package needs nothing of it), or none at all."""
+    source = current_app.extensions.get(GLOSSARY_SOURCE)
+    return source() if source is not None else Glossary([])
 
 
 def matching_ids(user: User, text: str, filters: Mapping[str, Iterable[str]] | None = None,
@@ -445,7 +450,8 @@ def search_lessons(user: User, text: str, page: int = 1, per_page: int = 20,
     (see ``masks``), which give the total and every facet count exactly; ``rank`` then
     orders only the allowed documents. Hits are reloaded from the database and passed
     through ``can_view`` again, in rank order, and snippets are cut from the database's
-    current text. ``glossary`` defaults to the admins' current one.
+    current text. ``glossary`` defaults to the app's glossary source (the admins' current
+    glossary, registered by the search page's blueprint; see ``_current_glossary``).
 
     Raises ``TooBroad`` for a query that would cost more than one search may, or that
     runs past the time budget (``SEARCH_TIME_BUDGET`` seconds; see ``limits``).
@@ -484,7 +490,7 @@ def search_lessons(user: User, text: str, page: int = 1, per_page: int = 20,
         result.facets = _facets(found, chosen)
         if parsed.corrected:
             result.suggestion = parsed.corrected
-        elif every < _SUGGEST_BELOW and parsed.words:
+        elif result.total < _SUGGEST_BELOW and parsed.words:
             result.suggestion = _suggestion(searcher, found, text, parsed.words, chosen,
                                             glossary, budget, every)
     first = (page - 1) * per_page
@@ -551,11 +557,13 @@ def _unknown_values(parsed: Query, found: _Matches) -> list[str]:
     return problems[:rules.QUERY_NOTES_MAX]
 
 
-def explain_scores(user: User, text: str, glossary: Glossary | None,
+def explain_scores(user: User, text: str, glossary: Glossary | None = None,
                    limit: int = 20) -> list[tuple[int, float]]:
     """(lesson id, score) of the best ``limit`` lessons ``user`` may see for ``text``,
     best first: the ranking's own figures, for tuning and for checking that they are
     the visible collection's alone. Reads only."""
+    if glossary is None:
+        glossary = _current_glossary()
     parsed = _parse((text or "").strip()[:MAX_QUERY_LENGTH], glossary)
     generation, searcher = store().searcher_with_generation()
     leaves = masks.leaves(searcher, generation)

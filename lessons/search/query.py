@@ -327,10 +327,13 @@ def _balanced(text: str) -> str:
 
 
 def _strict(text: str) -> bool:
-    """Whether ``text`` uses the query language's operators, parentheses or ranges:
-    then it is read as the language says, every plain word required."""
-    return any(lexeme in _OPERATORS or lexeme in ("(", ")") or any(c in lexeme for c in "[]{}")
-               for lexeme in _LEXEME.findall(text))
+    """Whether ``text`` uses the query language's operators, ranges or a field's group
+    (``tag:(a OR b)``): then it is read as the language says, every plain word
+    required. Parentheses alone are a sentence's ("crane (mobile) fell"), not a group."""
+    lexemes = _LEXEME.findall(text)
+    return any(lexeme in _OPERATORS or any(c in lexeme for c in "[]{}")
+               or (lexeme.endswith(":") and following == "(")
+               for lexeme, following in zip(lexemes, [*lexemes[1:], ""], strict=True))
 
 
 def _parse_strict(text: str, glossary: Glossary | None) -> ParsedQuery:
@@ -364,8 +367,14 @@ def _natural(text: str, glossary: Glossary | None) -> ParsedQuery:
         if lexeme in ("+", "-"):
             sign = lexeme
             continue
+        if lexeme in ("(", ")"):
+            continue  # a sentence's parentheses (a group would have an operator)
         if len(lexeme) > 1 and lexeme[0] in "+-" and (lexeme[1].isalnum() or lexeme[1] == '"'):
             sign, lexeme = lexeme[0], lexeme[1:]
+        if lexeme.endswith("?") and _plain_word(lexeme.rstrip("?")):
+            lexeme = lexeme.rstrip("?")  # "still usable?" asks; it is no wildcard
+            if not lexeme:
+                continue
         if attached and hard and hard[-1].endswith(":"):
             hard[-1] += lexeme  # field:"a phrase"
             continue

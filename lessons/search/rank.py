@@ -200,9 +200,9 @@ def newest(leaves: list[masks.Leaf], allowed: list[int], need: int) -> list[int]
 # Ranked plain words (``natural``). Each figure was chosen on bench/relevance.py's
 # known-item queries (see the README's "Search relevance").
 COORDINATION = 1.0  # score x (share of the query's word weight a lesson holds) ** this
-PROXIMITY = 0.0  # per pair of query words found close together, x the rarer one's idf
+PROXIMITY = 1.0  # per pair of query words found close together, x the rarer one's idf
 PROXIMITY_WINDOW = 4  # words apart, at most, for a pair to count as close
-RERANKED = 100  # the best documents re-ranked by proximity (bounded work per query)
+RERANKED = 50  # the best documents re-ranked by proximity (bounded work per query)
 
 
 Term3 = tuple[str, str, float]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from itertools import islice
 
 from sqlalchemy import select
 from whoosh.searching import Searcher
@@ -21,7 +22,10 @@ from lessons.search import masks
 from lessons.search.schema import CONTENT, CONTENT_PARTS, TITLE, text_analyzer
 
 MAX_EDITS = 2
-MIN_LENGTH = 3
+MIN_LENGTH = 4  # shorter words are mostly acronyms, and two edits reach half the dictionary
+LONG_WORD = 6  # words this long get MAX_EDITS edits; shorter ones one
+PREFIX = 1  # letters a correction shares with the word (few typos change the first)
+MAX_CANDIDATES = 100  # dictionary words weighed per word and field, at most
 _SURFACE_TRIES = 5  # lessons read for the word as written (the index's may be stale)
 _analyzer = text_analyzer()
 
@@ -51,8 +55,10 @@ def correct(searcher: Searcher, leaves: list[masks.Leaf], visible: list[int], te
             continue  # not a word, a stop word, or already found
         stem = stems[0]
         ranked = []
+        edits = MAX_EDITS if len(stem) >= LONG_WORD else 1
         for field in (CONTENT, TITLE):
-            for candidate in reader.terms_within(field, stem, MAX_EDITS):
+            for candidate in islice(reader.terms_within(field, stem, edits, prefix=PREFIX),
+                                    MAX_CANDIDATES):
                 candidate = candidate.decode() if isinstance(candidate, bytes) else candidate
                 docs = visible_docs(candidate)
                 count = masks.popcount(docs)

@@ -11,11 +11,19 @@ from lessons.models import Exercise
 from lessons.rules import ATTACHABLE_STATUSES
 from lessons.services import exchange, spreadsheet
 from lessons.services import exercises as exercise_service
+from lessons.services import glossary as glossary_service
 from lessons.views.paging import page_arg
 
 bp = Blueprint("search", __name__, url_prefix="/search")
 
 DEFAULT_PER_PAGE = 20
+
+
+@bp.record_once
+def _glossary_source(state) -> None:
+    """Give the search package the admins' glossary for callers that pass none (the
+    CLI, benchmarks): the package imports nothing of the services."""
+    state.app.extensions.setdefault(search.GLOSSARY_SOURCE, glossary_service.current)
 
 
 def _state() -> dict:
@@ -38,7 +46,7 @@ def index():
     try:
         result = search.search_lessons(current_user, state["text"], page=page,
                                        per_page=state["per_page"], filters=state["filters"],
-                                       sort=state["sort"])
+                                       sort=state["sort"], glossary=glossary_service.current())
     except search.TooBroad as exc:
         # The search page again, with the words kept for narrowing and the reason shown.
         result = search.SearchPage(query=state["text"], per_page=state["per_page"],
@@ -68,7 +76,8 @@ def export():
     or CSV with ``format=csv``. Audited by the service (who, how many, which format; not
     the words, which could name a lesson another reader of the trail may not see)."""
     state = _state()
-    ids = search.matching_ids(current_user, state["text"], filters=state["filters"])
+    ids = search.matching_ids(current_user, state["text"], filters=state["filters"],
+                              glossary=glossary_service.current())
     if request.args.get("format") == "csv":
         rows = spreadsheet.export_rows(exchange.export_lessons(
             current_user, ids, what="search results", fmt="csv"))
