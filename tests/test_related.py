@@ -191,8 +191,9 @@ def test_preview_lists_the_closest_lessons_first_and_stores_nothing(app, people,
                                                                     make_lesson, login_as):
     radios = validated(make_lesson, RADIOS)
     couplings = validated(make_lesson, COUPLINGS)
+    client = login_as("gb.other")  # logging in is itself on the record
     before = (count(app, Lesson), count(app, LessonLink), count(app, AuditRecord))
-    response = preview(login_as("gb.other"), **COUPLINGS_TWIN)
+    response = preview(client, **COUPLINGS_TWIN)
     assert response.status_code == 200
     assert similar_listed(response.text)[0] == couplings.public_id
     assert radios.public_id not in similar_listed(response.text)[:1]
@@ -254,8 +255,9 @@ def test_saving_with_a_link_to_a_lesson_not_visible_is_refused_and_stores_nothin
     hidden = make_lesson("gb.author", "validated", analyst="gb.an", **COUPLINGS)
     seen = validated(make_lesson, RADIOS, ["USA"])
     ref = hidden.public_id if target == "hidden" else "zzzzzzzzzz"
+    client = login_as("us.user")  # logging in is itself on the record
     before = (count(app, Lesson), count(app, AuditRecord))
-    response = login_as("us.user").post("/lessons/new", data=form_data(
+    response = client.post("/lessons/new", data=form_data(
         action="save", link_to=[seen.public_id, ref], **COUPLINGS_TWIN))
     assert response.status_code == 422
     assert "not available to you" in response.text
@@ -331,8 +333,9 @@ def test_linking_to_a_lesson_not_visible_answers_404_and_stores_nothing(
     hidden = make_lesson("gb.other", "draft", **COUPLINGS_TWIN)
     draft = make_lesson("gb.author", "draft", **COUPLINGS)
     ref = hidden.public_id if target == "hidden" else "zzzzzzzzzz"
+    client = login_as("gb.author")  # logging in is itself on the record
     before = count(app, AuditRecord)
-    response = login_as("gb.author").post(f"/lessons/{draft.public_id}/links",
+    response = client.post(f"/lessons/{draft.public_id}/links",
                                           data={"other": ref})
     assert response.status_code == 404
     assert links(app) == set()
