@@ -42,7 +42,10 @@ def init_app(app: Flask) -> None:
     proxies = whole_setting(app.config["PROXIES"], "MUSTER_PROXIES", low=0)
     app.config["PROXIES"] = proxies
     if proxies:
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies)  # type: ignore[method-assign]
+        # The scheme too: behind a proxy that ends TLS, the app sees plain HTTP, and only
+        # the proxy's X-Forwarded-Proto says the browser used HTTPS (HSTS, secure URLs).
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_for=proxies, x_proto=proxies)
     for key in ("LOGIN_FAILURES_ALLOWED", "LOGIN_BACKOFF_SECONDS", "LOGIN_BACKOFF_MAX_SECONDS"):
         app.config[key] = whole_setting(app.config[key], key, low=1)
     for key in ("LOGIN_RATE_LIMIT", "API_RATE_LIMIT", *PER_USER):

@@ -228,3 +228,14 @@ def test_behind_a_configured_proxy_the_forwarded_address_counts(app_with, make_u
     assert as_seen.status_code == 200
     moved = client.get("/account", headers={"X-Forwarded-For": "10.2.2.2"})
     assert moved.status_code == 302
+
+
+def test_hsts_behind_a_proxy_that_ends_tls_but_not_on_a_forged_scheme(app_with):
+    """The proxy's X-Forwarded-Proto makes the answer HSTS; without a configured proxy,
+    the same header from a client is ignored."""
+    hsts = "Strict-Transport-Security"
+    proxied = client_from(app_with(PROXIES="1"), "127.0.0.1")
+    assert hsts in proxied.get("/login", headers={"X-Forwarded-Proto": "https"}).headers
+    assert hsts not in proxied.get("/login").headers
+    direct = client_from(app_with(), "127.0.0.1")
+    assert hsts not in direct.get("/login", headers={"X-Forwarded-Proto": "https"}).headers
