@@ -8,8 +8,16 @@ from __future__ import annotations
 import re
 
 import pytest
+from playwright.sync_api import expect
 
 from lessons.extensions import db
+from tests.test_browser import (  # noqa: F401 - fixtures
+    chromium,
+    live_server,
+    open_as,
+    open_pages,
+    saved_on_failure,
+)
 from tests.test_search import hits, total
 
 
@@ -127,6 +135,15 @@ def test_strict_queries_still_require_every_word(corpus, login_as):
     assert hits(page(client, "+battalion network"))[0] == corpus["network"]
     assert hits(page(client, "battalion -radio")) == [corpus["network"]]
     assert hits(page(client, "+crane brakes cold")) == [corpus["crane"]]
+
+
+def test_a_question_mark_and_parentheses_in_a_sentence_are_punctuation(corpus, login_as):
+    client = login_as("au.user")
+    # "usable?" is no wildcard, "(mobile)" no group: the words are ranked as any others.
+    assert hits(page(client, "are crane brakes still usable in the cold?"))[0] == corpus["crane"]
+    assert hits(page(client, "crane (mobile) brakes slipped"))[0] == corpus["crane"]
+    # Operators make the parentheses a group again, every word required.
+    assert hits(page(client, "(crane OR radio) AND brakes")) == [corpus["crane"]]
 
 
 def test_the_page_and_the_api_say_when_no_lesson_holds_every_word(corpus, login_as):
@@ -261,3 +278,24 @@ def test_ranking_scores_ignore_a_hidden_lessons_words(corpus, make_lesson, app):
                 title="Partner battalion brakes", observation="Zebrafinch battalion.",
                 discussion="", conclusion="", recommendation="Fix it.")
     assert scores() == before and before
+
+
+@pytest.mark.browser
+def test_a_natural_language_search_in_the_browser_shows_the_notice(
+        corpus, open_as, open_pages, tmp_path):  # noqa: F811 - fixtures
+    reader = open_as("au.user")
+    with saved_on_failure(open_pages, tmp_path):
+        reader.get_by_role("navigation", name="Main").get_by_role("link", name="Search").click()
+        reader.get_by_label(re.compile("^Words")).fill(
+            "partner battalion couldn't get on our network before the exercise")
+        reader.get_by_role("search").get_by_role("button", name="Search").click()
+        expect(reader.get_by_test_id("partial-match")).to_have_text(re.compile(
+            r"^No lesson holds all \d+ words; showing lessons that hold most of them\.$"))
+        first = reader.locator("ol.results li.result h2 a").first
+        expect(first).to_have_text("Partner battalion denied mission network access")
+        expect(reader.locator("ol.results mark").first).to_be_visible()
+        # Every word held by one lesson: no notice.
+        reader.get_by_label(re.compile("^Words")).fill("crane brakes")
+        reader.get_by_role("search").get_by_role("button", name="Search").click()
+        expect(reader.get_by_test_id("total")).to_contain_text("1 lesson found")
+        expect(reader.get_by_test_id("partial-match")).to_have_count(0)

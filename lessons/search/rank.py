@@ -202,7 +202,7 @@ def newest(leaves: list[masks.Leaf], allowed: list[int], need: int) -> list[int]
 COORDINATION = 1.0  # score x (share of the query's word weight a lesson holds) ** this
 PROXIMITY = 1.0  # per pair of query words found close together, x the rarer one's idf
 PROXIMITY_WINDOW = 4  # words apart, at most, for a pair to count as close
-RERANKED = 50  # the best documents re-ranked by proximity (bounded work per query)
+RERANKED = 30  # the best documents re-ranked by proximity (bounded work per query)
 
 
 Term3 = tuple[str, str, float]
@@ -278,7 +278,7 @@ def _closeness(collection: Collection, head: list[tuple[float, int, int]],
                clauses: list[list[Term3]], weights: list[float],
                ) -> list[tuple[float, int, int]]:
     """``head`` with each document's score raised for every pair of query words it
-    holds within ``PROXIMITY_WINDOW`` words of each other (in its text or its title),
+    holds within ``PROXIMITY_WINDOW`` words of each other in its text,
     by ``PROXIMITY`` times the rarer word's weight. Reads positions of these documents
     only."""
     by_leaf: dict[int, list[int]] = {}
@@ -289,35 +289,34 @@ def _closeness(collection: Collection, head: list[tuple[float, int, int]],
         leaf = collection.leaves[index]
         local = np.asarray(sorted(doc - leaf.offset for doc in docs), dtype=np.int64)
         reader = leaf.searcher.reader()
-        for field in SCORED_FIELDS:
-            # For each document, each clause's positions in the field.
-            where: dict[int, list[np.ndarray]] = {}
-            for c, clause in enumerate(clauses):
-                for term_field, text, _ in clause:
-                    if term_field != field:
+        # For each document, each clause's positions in the text (pairs in the title,
+        # a few words long, told nothing on the evaluation and cost as much again).
+        where: dict[int, list[np.ndarray]] = {}
+        for c, clause in enumerate(clauses):
+            for field, text, _ in clause:
+                if field != CONTENT:
+                    continue
+                doc_of, at = postings.positions(reader, field, text, local)
+                for doc in np.unique(doc_of).tolist():
+                    where.setdefault(doc, [np.zeros(0, np.int64)] * len(clauses))
+                    lists = where[doc]
+                    lists[c] = np.concatenate((lists[c], at[doc_of == doc]))
+        for doc, lists in where.items():
+            gain = 0.0
+            for i in range(len(clauses)):
+                if not len(lists[i]):
+                    continue
+                a = np.sort(lists[i])
+                for j in range(i + 1, len(clauses)):
+                    if not len(lists[j]):
                         continue
-                    doc_of, at = postings.positions(reader, field, text, local)
-                    for doc in np.unique(doc_of).tolist():
-                        where.setdefault(doc, [np.zeros(0, np.int64)] * len(clauses))
-                        lists = where[doc]
-                        lists[c] = np.concatenate((lists[c], at[doc_of == doc]))
-            for doc, lists in where.items():
-                gain = 0.0
-                for i in range(len(clauses)):
-                    if not len(lists[i]):
-                        continue
-                    a = np.sort(lists[i])
-                    for j in range(i + 1, len(clauses)):
-                        if not len(lists[j]):
-                            continue
-                        b = lists[j]
-                        k = np.clip(np.searchsorted(a, b), 1, len(a)) - 1
-                        near = np.minimum(np.abs(a[k] - b),
-                                          np.abs(a[np.minimum(k + 1, len(a) - 1)] - b))
-                        if near.min() <= PROXIMITY_WINDOW:
-                            gain += min(weights[i], weights[j])
-                global_doc = leaf.offset + doc
-                bonus[global_doc] = bonus.get(global_doc, 0.0) + PROXIMITY * gain
+                    b = lists[j]
+                    k = np.clip(np.searchsorted(a, b), 1, len(a)) - 1
+                    near = np.minimum(np.abs(a[k] - b),
+                                      np.abs(a[np.minimum(k + 1, len(a) - 1)] - b))
+                    if near.min() <= PROXIMITY_WINDOW:
+                        gain += min(weights[i], weights[j])
+            bonus[leaf.offset + doc] = PROXIMITY * gain
     return [(score + bonus.get(doc, 0.0), lesson, doc) for score, lesson, doc in head]
 
 
