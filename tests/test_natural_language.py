@@ -137,11 +137,14 @@ def test_strict_queries_still_require_every_word(corpus, login_as):
     assert hits(page(client, "+crane brakes cold")) == [corpus["crane"]]
 
 
-def test_a_question_mark_and_parentheses_in_a_sentence_are_punctuation(corpus, login_as):
+def test_a_sentences_question_mark_colon_and_parentheses_are_punctuation(corpus, login_as):
     client = login_as("au.user")
     # "usable?" is no wildcard, "(mobile)" no group: the words are ranked as any others.
     assert hits(page(client, "are crane brakes still usable in the cold?"))[0] == corpus["crane"]
     assert hits(page(client, "crane (mobile) brakes slipped"))[0] == corpus["crane"]
+    # Nor is a colon after a word that names no field.
+    html = page(client, "Problem: our battalion radio fills")
+    assert hits(html)[0] == corpus["radio"] and "could not be read" not in html
     # Operators make the parentheses a group again, every word required.
     assert hits(page(client, "(crane OR radio) AND brakes")) == [corpus["crane"]]
 

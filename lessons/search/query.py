@@ -371,6 +371,17 @@ def _natural(text: str, glossary: Glossary | None) -> ParsedQuery:
             continue  # a sentence's parentheses (a group would have an operator)
         if len(lexeme) > 1 and lexeme[0] in "+-" and (lexeme[1].isalnum() or lexeme[1] == '"'):
             sign, lexeme = lexeme[0], lexeme[1:]
+        if ":" in lexeme and not lexeme.startswith('"') and \
+                lexeme.split(":", 1)[0] not in _QUERY_NAMES:
+            # "Problem: the crane", "at 3:00": a sentence's colon, not a field.
+            words_of = [word for word in lexeme.split(":") if word]
+            if words_of and not sign and all(_plain_word(word) for word in words_of):
+                words.extend(words_of)
+                run.extend(words_of)
+                continue
+            lexeme = " ".join(words_of)
+            if not lexeme:
+                continue
         if lexeme.endswith("?") and _plain_word(lexeme.rstrip("?")):
             lexeme = lexeme.rstrip("?")  # "still usable?" asks; it is no wildcard
             if not lexeme:
