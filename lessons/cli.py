@@ -310,8 +310,8 @@ def export_command(file: str, as_user: str | None, fmt: str | None) -> None:
         viewer = exchange.require_user(as_user) if as_user else None
     except ValidationFailed as exc:
         _fail(exc.errors)
-    lessons = exchange.export_lessons(viewer)
     csv_out = _format(file, fmt) == "csv"
+    lessons = exchange.export_lessons(viewer, fmt="csv" if csv_out else "jsonl")
     with click.open_file(file, "wb", atomic=file != "-") as handle, \
             click.progressbar(lessons, label="Exporting", show_pos=True,
                               file=sys.stderr) as bar:

@@ -251,7 +251,7 @@ def test_search_and_command_line_exports_are_recorded(app, people, web, make_les
                          ).exit_code == 0
     latest = records(app, "export")[-1]
     assert latest["actor"] == "us.planner" and latest["address"] is None
-    assert latest["comment"] == "lessons, command line (as us.planner): 3 lessons"
+    assert latest["comment"] == "lessons, command line (as us.planner): 3 lessons, csv"
 
 
 def test_packet_downloads_and_the_api_packet_are_recorded_on_the_exercise(
