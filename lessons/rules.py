@@ -62,6 +62,8 @@ PER_PAGE_MAX = 100  # rows of one API page
 # Characters of one search query (the page's field, the API's ``q``): longer ones are
 # refused by the API and cut by the page.
 QUERY_MAX = 500
+# Pages of search results offered on the search page: no search reads further.
+SEARCH_PAGE_MAX = 500
 # What a search answer explains: expansions shown, problems named (bounded, as the
 # query's length bounds them).
 QUERY_NOTES_MAX = 50

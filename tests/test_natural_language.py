@@ -302,3 +302,16 @@ def test_a_natural_language_search_in_the_browser_shows_the_notice(
         reader.get_by_role("search").get_by_role("button", name="Search").click()
         expect(reader.get_by_test_id("total")).to_contain_text("1 lesson found")
         expect(reader.get_by_test_id("partial-match")).to_have_count(0)
+
+
+@pytest.mark.parametrize("q", [
+    "~radio date:- ", "crane date:+<", "status:^ to {^f-.LNO NOT <defence -date:+",
+    "+ - ( ) \" : ?", "year:abc crane", "tag:\"two words\" brakes", "nation:", "-\"",
+    "Problem: (crane) brakes?", "crane~ slipped^2 brakes!!!", "title: crane",
+])
+def test_odd_queries_are_answered_never_a_server_error(corpus, login_as, q):
+    client = login_as("au.user")
+    assert client.get("/search", query_string={"q": q}).status_code in (200, 422)
+    response = client.get("/api/v1/lessons", query_string={"q": q},
+                          headers={"Authorization": f"Bearer {client.api_token}"})
+    assert response.status_code in (200, 422), response.text

@@ -45,7 +45,7 @@ log = logging.getLogger(__name__)
 SNIPPET_FIELDS = ("observation", "discussion", "conclusion", "recommendation",
                   "friction", "workaround", "limits")
 MAX_QUERY_LENGTH = rules.QUERY_MAX
-MAX_PAGE = 500
+MAX_PAGE = rules.SEARCH_PAGE_MAX
 
 
 def store() -> index.IndexStore:
@@ -525,6 +525,7 @@ def search_lessons(user: User, text: str, page: int = 1, per_page: int = 20,
 _VOCABULARIES = {"kind": rules.KINDS, "status": rules.STATUSES, "domain": rules.DOMAINS,
                  "function": rules.FUNCTIONS}
 _NATION_FIELDS = ("nation", "originator")
+_CHECKED_FIELDS = frozenset({*_VOCABULARIES, *_NATION_FIELDS, "year", "tag"})
 _TAGS_OFFERED = 10
 
 
@@ -538,7 +539,7 @@ def _unknown_values(parsed: Query, found: _Matches) -> list[str]:
     with the valid values; and of a tag no lesson the user may see holds, with the tags
     they may see (never a hidden lesson's: the same answer whether or not one holds it)."""
     problems: list[str] = []
-    for name, value in query.field_values(parsed):
+    for name, value in query.field_values(parsed, _CHECKED_FIELDS):
         if name in _VOCABULARIES and value not in _VOCABULARIES[name]:
             problems.append(f"{name}: {value} is not a {name}; use one of: "
                             f"{', '.join(_VOCABULARIES[name])}.")

@@ -151,8 +151,15 @@ class Leaf:
 
     def _query(self, query: Query, scope: int) -> int:
         if isinstance(query, Term):
-            text = query.text.decode() if isinstance(query.text, bytes) else str(query.text)
-            return self.term(query.fieldname, text) & scope
+            text = query.text
+            if isinstance(text, bytes):
+                try:
+                    text = text.decode()
+                except UnicodeDecodeError:
+                    # An encoded value ("date:-" makes a date term): its bytes are the term.
+                    return term_mask(self.searcher.reader(), query.fieldname, text,
+                                     self.masks.size) & self.live & scope
+            return self.term(query.fieldname, str(text)) & scope
         if isinstance(query, And):
             mask = scope
             for child in sorted(query.subqueries, key=_cost):  # words before phrases

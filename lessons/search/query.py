@@ -6,6 +6,12 @@ The query language is Whoosh's (AND / OR / NOT, "phrases", wildcards, ``field:va
 fields users may name, so ``releasable_to:`` or ``author_id:`` are read as plain words.
 Plain words are then spread over the title (boosted) and the content, and phrases over
 both fields' positions.
+
+Staff describe problems in their own words, so a query of plain words is ranked rather
+than read as an AND (``parse``): one word the lesson does not use must not empty the
+page. What was searched (glossary equivalents, other spellings) and what is wrong with
+the text (an empty field, unbalanced parentheses or quotes) come back with the query,
+for the page and the API to say.
 """
 
 from __future__ import annotations
@@ -450,13 +456,14 @@ def _expansions(units: list[Unit]) -> list[tuple[str, tuple[str, ...]]]:
     return list(found.values())
 
 
-def field_values(query: Query) -> list[tuple[str, str]]:
-    """(field, value) of every term of the query in a field other than the text ones,
-    in order, once each: what ``help`` checks against the known values."""
+def field_values(query: Query, fields: frozenset[str]) -> list[tuple[str, str]]:
+    """(field, value) of every term of the query in one of ``fields``, in order, once
+    each: what the search checks against the known values. (Dates and numbers are
+    encoded terms, not values to name: ask only for keyword fields.)"""
     found: dict[tuple[str, str], None] = {}
     for fieldname, text in query.iter_all_terms():
-        text = text.decode("utf-8") if isinstance(text, bytes) else str(text)
-        if fieldname not in (TITLE, CONTENT):
+        if fieldname in fields:
+            text = text.decode("utf-8", "replace") if isinstance(text, bytes) else str(text)
             found[(fieldname, text)] = None
     return list(found)
 

@@ -8,7 +8,7 @@ from flask_login import current_user
 from lessons import policy, search
 from lessons.errors import NotFound
 from lessons.models import Exercise
-from lessons.rules import ATTACHABLE_STATUSES
+from lessons.rules import ATTACHABLE_STATUSES, QUERY_MAX
 from lessons.services import exchange, spreadsheet
 from lessons.services import exercises as exercise_service
 from lessons.services import glossary as glossary_service
@@ -53,7 +53,7 @@ def index():
                                    sort=state["sort"], notice=exc.message)
         status = exc.status
     return render_template("search/index.html", result=result,
-                           per_page_choices=search.PER_PAGE_CHOICES,
+                           per_page_choices=search.PER_PAGE_CHOICES, query_max=QUERY_MAX,
                            attach_to=_attach_target(), attachable=ATTACHABLE_STATUSES), status
 
 
