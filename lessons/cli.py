@@ -324,8 +324,58 @@ def export_command(file: str, as_user: str | None, fmt: str | None) -> None:
     click.echo(f"Exported {len(lessons)} lesson(s).", err=file == "-")
 
 
+def _backup_failed(exc) -> None:
+    """Exit 2 when the request was refused (nothing attempted), 1 when it failed."""
+    click.echo(f"error: {exc.message}", err=True)
+    sys.exit(2 if exc.refused else 1)
+
+
+@click.command("backup")
+@click.argument("file", type=click.Path(dir_okay=False))
+def backup_command(file: str) -> None:
+    """Back up the whole database to FILE (SQLite: a database file, safe while the app
+    runs; PostgreSQL: a pg_dump custom-format archive). Written aside, then renamed."""
+    from lessons.services import backups
+
+    try:
+        report = backups.backup(file)
+    except backups.BackupError as exc:
+        _backup_failed(exc)
+    click.echo(f"Wrote {report.path} ({report.kind}, {report.size:,} bytes, "
+               f"{report.lessons} lesson(s)).")
+
+
+@click.command("restore")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--yes", is_flag=True,
+              help="Replace a database that holds data without asking.")
+def restore_command(file: str, yes: bool) -> None:
+    """Replace the whole database with the backup in FILE, then rebuild the search
+    index. A failed restore leaves the database as it was."""
+    from lessons.services import backups
+
+    try:
+        backups.check_backup(file)
+        held = backups.contents()
+        if not held.empty and not yes:
+            if not sys.stdin.isatty():
+                raise backups.BackupError(
+                    f"the database holds {held.describe()}; restoring would replace "
+                    f"them (use --yes)", refused=True)
+            if not click.confirm(f"The database holds {held.describe()}. Replace them "
+                                 f"with the backup?", default=False):
+                raise backups.BackupError("nothing restored", refused=True)
+        report = backups.restore(file, replace=True)
+    except backups.BackupError as exc:
+        _backup_failed(exc)
+    click.echo(f"Restored {report.contents.describe()} from {report.path}; search index "
+               f"rebuilt ({report.indexed} lesson(s)).")
+
+
 def register_cli(app: Flask) -> None:
     app.cli.add_command(users_cli)
     app.cli.add_command(demo_cli)
     app.cli.add_command(search_cli)
     app.cli.add_command(lessons_cli)
+    app.cli.add_command(backup_command)
+    app.cli.add_command(restore_command)
