@@ -34,6 +34,32 @@ def _csv(value: str) -> list[str]:
     return [part.strip() for part in value.split(",") if part.strip()]
 
 
+def proxy_count_setting() -> tuple[str | None, str | None]:
+    """The trusted-proxy count and, when it cannot be believed, why not.
+
+    ``MUSTER_PROXY_COUNT`` is the documented name; ``MUSTER_PROXIES``, its older
+    spelling, still works. Two different answers are a mistake to stop on, not a choice
+    to make quietly: one of them would leave forged client addresses believed (or real
+    ones ignored). ``None`` as the value means neither is set."""
+    current = os.environ.get("MUSTER_PROXY_COUNT", "").strip()
+    older = os.environ.get("MUSTER_PROXIES", "").strip()
+    if current and older and current != older:
+        return None, (f"MUSTER_PROXY_COUNT={current!r} and its older name "
+                      f"MUSTER_PROXIES={older!r} disagree; set only MUSTER_PROXY_COUNT.")
+    value = current or older or None
+    if value is not None and not value.isdigit():
+        name = "MUSTER_PROXY_COUNT" if current else "MUSTER_PROXIES"
+        return value, f"{name} must be a whole number of at least 0, not {value!r}"
+    return value, None
+
+
+def log_format_setting(environment: str) -> str:
+    """``MUSTER_LOG_FORMAT``: JSON lines by default in production (one object a line for
+    a log collector), readable text elsewhere. Checked in ``lessons.logs``."""
+    default = "json" if environment == "production" else "text"
+    return os.environ.get("MUSTER_LOG_FORMAT", "").strip().lower() or default
+
+
 class Config:
     SECRET_KEY = os.environ.get("SECRET_KEY", DEFAULT_SECRET_KEY)
     SQLALCHEMY_DATABASE_URI = normalise_database_url(
@@ -70,9 +96,12 @@ class Config:
     # happens (README, Security). Whole numbers, checked at start (lessons.sessions).
     SESSION_IDLE_MINUTES = os.environ.get("MUSTER_SESSION_IDLE_MINUTES", "480")
     SESSION_MAX_HOURS = os.environ.get("MUSTER_SESSION_MAX_HOURS", "24")
-    # How many reverse proxies in front of the app append to X-Forwarded-For; 0 believes
-    # no such header, and the client address is the connection's.
-    PROXIES = os.environ.get("MUSTER_PROXIES", "0")
+    # How many reverse proxies in front of the app append to X-Forwarded-For (and report
+    # the scheme); 0 believes no such header, and the client address is the connection's.
+    # MUSTER_PROXY_COUNT, or its older name MUSTER_PROXIES; production requires one.
+    PROXY_COUNT_GIVEN, PROXY_SETTING_ERROR = proxy_count_setting()
+    PROXIES = PROXY_COUNT_GIVEN or "0"
+    LOG_FORMAT = log_format_setting("development")
     # Throttling (Flask-Limiter): counters in Redis when REDIS_URL is set, so every
     # worker shares them; otherwise in each process's memory.
     RATELIMIT_STORAGE_URI = os.environ.get("REDIS_URL") or "memory://"
@@ -87,6 +116,15 @@ class Config:
     LOGIN_FAILURES_ALLOWED = 5
     LOGIN_BACKOFF_SECONDS = 30
     LOGIN_BACKOFF_MAX_SECONDS = 15 * 60
+
+
+    @classmethod
+    def check(cls) -> None:
+        """Refuse settings that contradict each other, in every environment."""
+        if cls.PROXY_SETTING_ERROR:
+            raise RuntimeError(cls.PROXY_SETTING_ERROR)
+        if cls.LOG_FORMAT not in ("json", "text"):
+            raise RuntimeError(f"MUSTER_LOG_FORMAT must be json or text, not {cls.LOG_FORMAT!r}")
 
 
 class DevelopmentConfig(Config):
@@ -117,9 +155,11 @@ class ProductionConfig(Config):
     REMEMBER_COOKIE_SECURE = True
     DEMO_DATA_ALLOWED = False
     ALLOW_SQLITE = os.environ.get("MUSTER_ALLOW_SQLITE", "") == "1"
+    LOG_FORMAT = log_format_setting("production")
 
     @classmethod
     def check(cls) -> None:
+        super().check()
         if not cls.SECRET_KEY or cls.SECRET_KEY == DEFAULT_SECRET_KEY or len(cls.SECRET_KEY) < 16:
             raise RuntimeError(
                 "SECRET_KEY must be set to a random value of at least 16 characters in "
@@ -130,6 +170,15 @@ class ProductionConfig(Config):
                 "DATABASE_URL must be set in production (e.g. "
                 "DATABASE_URL=postgresql://muster@db.example/muster); set "
                 "MUSTER_ALLOW_SQLITE=1 to use the SQLite file in instance/ instead."
+            )
+        if cls.PROXY_COUNT_GIVEN is None:
+            # Guessing either way is wrong somewhere: 0 behind a proxy throttles and binds
+            # sessions to the proxy's address (and drops HSTS); 1 without one believes
+            # any client's forged X-Forwarded-For.
+            raise RuntimeError(
+                "MUSTER_PROXY_COUNT must be set in production: the number of reverse "
+                "proxies in front of the app (e.g. MUSTER_PROXY_COUNT=1 behind one load "
+                "balancer), or 0 when clients connect directly."
             )
 
 
@@ -151,6 +200,7 @@ class ServerSettings:
     graceful_timeout: int
     keepalive: int
     forwarded_allow_ips: str
+    log_format: str
 
 
 def server_settings() -> ServerSettings:
@@ -165,8 +215,9 @@ def server_settings() -> ServerSettings:
         graceful_timeout=_whole("MUSTER_GRACEFUL_TIMEOUT", 30),
         keepalive=_whole("MUSTER_KEEPALIVE", 5),
         # gunicorn believes X-Forwarded-Proto from these; the app believes X-Forwarded-For
-        # only as far as MUSTER_PROXIES says (Config.PROXIES).
+        # only as far as MUSTER_PROXY_COUNT says (Config.PROXIES).
         forwarded_allow_ips=os.environ.get("MUSTER_FORWARDED_ALLOW_IPS", "127.0.0.1,::1"),
+        log_format=get_config().LOG_FORMAT,
     )
 
 
@@ -183,14 +234,8 @@ def check_environment() -> None:
     """Exit with the reason, and no traceback, when the selected environment cannot
     start (``make serve`` runs this first: ``python config.py``)."""
     try:
-        config = get_config()
-        if issubclass(config, ProductionConfig):
-            config.check()
+        get_config().check()
         server_settings()
-        proxies = os.environ.get("MUSTER_PROXIES", "0").strip()
-        if not proxies.isdigit():
-            raise RuntimeError(f"MUSTER_PROXIES must be a whole number of at least 0, "
-                               f"not {proxies!r}")
     except RuntimeError as error:
         raise SystemExit(f"error: {error}") from None
 

@@ -9,7 +9,7 @@ from flask import Flask, Response, abort, request
 from sqlalchemy import event
 from sqlalchemy.engine import Engine, make_url
 
-from config import Config, ProductionConfig, get_config
+from config import Config, get_config
 from lessons.extensions import csrf, db, login_manager, migrate
 from lessons.rules import unstorable
 
@@ -18,17 +18,20 @@ def create_app(config: type[Config] | str | None = None, **overrides: object) ->
     """Build the app: extensions, blueprints, CLI and error pages.
 
     ``config`` is a Config class or its name; ``MUSTER_ENV`` decides when omitted.
-    Production refuses to start with the development ``SECRET_KEY``, or without a
-    ``DATABASE_URL`` unless SQLite is asked for.
+    Production refuses to start with the development ``SECRET_KEY``, without a
+    ``DATABASE_URL`` unless SQLite is asked for, or without a proxy count; every
+    environment refuses settings that contradict each other (``Config.check``).
     """
     config_class = get_config(config) if config is None or isinstance(config, str) else config
-    if issubclass(config_class, ProductionConfig):
-        config_class.check()
+    config_class.check()
     app = Flask(__name__, template_folder="../templates", static_folder="../static",
                 instance_relative_config=True)
     app.config.from_object(config_class)
     app.config.update(overrides)
     _check_settings(app)
+    from lessons import logs
+
+    logs.init_app(app)  # first: the request id exists before any other hook can log
     _ensure_sqlite_folder(app.config["SQLALCHEMY_DATABASE_URI"])
     _sqlite_busy_timeout(app)
 
