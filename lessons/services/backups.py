@@ -278,7 +278,8 @@ def _restore_sqlite(source: Path) -> None:
 
 def _check_archive(source: Path) -> None:
     listing = _run([_tool("pg_restore"), "--list", str(source)], "pg_restore",
-                   refused=True, database=False)
+                   refused=True, database=False,
+                   failure=f"{source} is not a readable pg_dump archive")
     # Entries read "<id>; <oid> <oid> TABLE <schema> <name> <owner>".
     tables = set(re.findall(r"^\d+; \d+ \d+ TABLE \S+ (\S+) ", listing, re.MULTILINE))
     missing = [name for name in MUSTER_TABLES if name not in tables]
@@ -291,8 +292,13 @@ def _restore_postgresql(source: Path) -> None:
     # Our own connections would hold locks the restore's DROP TABLEs wait for.
     db.session.remove()
     db.engine.dispose()
+    database = _url().database
+    if not database:
+        raise BackupError("DATABASE_URL names no database to restore into")
+    # The name only: host, user and password reach pg_restore through its environment.
     _run([_tool("pg_restore"), "--clean", "--if-exists", "--single-transaction",
-          "--exit-on-error", "--no-owner", "--no-privileges", str(source)],
+          "--exit-on-error", "--no-owner", "--no-privileges", f"--dbname={database}",
+          str(source)],
          "pg_restore", failure="restore failed, the database is unchanged")
 
 
