@@ -217,6 +217,17 @@ def test_help_offers_the_valid_values_and_the_corrected_query(corpus, login_as):
     assert any("radios" in problem for problem in answer["problems"])
 
 
+def test_a_strict_query_that_finds_nothing_offers_its_words_ranked(corpus, login_as):
+    client = login_as("au.user")
+    html = page(client, "crane AND brakes AND battalion")
+    assert total(html) == 0
+    assert "crane brakes battalion</a>" in html and "its words alone, ranked" in html
+    answer = api(client, "crane AND brakes AND battalion")
+    assert answer["suggestion"] == "crane brakes battalion"
+    # Words no lesson the user may see holds: nothing to offer.
+    assert api(client, "zebrafinch AND quokka")["suggestion"] == ""
+
+
 def test_a_query_too_long_is_refused_by_the_api_with_the_rule(corpus, login_as):
     answer = api(login_as("au.user"), "radio " * 100, status=422)
     assert "500" in str(answer)
@@ -226,7 +237,7 @@ def test_a_query_too_long_is_refused_by_the_api_with_the_rule(corpus, login_as):
 
 LEAK_QUERIES = ("partner battalion zebrafinch network", "crane brakes zebrafinch",
                 "zebrafinch", "zebrafinsh crane", "partner battalion", "+crane zebrafinch",
-                "tag:zebra-tag crane")
+                "tag:zebra-tag crane", "zebrafinch AND crane")
 
 
 def _observed(client) -> list:

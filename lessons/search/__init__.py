@@ -493,6 +493,13 @@ def search_lessons(user: User, text: str, page: int = 1, per_page: int = 20,
         elif result.total < _SUGGEST_BELOW and parsed.words:
             result.suggestion = _suggestion(searcher, found, text, parsed.words, chosen,
                                             glossary, budget, every)
+        if not result.total and not result.suggestion and parsed.words \
+                and not parsed.clauses:
+            result.suggestion = _as_words(found, text, chosen, glossary, budget)
+            if result.suggestion:
+                result.problems.append(
+                    "No lesson matches every part of this query; its words alone, "
+                    "ranked, find some.")
     first = (page - 1) * per_page
     if first >= result.total:
         return result
@@ -602,6 +609,19 @@ def _ranked(parsed_query: query.ParsedQuery, found: _Matches, need: int,
     except rank.NotRankable:
         return rank.expanded(collection, parsed, found.matched, need)
     return rank.top(collection, found.matched, terms, need)
+
+
+def _as_words(found: _Matches, text: str, filters: dict[str, list[str]],
+              glossary: Glossary | None, budget: limits.Budget) -> str:
+    """A strict query that found nothing, as its plain words (ranked, any of them), if
+    that finds lessons this user may see; else ``""``."""
+    words = query.words_only(text)
+    if not words or words == text.strip():
+        return ""
+    budget.check()
+    parsed = _parse(words, glossary)
+    return words if _matches(found.leaves, found.visible, parsed.query, filters).total \
+        else ""
 
 
 def _suggestion(searcher, found: _Matches, text: str, words: list[str],

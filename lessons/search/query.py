@@ -468,6 +468,27 @@ def field_values(query: Query, fields: frozenset[str]) -> list[tuple[str, str]]:
     return list(found)
 
 
+def words_only(text: str) -> str:
+    """The words of ``text`` without operators, fields, quotes, signs or wildcards: the
+    query to offer when a strict one finds nothing."""
+    text = _ALIAS.sub(lambda m: QUERY_FIELDS[m.group(1)] + ":", text)
+    kept = []
+    excluded = False
+    for lexeme in _LEXEME.findall(text):
+        if excluded or lexeme.startswith("-"):
+            excluded = False
+            continue  # a word asked to be absent
+        if lexeme == "NOT":
+            excluded = True
+            continue
+        lexeme = lexeme.strip('"').lstrip("+")
+        if ":" in lexeme and lexeme.split(":", 1)[0] in _QUERY_NAMES:
+            continue  # a field: a filter, not words
+        kept.extend(word for word in re.findall(r"[^\W_]+(?:['\u2019][^\W_]+)*", lexeme)
+                    if word not in _OPERATORS)
+    return " ".join(kept)
+
+
 def _plain_words(text: str) -> str:
     """The letters and digits of ``text`` as words, operators ("NOT") made plain words
     too: what is searched when the text cannot be read as a query."""
