@@ -21,6 +21,20 @@ keepalive = _settings.keepalive
 forwarded_allow_ips = _settings.forwarded_allow_ips
 accesslog = "-"
 errorlog = "-"
+if _settings.log_format == "json":
+    # gunicorn's own messages (start, stop, worker timeouts) as the app's JSON lines on
+    # standard error. The root logger gets no handler here: each worker's app installs
+    # its own (lessons.logs), which a second one here would double. gunicorn's access
+    # log keeps its combined format on standard output (README, Logs); the app writes
+    # its own JSON access line, with the request id and user, to standard error.
+    logconfig_dict = {
+        "root": {"level": "INFO", "handlers": []},
+        "loggers": {"gunicorn.error": {"level": "INFO", "handlers": ["json"],
+                                       "propagate": False}},
+        "handlers": {"json": {"class": "logging.StreamHandler", "formatter": "json",
+                              "stream": "ext://sys.stderr"}},
+        "formatters": {"json": {"()": "lessons.logs.JsonFormatter"}},
+    }
 # Each worker imports the app itself: forked from a preloaded master, workers would share
 # its database connections and its open index files.
 preload_app = False
