@@ -54,7 +54,17 @@ $(VENV)/.installed-dev: requirements.txt requirements-dev.txt | $(BIN)/python
 	$(BIN)/python -m pip install -r requirements-dev.txt
 	touch $@
 
-run: $(VENV)/.installed-prod
+# `make run` leaves .flaskenv behind, so the flask commands of the README, typed in a new
+# shell in this folder, use the development settings too: Flask's CLI reads the file
+# (python-dotenv). A variable set in the shell wins over it, gunicorn never reads it, and
+# it is git-ignored; delete it to make flask commands production again. Kept if present.
+.flaskenv:
+	@printf '%s\n' '# Written by make run: flask commands in this folder use the development settings.' \
+		'# Delete this file to make them production again (README, Command line).' \
+		'MUSTER_ENV=development' > $@
+	@echo "wrote $@: flask commands in this folder now use MUSTER_ENV=development"
+
+run: $(VENV)/.installed-prod .flaskenv
 	MUSTER_ENV=development $(FLASK) db upgrade
 	MUSTER_ENV=development $(FLASK) demo load --if-empty
 	@# Rebuild the search index when it is missing or out of step with the database.
