@@ -469,7 +469,8 @@ def search_lessons(user: User, text: str, page: int = 1, per_page: int = 20,
         return result
     parsed = _parse(text, glossary)
     result.notice = parsed.notice
-    result.expansions = parsed.expansions
+    # Bounded as the API's schema says (a 500-character query holds up to 250 words).
+    result.expansions = parsed.expansions[:rules.QUERY_NOTES_MAX]
     result.problems = list(parsed.problems)
     result.words_searched = parsed.counted
     generation, searcher = store().searcher_with_generation()
@@ -479,7 +480,8 @@ def search_lessons(user: User, text: str, page: int = 1, per_page: int = 20,
                             masks.VisibleWords(leaves, visible))
     found = _matches(leaves, visible, parsed.query, chosen, budget)
     result.total = found.total
-    result.problems += _unknown_values(parsed.query, found)
+    result.problems = (result.problems + _unknown_values(parsed.query, found))[
+        :rules.QUERY_NOTES_MAX - 1]  # room for the "words alone" help below
     every = found.total
     if parsed.clauses and found.total:
         # Whether some lesson holds every word: the same masks, within the filters.
