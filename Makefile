@@ -74,10 +74,11 @@ run: $(VENV)/.installed-prod .flaskenv
 # MUSTER_ENV is the caller's (production unless set). config.py checks the environment
 # first, so a missing SECRET_KEY or DATABASE_URL is one clear line, not a traceback per
 # worker. The search index is not rebuilt here: each worker recovers it as it starts.
+# FLASK_SKIP_DOTENV: the .flaskenv `make run` writes must not turn a server into development.
 serve: $(VENV)/.installed-prod
 	@$(BIN)/python config.py
-	$(FLASK) db upgrade
-	@if [ -n "$(DEMO)" ]; then $(FLASK) demo load --if-empty; fi
+	FLASK_SKIP_DOTENV=1 $(FLASK) db upgrade
+	@if [ -n "$(DEMO)" ]; then FLASK_SKIP_DOTENV=1 $(FLASK) demo load --if-empty; fi
 	exec $(BIN)/gunicorn -c gunicorn.conf.py wsgi:app
 
 migrate: $(VENV)/.installed-prod
@@ -91,5 +92,5 @@ lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
 
 clean:
-	rm -rf $(VENV) instance .pytest_cache .ruff_cache
+	rm -rf $(VENV) instance .flaskenv .pytest_cache .ruff_cache
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

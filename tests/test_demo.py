@@ -74,6 +74,7 @@ def test_demo_logins_work(demo, client):
 def test_demo_data_is_refused_in_production(monkeypatch, database_url, schema):
     monkeypatch.setattr(ProductionConfig, "SECRET_KEY", "p" * 32)
     monkeypatch.setattr(ProductionConfig, "SQLALCHEMY_DATABASE_URI", database_url)
+    monkeypatch.setattr(ProductionConfig, "PROXY_COUNT_GIVEN", "0")
     app = create_app(ProductionConfig)
     result = app.test_cli_runner().invoke(args=["demo", "load"])
     assert result.exit_code == 2

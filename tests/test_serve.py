@@ -37,8 +37,10 @@ def free_port() -> int:
 
 def production_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items()
-           if k not in ("MUSTER_ENV", "SECRET_KEY", "DATABASE_URL", "MUSTER_ALLOW_SQLITE")}
+           if k not in ("MUSTER_ENV", "SECRET_KEY", "DATABASE_URL", "MUSTER_ALLOW_SQLITE",
+                        "MUSTER_PROXY_COUNT", "MUSTER_PROXIES")}
     return {**env, "MUSTER_ENV": "production", "SECRET_KEY": "s" * 40,
+            "MUSTER_PROXY_COUNT": "0",
             "DATABASE_URL": f"sqlite:///{tmp_path / 'muster.db'}",
             "MUSTER_INDEX_DIR": str(tmp_path / "index"), **extra}
 
@@ -153,6 +155,9 @@ def test_gunicorn_serves_replaces_a_killed_worker_and_stops_cleanly(served):
     ({"SECRET_KEY": ""}, "SECRET_KEY must be set"),
     ({"SECRET_KEY": "short"}, "SECRET_KEY must be set"),
     ({"DATABASE_URL": None}, "DATABASE_URL must be set in production"),
+    ({"MUSTER_PROXY_COUNT": None}, "MUSTER_PROXY_COUNT must be set in production"),
+    ({"MUSTER_PROXY_COUNT": "2", "MUSTER_PROXIES": "1"},
+     "MUSTER_PROXY_COUNT='2' and its older name MUSTER_PROXIES='1' disagree"),
     ({"MUSTER_WORKERS": "two"}, "MUSTER_WORKERS must be a whole number"),
     ({"MUSTER_TIMEOUT": "0"}, "MUSTER_TIMEOUT must be a whole number"),
 ])
