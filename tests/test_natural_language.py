@@ -224,6 +224,8 @@ def test_a_strict_query_that_finds_nothing_offers_its_words_ranked(corpus, login
     assert "crane brakes battalion</a>" in html and "its words alone, ranked" in html
     answer = api(client, "crane AND brakes AND battalion")
     assert answer["suggestion"] == "crane brakes battalion"
+    # So is a phrase no lesson holds, among ranked words.
+    assert api(client, '"brakes crane" slipped cold')["suggestion"] == "brakes crane slipped cold"
     # Words no lesson the user may see holds: nothing to offer.
     assert api(client, "zebrafinch AND quokka")["suggestion"] == ""
 

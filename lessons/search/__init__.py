@@ -495,8 +495,7 @@ def search_lessons(user: User, text: str, page: int = 1, per_page: int = 20,
         elif result.total < _SUGGEST_BELOW and parsed.words:
             result.suggestion = _suggestion(searcher, found, text, parsed.words, chosen,
                                             glossary, budget, every)
-        if not result.total and not result.suggestion and parsed.words \
-                and not parsed.clauses:
+        if not result.total and not result.suggestion and parsed.words:
             result.suggestion = _as_words(found, text, chosen, glossary, budget)
             if result.suggestion:
                 result.problems.append(
