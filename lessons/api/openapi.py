@@ -14,7 +14,7 @@ from pydantic import BaseModel
 
 from lessons.api import API_MAX_BODY, bp
 from lessons.api import schemas as s
-from lessons.rules import NATIONS_MAX, TAG_MAX
+from lessons.rules import NATIONS_MAX, QUERY_MAX, TAG_MAX
 from lessons.search import FILTER_VALUE_MAX, FILTERS_MAX
 
 ERROR_TEXT = {
@@ -112,7 +112,7 @@ OPERATIONS: tuple[Operation, ...] = (
               "Search lessons the caller may see (the search page's results, totals and "
               "facets)", s.LessonPage, params=(
                   Param("q", "query", "Search words in the query language.",
-                        {"type": "string", "maxLength": 500}),
+                        {"type": "string", "maxLength": QUERY_MAX}),
                   *(Param(name, "query", f"Filter by {name}.", LIST)
                     for name in ("kind", "status", "tag", "nation", "domain", "function",
                                  "originator", "year")),
