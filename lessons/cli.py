@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 from flask import Flask, current_app
-from flask.cli import AppGroup
+from flask.cli import AppGroup, with_appcontext
 from sqlalchemy import func, select
 
 from lessons import search
@@ -332,6 +332,7 @@ def _backup_failed(exc) -> None:
 
 @click.command("backup")
 @click.argument("file", type=click.Path(dir_okay=False))
+@with_appcontext
 def backup_command(file: str) -> None:
     """Back up the whole database to FILE (SQLite: a database file, safe while the app
     runs; PostgreSQL: a pg_dump custom-format archive). Written aside, then renamed."""
@@ -349,6 +350,7 @@ def backup_command(file: str) -> None:
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
 @click.option("--yes", is_flag=True,
               help="Replace a database that holds data without asking.")
+@with_appcontext
 def restore_command(file: str, yes: bool) -> None:
     """Replace the whole database with the backup in FILE, then rebuild the search
     index. A failed restore leaves the database as it was."""

@@ -15,11 +15,13 @@ import shutil
 import sqlite3
 import subprocess
 import tempfile
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from flask import current_app
 from sqlalchemy import func, inspect, select, text
 from sqlalchemy.engine import URL, make_url
 
@@ -153,11 +155,11 @@ def _backup_sqlite(tmp: Path) -> int:
     raw = db.engine.raw_connection()
     try:
         with closing(sqlite3.connect(tmp)) as copy:
-            raw.driver_connection.backup(copy)
+            raw.driver_connection.backup(copy, progress=_give_up_when_busy())
             # One self-contained file: no -wal beside it to lose when it is copied away.
             copy.execute("PRAGMA journal_mode=DELETE")
             return copy.execute("SELECT count(*) FROM lessons").fetchone()[0]
-    except sqlite3.Error as exc:
+    except (sqlite3.Error, _StillBusy) as exc:
         raise BackupError(f"backup failed: {exc}") from None
     finally:
         raw.close()
@@ -256,6 +258,27 @@ def _sqlite_copy(source: Path) -> Iterator[sqlite3.Connection]:
             yield copy
 
 
+class _StillBusy(Exception):
+    pass
+
+
+def _give_up_when_busy() -> Callable[[int, int, int], None]:
+    """A backup progress callback that ends a copy kept waiting for a lock longer than
+    the app's busy timeout: Python's backup would otherwise retry for ever."""
+    timeout = float(current_app.config.get("SQLITE_BUSY_TIMEOUT", 10.0))
+    waiting_since: list[float] = []
+
+    def progress(status: int, remaining: int, total: int) -> None:  # noqa: ARG001
+        if status not in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+            waiting_since.clear()
+        elif not waiting_since:
+            waiting_since.append(time.monotonic())
+        elif time.monotonic() - waiting_since[0] > timeout:
+            raise _StillBusy(f"database is locked (busy for more than {timeout:g} s)")
+
+    return progress
+
+
 def _restore_sqlite(source: Path) -> None:
     with _sqlite_copy(source) as copy:
         db.session.rollback()
@@ -269,8 +292,8 @@ def _restore_sqlite(source: Path) -> None:
                 copy.execute("VACUUM")
             # One write transaction on the live database: readers see the old rows or
             # the new ones, and a failure (e.g. busy past the timeout) changes nothing.
-            copy.backup(live)
-        except sqlite3.Error as exc:
+            copy.backup(live, progress=_give_up_when_busy())
+        except (sqlite3.Error, _StillBusy) as exc:
             raise BackupError(f"restore failed, the database is unchanged: {exc}") from None
         finally:
             raw.close()

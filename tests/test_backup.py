@@ -1,0 +1,302 @@
+"""``flask backup`` / ``flask restore`` on the database the suite runs on (SQLite or
+PostgreSQL): every row comes back, refusals leave the database as it was, and the
+search index is rebuilt from what was restored.
+
+Restores go into a scratch database (a fresh SQLite file, or a PostgreSQL database
+created beside ``TEST_DATABASE_URL`` and dropped after, as in ``test_migrations``), so
+the suite's shared database keeps its schema for the other tests.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from sqlalchemy import create_engine, select, text
+from sqlalchemy.engine import make_url
+
+from lessons import create_app
+from lessons.extensions import db
+from lessons.models import AuditRecord
+from lessons.services import backups
+from tests.conftest import login
+from tests.test_search import hits
+
+
+def _is_postgresql(url: str) -> bool:
+    return make_url(url).get_backend_name() == "postgresql"
+
+
+@pytest.fixture
+def scratch_url(database_url: str, tmp_path: Path) -> Iterator[str]:
+    """A URL to a database with nothing in it (no tables), removed afterwards."""
+    url = make_url(database_url)
+    if url.get_backend_name() == "sqlite":
+        yield f"sqlite:///{tmp_path / 'restored.db'}"
+        return
+    scratch = f"{url.database}_restore"
+    maintenance = create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    quoted = maintenance.dialect.identifier_preparer.quote(scratch)
+    try:
+        with maintenance.connect() as conn:
+            conn.execute(text(f"DROP DATABASE IF EXISTS {quoted} WITH (FORCE)"))
+            conn.execute(text(f"CREATE DATABASE {quoted}"))
+        yield url.set(database=scratch).render_as_string(hide_password=False)
+    finally:
+        with maintenance.connect() as conn:
+            conn.execute(text(f"DROP DATABASE IF EXISTS {quoted} WITH (FORCE)"))
+        maintenance.dispose()
+
+
+@pytest.fixture
+def fresh_app(scratch_url: str, tmp_path: Path) -> Iterator[Flask]:
+    """An app on the scratch database, as on a fresh machine: no schema, no index."""
+    app = create_app("testing", SQLALCHEMY_DATABASE_URI=scratch_url,
+                     INDEX_DIR=str(tmp_path / "fresh-index"), SQLITE_BUSY_TIMEOUT=0.2)
+    yield app
+    with app.app_context():
+        db.session.remove()
+        db.engine.dispose()
+
+
+def snapshot(app: Flask) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of every table, in primary-key order: what a restore must give back."""
+    with app.app_context():
+        rows = {}
+        for table in db.metadata.sorted_tables:
+            order = list(table.primary_key.columns) or list(table.columns)
+            rows[table.name] = [tuple(row) for row in
+                                db.session.execute(select(table).order_by(*order))]
+        db.session.rollback()
+        return rows
+
+
+def audit_actions(app: Flask) -> list[tuple[str, int | None, str]]:
+    with app.app_context():
+        return [(r.action, r.actor_id, r.comment) for r in db.session.scalars(
+            select(AuditRecord).order_by(AuditRecord.id))]
+
+
+def assert_clean_failure(result, code: int, *words: str) -> None:
+    """A refusal or failure: one ``error:`` line naming the problem, no traceback."""
+    assert result.exit_code == code, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
+    assert "Traceback" not in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    for word in words:
+        assert word in lines[0], lines[0]
+
+
+def test_backup_then_restore_gives_back_every_row_and_a_clean_index(app, demo, fresh_app,
+                                                                     tmp_path):
+    before = snapshot(app)
+    lessons = len(before["lessons"])
+    file = tmp_path / "muster.backup"
+
+    result = app.test_cli_runner().invoke(args=["backup", str(file)])
+    assert result.exit_code == 0, result.output
+    assert f"{file.stat().st_size:,} bytes" in result.output
+    assert f"{lessons} lesson(s)" in result.output
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".muster.backup")]
+    action, actor, comment = audit_actions(app)[-1]
+    assert (action, actor) == ("backup", None) and str(file) in comment
+
+    result = fresh_app.test_cli_runner().invoke(args=["restore", str(file)])
+    assert result.exit_code == 0, result.output
+    assert f"Restored {lessons} lesson(s)" in result.output
+
+    after = snapshot(fresh_app)
+    assert set(after) == set(before)
+    for name in before:
+        if name != "audit_records":
+            assert after[name] == before[name], f"table {name} differs after the restore"
+    # The restored trail is the backup's, plus the restore itself.
+    assert after["audit_records"][:-1] == before["audit_records"]
+    action, actor, comment = audit_actions(fresh_app)[-1]
+    assert (action, actor) == ("restore", None) and str(file) in comment
+
+    check = fresh_app.test_cli_runner().invoke(args=["search", "check"])
+    assert check.exit_code == 0, check.output
+    assert "in step" in check.output
+    # The same search finds the same lessons, in the same order, before and after.
+    found = []
+    for served in (app, fresh_app):
+        client = served.test_client()
+        login(client, "gb.analyst")
+        page = client.get("/search?q=liaison+network")
+        assert page.status_code == 200
+        found.append(hits(page.text))
+    assert found[0] and found[1] == found[0]
+
+
+def test_restore_refuses_what_is_not_a_backup_of_this_database(app, make_user, tmp_path):
+    make_user("gb.keeper")
+    before = snapshot(app)
+    runner = app.test_cli_runner()
+
+    garbage = tmp_path / "garbage.bin"
+    garbage.write_bytes(os.urandom(4096))
+    assert_clean_failure(runner.invoke(args=["restore", str(garbage), "--yes"]), 2,
+                         "not a Muster backup")
+
+    other = tmp_path / "other.db"
+    with sqlite3.connect(other) as conn:
+        conn.execute("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT)")
+    other_kind = tmp_path / "other-kind.backup"
+    if _is_postgresql(str(app.config["SQLALCHEMY_DATABASE_URI"])):
+        other_kind.write_bytes(other.read_bytes())
+        assert_clean_failure(runner.invoke(args=["restore", str(other_kind), "--yes"]), 2,
+                             "SQLite", "this database is PostgreSQL")
+    else:
+        other_kind.write_bytes(b"PGDMP" + os.urandom(2000))
+        assert_clean_failure(runner.invoke(args=["restore", str(other_kind), "--yes"]), 2,
+                             "PostgreSQL", "this database is SQLite")
+        assert_clean_failure(runner.invoke(args=["restore", str(other), "--yes"]), 2,
+                             "not Muster's", "lessons")
+
+    assert snapshot(app) == before
+
+
+def test_restore_refuses_a_database_holding_data_without_yes(app, make_user, make_lesson,
+                                                              tmp_path):
+    make_user("gb.author")
+    make_lesson("gb.author", title="Kept through a refused restore")
+    file = tmp_path / "early.backup"
+    assert app.test_cli_runner().invoke(args=["backup", str(file)]).exit_code == 0
+    make_lesson("gb.author", title="Written after the backup")
+    before = snapshot(app)
+
+    result = app.test_cli_runner().invoke(args=["restore", str(file)], input="y\n")
+    assert_clean_failure(result, 2, "2 lesson(s)", "--yes")
+    assert snapshot(app) == before
+
+
+def test_a_failed_restore_leaves_the_database_as_it_was(app, demo, fresh_app, tmp_path):
+    file = tmp_path / "full.backup"
+    assert app.test_cli_runner().invoke(args=["backup", str(file)]).exit_code == 0
+    runner = fresh_app.test_cli_runner()
+    assert runner.invoke(args=["restore", str(file)]).exit_code == 0
+    with fresh_app.app_context():
+        db.session.execute(text("UPDATE lessons SET title = 'Changed after the restore'"))
+        db.session.commit()
+    before = snapshot(fresh_app)
+
+    # Cut short after its table of contents: PostgreSQL's restore fails part way, in
+    # its one transaction; SQLite's copy aside fails its check before the live file.
+    cut = tmp_path / "cut.backup"
+    cut.write_bytes(file.read_bytes()[: file.stat().st_size * 3 // 4])
+    result = runner.invoke(args=["restore", str(cut), "--yes"])
+    if _is_postgresql(str(app.config["SQLALCHEMY_DATABASE_URI"])):
+        assert_clean_failure(result, 1, "restore failed, the database is unchanged")
+    else:
+        assert_clean_failure(result, 2, str(cut))
+    assert snapshot(fresh_app) == before
+
+
+def test_a_restore_that_cannot_write_leaves_sqlite_as_it_was(app, demo, fresh_app,
+                                                              tmp_path):
+    """The copy into the live file is one write transaction: a writer holding the
+    database past the busy timeout makes the restore fail with nothing changed."""
+    url = make_url(str(fresh_app.config["SQLALCHEMY_DATABASE_URI"]))
+    if url.get_backend_name() != "sqlite":
+        pytest.skip("SQLite's write lock (PostgreSQL's restore is one transaction)")
+    file = tmp_path / "full.backup"
+    assert app.test_cli_runner().invoke(args=["backup", str(file)]).exit_code == 0
+    runner = fresh_app.test_cli_runner()
+    assert runner.invoke(args=["restore", str(file)]).exit_code == 0
+    with fresh_app.app_context():
+        db.session.execute(text("UPDATE lessons SET title = 'Changed after the restore'"))
+        db.session.commit()
+        db.engine.dispose()
+    before = snapshot(fresh_app)
+
+    with sqlite3.connect(url.database, isolation_level=None) as writer:
+        writer.execute("BEGIN IMMEDIATE")
+        result = runner.invoke(args=["restore", str(file), "--yes"])
+        writer.execute("ROLLBACK")
+    assert_clean_failure(result, 1, "the database is unchanged", "locked")
+    assert snapshot(fresh_app) == before
+
+
+def test_backup_to_an_unwritable_place_fails_cleanly(app, make_user, tmp_path):
+    make_user("gb.keeper")
+    runner = app.test_cli_runner()
+    assert_clean_failure(runner.invoke(args=["backup", str(tmp_path / "no" / "x.backup")]),
+                         1, "cannot write")
+    folder = runner.invoke(args=["backup", str(tmp_path)])  # click's own usage error
+    assert folder.exit_code == 2 and "is a directory" in folder.output
+    assert "Traceback" not in folder.output
+    assert [action for action, _, _ in audit_actions(app)].count("backup") == 0
+
+    existing = tmp_path / "kept.backup"
+    existing.write_bytes(b"the previous backup")
+    readonly = tmp_path / "readonly"
+    readonly.mkdir()
+    target = readonly / "x.backup"
+    readonly.chmod(0o500)
+    try:
+        if os.access(readonly, os.W_OK):
+            return  # root writes anywhere; the missing folder above covered the refusal
+        assert_clean_failure(runner.invoke(args=["backup", str(target)]), 1, "cannot write")
+        assert not target.exists()
+    finally:
+        readonly.chmod(0o700)
+
+
+def test_pg_tools_missing_from_path_are_named(app, make_user, tmp_path, monkeypatch):
+    if not _is_postgresql(str(app.config["SQLALCHEMY_DATABASE_URI"])):
+        pytest.skip("PostgreSQL's client tools")
+    make_user("gb.keeper")
+    monkeypatch.setenv("PATH", str(tmp_path))
+    file = tmp_path / "x.backup"
+    assert_clean_failure(app.test_cli_runner().invoke(args=["backup", str(file)]), 1,
+                         "pg_dump not found on PATH")
+    assert not file.exists()
+
+
+def test_the_password_reaches_pg_dump_by_environment_only(app, make_user, tmp_path,
+                                                          monkeypatch):
+    url = make_url(str(app.config["SQLALCHEMY_DATABASE_URI"]))
+    if url.get_backend_name() != "postgresql":
+        pytest.skip("PostgreSQL's client tools")
+    make_user("gb.keeper")
+    secret = "s3cret-not-on-the-command-line"
+    # The test server trusts local connections, so any password connects.
+    with_password = create_app("testing", INDEX_DIR=str(tmp_path / "index"),
+                               SQLALCHEMY_DATABASE_URI=url.set(password=secret)
+                               .render_as_string(hide_password=False))
+    seen: list[tuple[list[str], dict[str, str]]] = []
+    real_run = subprocess.run
+
+    def recording_run(argv, **kwargs):
+        seen.append((list(argv), dict(kwargs.get("env") or {})))
+        return real_run(argv, **kwargs)
+
+    monkeypatch.setattr(backups.subprocess, "run", recording_run)
+    file = tmp_path / "x.backup"
+    try:
+        result = with_password.test_cli_runner().invoke(args=["backup", str(file)])
+    finally:
+        with with_password.app_context():
+            db.engine.dispose()
+    assert result.exit_code == 0, result.output
+    assert seen and all(secret not in " ".join(argv) for argv, _ in seen)
+    assert seen[0][1]["PGPASSWORD"] == secret
+    assert secret not in result.output
+
+
+def test_pg_environment_maps_the_url():
+    url = make_url("postgresql+psycopg://muster:pw@db.example:6543/lessons"
+                   "?sslmode=verify-full&application_name=muster-backup")
+    assert backups.pg_environment(url) == {
+        "PGHOST": "db.example", "PGPORT": "6543", "PGUSER": "muster", "PGPASSWORD": "pw",
+        "PGDATABASE": "lessons", "PGSSLMODE": "verify-full", "PGAPPNAME": "muster-backup"}
+    with pytest.raises(backups.BackupError, match="'frobnicate'"):
+        backups.pg_environment(make_url("postgresql://h/db?frobnicate=1"))
