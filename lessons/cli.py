@@ -370,6 +370,9 @@ def restore_command(file: str, yes: bool) -> None:
         report = backups.restore(file, replace=True)
     except backups.BackupError as exc:
         _backup_failed(exc)
+    if report.upgraded_from:
+        click.echo(f"The backup's schema {report.upgraded_from} was upgraded to this "
+                   f"Muster's.")
     click.echo(f"Restored {report.contents.describe()} from {report.path}; search index "
                f"rebuilt ({report.indexed} lesson(s)).")
 

@@ -12,10 +12,12 @@ from __future__ import annotations
 import os
 import sqlite3
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
+import flask_migrate
 import pytest
 from flask import Flask
 from sqlalchemy import create_engine, select, text
@@ -26,6 +28,7 @@ from lessons.extensions import db
 from lessons.models import AuditRecord
 from lessons.services import backups
 from tests.conftest import login
+from tests.test_migrations import running_alembic, schema_diff
 from tests.test_search import hits
 
 
@@ -34,24 +37,38 @@ def _is_postgresql(url: str) -> bool:
 
 
 @pytest.fixture
-def scratch_url(database_url: str, tmp_path: Path) -> Iterator[str]:
-    """A URL to a database with nothing in it (no tables), removed afterwards."""
+def scratch(database_url: str, tmp_path: Path) -> Iterator[Callable[[str], str]]:
+    """Makes URLs to databases with nothing in them (no tables), removed afterwards."""
     url = make_url(database_url)
-    if url.get_backend_name() == "sqlite":
-        yield f"sqlite:///{tmp_path / 'restored.db'}"
-        return
-    scratch = f"{url.database}_restore"
     maintenance = create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
-    quoted = maintenance.dialect.identifier_preparer.quote(scratch)
-    try:
+    made: list[str] = []
+
+    def drop(quoted: str) -> None:
         with maintenance.connect() as conn:
             conn.execute(text(f"DROP DATABASE IF EXISTS {quoted} WITH (FORCE)"))
+
+    def make(name: str) -> str:
+        if url.get_backend_name() == "sqlite":
+            return f"sqlite:///{tmp_path / f'{name}.db'}"
+        database = f"{url.database}_{name}"
+        quoted = maintenance.dialect.identifier_preparer.quote(database)
+        made.append(quoted)
+        drop(quoted)  # a run killed mid-test may have left it behind
+        with maintenance.connect() as conn:
             conn.execute(text(f"CREATE DATABASE {quoted}"))
-        yield url.set(database=scratch).render_as_string(hide_password=False)
+        return url.set(database=database).render_as_string(hide_password=False)
+
+    try:
+        yield make
     finally:
-        with maintenance.connect() as conn:
-            conn.execute(text(f"DROP DATABASE IF EXISTS {quoted} WITH (FORCE)"))
+        for quoted in made:
+            drop(quoted)
         maintenance.dispose()
+
+
+@pytest.fixture
+def scratch_url(scratch: Callable[[str], str]) -> str:
+    return scratch("restore")
 
 
 @pytest.fixture
@@ -300,3 +317,58 @@ def test_pg_environment_maps_the_url():
         "PGDATABASE": "lessons", "PGSSLMODE": "verify-full", "PGAPPNAME": "muster-backup"}
     with pytest.raises(backups.BackupError, match="'frobnicate'"):
         backups.pg_environment(make_url("postgresql://h/db?frobnicate=1"))
+
+
+def test_a_backup_from_an_older_muster_is_upgraded_as_it_is_restored(scratch, tmp_path):
+    old_url = scratch("old_schema")
+    old = create_app("testing", SQLALCHEMY_DATABASE_URI=old_url,
+                     INDEX_DIR=str(tmp_path / "old-index"))
+    file = tmp_path / "old.backup"
+    with old.app_context():
+        with running_alembic():
+            flask_migrate.upgrade(revision="0009")
+        db.engine.dispose()
+    # The backup the older Muster would have made (its own models are not these).
+    url = make_url(old_url)
+    if url.get_backend_name() == "sqlite":
+        with closing(sqlite3.connect(url.database)) as source, \
+                closing(sqlite3.connect(file)) as target:
+            source.backup(target)
+    else:
+        subprocess.run(["pg_dump", "--format=custom", f"--file={file}"], check=True,
+                       env={**os.environ, **backups.pg_environment(url)})
+
+    new = create_app("testing", SQLALCHEMY_DATABASE_URI=scratch("new_schema"),
+                     INDEX_DIR=str(tmp_path / "new-index"))
+    try:
+        with running_alembic():
+            result = new.test_cli_runner().invoke(args=["restore", str(file)])
+        assert result.exit_code == 0, result.output
+        assert "schema 0009 was upgraded" in result.output
+        assert schema_diff(new) == []
+        with new.app_context():
+            head = db.session.scalar(text("SELECT version_num FROM alembic_version"))
+        migrations = str(Path(__file__).resolve().parents[1] / "migrations")
+        assert head == backups.ScriptDirectory(migrations).get_current_head()
+        assert audit_actions(new)[-1][:2] == ("restore", None)
+        assert new.test_cli_runner().invoke(args=["search", "check"]).exit_code == 0
+    finally:
+        with new.app_context():
+            db.session.remove()
+            db.engine.dispose()
+
+
+def test_a_backup_from_a_newer_muster_is_refused(app, make_user, tmp_path):
+    make_user("gb.keeper")
+    file = tmp_path / "newer.backup"
+    assert app.test_cli_runner().invoke(args=["backup", str(file)]).exit_code == 0
+    if make_url(str(app.config["SQLALCHEMY_DATABASE_URI"])).get_backend_name() != "sqlite":
+        pytest.skip("an SQLite file is simple to edit; the check is the same for both")
+    with closing(sqlite3.connect(file)) as conn:
+        conn.execute("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL)")
+        conn.execute("INSERT INTO alembic_version VALUES ('9999')")
+        conn.commit()
+    before = snapshot(app)
+    assert_clean_failure(app.test_cli_runner().invoke(args=["restore", str(file), "--yes"]),
+                         2, "9999", "newer than this Muster")
+    assert snapshot(app) == before

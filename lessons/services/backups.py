@@ -21,6 +21,8 @@ from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import flask_migrate
+from alembic.script import ScriptDirectory
 from flask import current_app
 from sqlalchemy import func, inspect, select, text
 from sqlalchemy.engine import URL, make_url
@@ -92,6 +94,7 @@ class RestoreReport:
     kind: str
     contents: Contents  # what the database holds after the restore
     indexed: int  # lessons in the rebuilt search index
+    upgraded_from: str | None = None  # the backup's older schema revision, if upgraded
 
 
 def _url() -> URL:
@@ -213,6 +216,12 @@ def restore(path: str | os.PathLike[str], *, replace: bool = False) -> RestoreRe
     false. A restore that fails leaves the database as it was."""
     source = Path(path)
     kind = check_backup(source)
+    revision = backup_revision(source, kind)
+    scripts = _migrations()
+    if revision is not None and revision not in {r.revision for r in scripts.walk_revisions()}:
+        raise BackupError(f"{source} holds database schema {revision}, newer than this "
+                          f"Muster knows ({scripts.get_current_head()}): restore it with the "
+                          f"Muster that made it", refused=True)
     before = contents()
     if not before.empty and not replace:
         raise BackupError(f"the database holds {before.describe()}; restoring would "
@@ -223,10 +232,49 @@ def restore(path: str | os.PathLike[str], *, replace: bool = False) -> RestoreRe
         _restore_postgresql(source)
     db.session.remove()
     db.engine.dispose()  # no pooled connection keeps the old database's state
-    report = search.reindex()
+    upgraded = None
+    if revision is not None and revision != scripts.get_current_head():
+        # A backup from an older Muster: its schema becomes this one's before anything
+        # here reads or writes it with this Muster's models.
+        flask_migrate.upgrade()
+        db.session.remove()
+        db.engine.dispose()
+        upgraded = revision
     audit.record("restore", actor=None, comment=f"from {source.resolve()} ({kind})")
     db.session.commit()
-    return RestoreReport(source, kind, contents(), report.documents)
+    try:
+        report = search.reindex()
+    except (search.IndexBusy, OSError) as exc:
+        raise BackupError(f"restored, but rebuilding the search index failed ({exc}); "
+                          f"run `flask search reindex`") from None
+    return RestoreReport(source, kind, contents(), report.documents, upgraded)
+
+
+def _migrations() -> ScriptDirectory:
+    return ScriptDirectory(current_app.extensions["migrate"].directory)
+
+
+def backup_revision(source: Path, kind: str) -> str | None:
+    """The schema revision (Alembic's) the backup was taken at; ``None`` when it holds
+    none (a database made without the migrations) or it cannot be read here (then the
+    restore's own checks refuse it)."""
+    if kind == "sqlite":
+        try:
+            with closing(sqlite3.connect(f"{source.resolve().as_uri()}?mode=ro",
+                                         uri=True)) as conn:
+                row = conn.execute("SELECT version_num FROM alembic_version").fetchone()
+        except sqlite3.Error:
+            return None
+        return row[0] if row else None
+    data = _run([_tool("pg_restore"), "--data-only", "--table=alembic_version",
+                 "--file=-", str(source)], "pg_restore", refused=True, database=False,
+                failure=f"{source} is not a readable pg_dump archive")
+    lines = data.splitlines()
+    for number, line in enumerate(lines):
+        if line.startswith("COPY ") and "alembic_version" in line:
+            first = lines[number + 1] if number + 1 < len(lines) else "\\."
+            return None if first == "\\." else first.strip()
+    return None
 
 
 @contextmanager
