@@ -10,8 +10,11 @@ the suite's shared database keeps its schema for the other tests.
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
 import subprocess
+import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import closing
 from pathlib import Path
@@ -372,3 +375,59 @@ def test_a_backup_from_a_newer_muster_is_refused(app, make_user, tmp_path):
     assert_clean_failure(app.test_cli_runner().invoke(args=["restore", str(file), "--yes"]),
                          2, "9999", "newer than this Muster")
     assert snapshot(app) == before
+
+
+def test_a_backup_taken_while_lessons_are_written_is_one_consistent_moment(
+        app, make_user, fresh_app, tmp_path):
+    """The app keeps serving during a backup: the file holds every lesson committed
+    before one moment and none after, each with its audit record, and the count the
+    command prints is the file's own."""
+    from lessons.models import Lesson, User
+    from lessons.services import lessons as service
+    from tests.conftest import lesson_fields
+
+    make_user("gb.author")
+    stop = threading.Event()
+    written: list[int] = []
+    errors: list[BaseException] = []
+
+    def write() -> None:
+        with app.app_context():
+            author = db.session.scalar(select(User).where(User.username == "gb.author"))
+            try:
+                while not stop.is_set():
+                    service.create_lesson(author, lesson_fields(
+                        title=f"Written during a backup, number {len(written)}"))
+                    written.append(1)
+            except BaseException as exc:  # noqa: BLE001 - reported below
+                errors.append(exc)
+            finally:
+                db.session.remove()
+
+    file = tmp_path / "busy.backup"
+    writer = threading.Thread(target=write)
+    writer.start()
+    try:
+        deadline = time.monotonic() + 30
+        while len(written) < 5 and time.monotonic() < deadline and not errors:
+            time.sleep(0.01)
+        result = app.test_cli_runner().invoke(args=["backup", str(file)])
+        during = len(written)
+        time.sleep(0.2)  # and writes go on after it
+    finally:
+        stop.set()
+        writer.join(timeout=30)
+    assert not errors, errors
+    assert result.exit_code == 0, result.output
+    reported = int(re.search(r"(\d+) lesson\(s\)", result.output).group(1))
+    # (One lesson may be committed but not yet counted by the writer.)
+    assert 5 <= reported <= during + 1 and reported < len(written)
+
+    restored = fresh_app.test_cli_runner().invoke(args=["restore", str(file)])
+    assert restored.exit_code == 0, restored.output
+    with fresh_app.app_context():
+        ids = set(db.session.scalars(select(Lesson.id)))
+        created = set(db.session.scalars(select(AuditRecord.lesson_id).where(
+            AuditRecord.action == "created")))
+    assert len(ids) == reported
+    assert created == ids
