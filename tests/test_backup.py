@@ -10,9 +10,12 @@ the suite's shared database keeps its schema for the other tests.
 from __future__ import annotations
 
 import os
+import pty
 import re
+import selectors
 import sqlite3
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -437,3 +440,67 @@ def test_a_backup_taken_while_lessons_are_written_is_one_consistent_moment(
             AuditRecord.action == "created")))
     assert len(ids) == reported
     assert created == ids
+
+
+def _restore_in_a_terminal(url: str, index: Path, file: Path, answer: str) -> tuple[int, str]:
+    """``flask restore FILE`` run as a person would, in a terminal, answering its
+    question with ``answer``; its exit code and what it showed."""
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root), "MUSTER_ENV": "testing",
+           "TEST_DATABASE_URL": url, "MUSTER_INDEX_DIR": str(index)}
+    flask = Path(sys.executable).parent / "flask"
+    primary, secondary = pty.openpty()
+    process = subprocess.Popen([str(flask), "--app", "wsgi", "restore", str(file)],
+                               stdin=secondary, stdout=secondary, stderr=secondary,
+                               cwd=root, env=env)
+    os.close(secondary)
+    shown = b""
+    answered = False
+    deadline = time.monotonic() + 60
+    waiting = selectors.DefaultSelector()
+    waiting.register(primary, selectors.EVENT_READ)
+    try:
+        while time.monotonic() < deadline:
+            if waiting.select(timeout=0.5):
+                try:
+                    chunk = os.read(primary, 4096)
+                except OSError:  # the terminal closed: the command has ended
+                    break
+                if not chunk:
+                    break
+                shown += chunk
+            if not answered and b"[y/N]" in shown:
+                os.write(primary, answer.encode() + b"\n")
+                answered = True
+        return process.wait(timeout=30), shown.decode("utf-8", "replace")
+    finally:
+        waiting.close()
+        os.close(primary)
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def test_in_a_terminal_restore_asks_before_replacing_data(app, demo, fresh_app, scratch_url,
+                                                         tmp_path):
+    file = tmp_path / "asked.backup"
+    assert app.test_cli_runner().invoke(args=["backup", str(file)]).exit_code == 0
+    assert fresh_app.test_cli_runner().invoke(args=["restore", str(file)]).exit_code == 0
+    with fresh_app.app_context():
+        db.session.execute(text("UPDATE lessons SET title = 'Changed after the restore'"))
+        db.session.commit()
+        db.engine.dispose()
+    before = snapshot(fresh_app)
+    index = tmp_path / "fresh-index"
+
+    code, shown = _restore_in_a_terminal(scratch_url, index, file, "n")
+    assert code == 2, shown
+    assert "Replace them with the backup? [y/N]" in shown and "nothing restored" in shown
+    assert snapshot(fresh_app) == before
+
+    code, shown = _restore_in_a_terminal(scratch_url, index, file, "y")
+    assert code == 0, shown
+    assert "Restored" in shown
+    with fresh_app.app_context():
+        titles = set(db.session.scalars(text("SELECT title FROM lessons")))
+    assert "Changed after the restore" not in titles
