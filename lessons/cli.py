@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import click
 from flask import Flask, current_app
@@ -14,6 +15,7 @@ from lessons import search
 from lessons.errors import ConcurrentChange, NotAllowed, ValidationFailed
 from lessons.extensions import db
 from lessons.models import User
+from lessons.services import backups
 from lessons.services import users as user_service
 
 users_cli = AppGroup("users", help="Create, change and list user accounts.")
@@ -324,7 +326,7 @@ def export_command(file: str, as_user: str | None, fmt: str | None) -> None:
     click.echo(f"Exported {len(lessons)} lesson(s).", err=file == "-")
 
 
-def _backup_failed(exc) -> None:
+def _backup_failed(exc: backups.BackupError) -> NoReturn:
     """Exit 2 when the request was refused (nothing attempted), 1 when it failed."""
     click.echo(f"error: {exc.message}", err=True)
     sys.exit(2 if exc.refused else 1)
@@ -336,8 +338,6 @@ def _backup_failed(exc) -> None:
 def backup_command(file: str) -> None:
     """Back up the whole database to FILE (SQLite: a database file, safe while the app
     runs; PostgreSQL: a pg_dump custom-format archive). Written aside, then renamed."""
-    from lessons.services import backups
-
     try:
         report = backups.backup(file)
     except backups.BackupError as exc:
@@ -354,16 +354,12 @@ def backup_command(file: str) -> None:
 def restore_command(file: str, yes: bool) -> None:
     """Replace the whole database with the backup in FILE, then rebuild the search
     index. A failed restore leaves the database as it was."""
-    from lessons.services import backups
-
     try:
         backups.check_backup(file)
         held = backups.contents()
         if not held.empty and not yes:
             if not sys.stdin.isatty():
-                raise backups.BackupError(
-                    f"the database holds {held.describe()}; restoring would replace "
-                    f"them (use --yes)", refused=True)
+                raise backups.replace_refused(held)
             if not click.confirm(f"The database holds {held.describe()}. Replace them "
                                  f"with the backup?", default=False):
                 raise backups.BackupError("nothing restored", refused=True)

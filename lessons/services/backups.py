@@ -123,6 +123,11 @@ def contents() -> Contents:
     return found
 
 
+def replace_refused(held: Contents) -> BackupError:
+    return BackupError(f"the database holds {held.describe()}; restoring would replace "
+                       f"them (use --yes)", refused=True)
+
+
 # --- backup ---------------------------------------------------------------------------------
 def backup(path: str | os.PathLike[str]) -> BackupReport:
     """Write a backup of the whole database to ``path``: beside it first, then renamed,
@@ -224,8 +229,7 @@ def restore(path: str | os.PathLike[str], *, replace: bool = False) -> RestoreRe
                           f"Muster that made it", refused=True)
     before = contents()
     if not before.empty and not replace:
-        raise BackupError(f"the database holds {before.describe()}; restoring would "
-                          f"replace them (use --yes)", refused=True)
+        raise replace_refused(before)
     if kind == "sqlite":
         _restore_sqlite(source)
     else:
