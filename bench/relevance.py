@@ -53,7 +53,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
 import shutil
 import sys
@@ -73,6 +72,8 @@ from whoosh.analysis import StandardAnalyzer  # noqa: E402
 from whoosh.fields import ID, TEXT, Schema  # noqa: E402
 from whoosh.filedb.filestore import RamStorage  # noqa: E402
 from whoosh.query import Or, Term  # noqa: E402
+
+from bench.search_bench import machine  # noqa: E402
 
 DATA_DIR = Path(os.environ.get("MUSTER_SHARED_DATA") or ROOT.parent / "shared" / "data")
 NASA_FILE = DATA_DIR / "nasa_llis.jsonl"
@@ -323,18 +324,6 @@ def evaluate(queries: list[Query], ids: dict[tuple[str, str], int],
         rank = found.index(target) + 1 if target in found else None
         outcomes.append(Outcome(query, rank, len(found)))
     return outcomes, time.perf_counter() - started
-
-
-def machine() -> str:
-    model = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{model}, {os.cpu_count()} cpu, Python {platform.python_version()}"
 
 
 def _pct(value: float | None) -> str:
