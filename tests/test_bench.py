@@ -7,7 +7,6 @@ generates the same valid corpus and distinct queries from the same seed.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -20,6 +19,7 @@ import pytest
 
 from lessons.reference import group_rows, nation_rows
 from lessons.rules import check_lesson
+from tests.bench_module import load_script
 
 BENCH = Path(__file__).resolve().parents[1] / "bench" / "search_bench.py"
 FIGURES = ("n", "build_docs_per_s", "update_ms", "search_p50_ms", "search_p95_ms",
@@ -43,15 +43,7 @@ def figures(tmp_path_factory: pytest.TempPathFactory) -> dict:
 @pytest.fixture(scope="module")
 def bench() -> Iterator[ModuleType]:
     """The script as a module (bench/ is not a package)."""
-    spec = importlib.util.spec_from_file_location("search_bench", BENCH)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up by name
-    try:
-        spec.loader.exec_module(module)
-        yield module
-    finally:
-        sys.modules.pop(spec.name, None)
+    yield from load_script(BENCH, "search_bench")
 
 
 def test_last_line_holds_every_figure(figures: dict) -> None:

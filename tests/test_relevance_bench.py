@@ -7,7 +7,6 @@ figures, and that it refuses a query set that could not measure search fairly.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -18,6 +17,8 @@ from types import ModuleType
 
 import pytest
 
+from tests.bench_module import load_script
+
 BENCH = Path(__file__).resolve().parents[1] / "bench" / "relevance.py"
 TIMEOUT_S = 180  # about 25 s on two busy cores; a hang must not stall the suite
 FIGURES = ("queries", "top1", "top10", "mrr", "no_result")
@@ -26,15 +27,7 @@ FIGURES = ("queries", "top1", "top10", "mrr", "no_result")
 @pytest.fixture(scope="module")
 def bench() -> Iterator[ModuleType]:
     """The script as a module (bench/ is not a package)."""
-    spec = importlib.util.spec_from_file_location("relevance_bench", BENCH)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up by name
-    try:
-        spec.loader.exec_module(module)
-        yield module
-    finally:
-        sys.modules.pop(spec.name, None)
+    yield from load_script(BENCH, "relevance_bench")
 
 
 @pytest.fixture(scope="module")
