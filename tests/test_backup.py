@@ -117,6 +117,17 @@ def assert_clean_failure(result, code: int, *words: str) -> None:
         assert word in lines[0], lines[0]
 
 
+def restored_then_changed(app: Flask, fresh_app: Flask, file: Path) -> None:
+    """Back up app into file, restore it into fresh_app, then change every title there:
+    a later restore's effect (or its absence) then shows in the titles."""
+    assert app.test_cli_runner().invoke(args=["backup", str(file)]).exit_code == 0
+    assert fresh_app.test_cli_runner().invoke(args=["restore", str(file)]).exit_code == 0
+    with fresh_app.app_context():
+        db.session.execute(text("UPDATE lessons SET title = 'Changed after the restore'"))
+        db.session.commit()
+        db.engine.dispose()
+
+
 def test_backup_then_restore_gives_back_every_row_and_a_clean_index(app, demo, fresh_app,
                                                                      tmp_path):
     before = snapshot(app)
@@ -203,12 +214,8 @@ def test_restore_refuses_a_database_holding_data_without_yes(app, make_user, mak
 
 def test_a_failed_restore_leaves_the_database_as_it_was(app, demo, fresh_app, tmp_path):
     file = tmp_path / "full.backup"
-    assert app.test_cli_runner().invoke(args=["backup", str(file)]).exit_code == 0
+    restored_then_changed(app, fresh_app, file)
     runner = fresh_app.test_cli_runner()
-    assert runner.invoke(args=["restore", str(file)]).exit_code == 0
-    with fresh_app.app_context():
-        db.session.execute(text("UPDATE lessons SET title = 'Changed after the restore'"))
-        db.session.commit()
     before = snapshot(fresh_app)
 
     # Cut short after its table of contents: PostgreSQL's restore fails part way, in
@@ -231,13 +238,8 @@ def test_a_restore_that_cannot_write_leaves_sqlite_as_it_was(app, demo, fresh_ap
     if url.get_backend_name() != "sqlite":
         pytest.skip("SQLite's write lock (PostgreSQL's restore is one transaction)")
     file = tmp_path / "full.backup"
-    assert app.test_cli_runner().invoke(args=["backup", str(file)]).exit_code == 0
+    restored_then_changed(app, fresh_app, file)
     runner = fresh_app.test_cli_runner()
-    assert runner.invoke(args=["restore", str(file)]).exit_code == 0
-    with fresh_app.app_context():
-        db.session.execute(text("UPDATE lessons SET title = 'Changed after the restore'"))
-        db.session.commit()
-        db.engine.dispose()
     before = snapshot(fresh_app)
 
     with sqlite3.connect(url.database, isolation_level=None) as writer:
@@ -484,12 +486,7 @@ def _restore_in_a_terminal(url: str, index: Path, file: Path, answer: str) -> tu
 def test_in_a_terminal_restore_asks_before_replacing_data(app, demo, fresh_app, scratch_url,
                                                          tmp_path):
     file = tmp_path / "asked.backup"
-    assert app.test_cli_runner().invoke(args=["backup", str(file)]).exit_code == 0
-    assert fresh_app.test_cli_runner().invoke(args=["restore", str(file)]).exit_code == 0
-    with fresh_app.app_context():
-        db.session.execute(text("UPDATE lessons SET title = 'Changed after the restore'"))
-        db.session.commit()
-        db.engine.dispose()
+    restored_then_changed(app, fresh_app, file)
     before = snapshot(fresh_app)
     index = tmp_path / "fresh-index"
 
