@@ -17,6 +17,7 @@ from flask import Flask, request, session
 from flask_login import current_user, login_user, logout_user
 
 from lessons.models import User
+from lessons.services import audit
 from lessons.services import sessions as session_rows
 
 SESSION_KEY = "_sid"
@@ -45,7 +46,8 @@ def _agent() -> str:
 
 
 def _address() -> str:
-    return (request.remote_addr or "")[:64]
+    """The address a session is bound to: the one the audit trail records."""
+    return audit.client_address() or ""
 
 
 def start(user: User) -> None:

@@ -24,6 +24,7 @@ from limits import parse_many
 from limits.storage import Storage
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from lessons.services import audit
 from lessons.sessions import whole_setting
 
 EXTENSION = "muster.limiter"
@@ -100,7 +101,8 @@ def _setting(name: str) -> Callable[[], str]:
 
 
 def client_address() -> str:
-    return request.remote_addr or "unknown"
+    """The address throttles count by: the one the audit trail records."""
+    return audit.client_address() or "unknown"
 
 
 def _api_key() -> str:
