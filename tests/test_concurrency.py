@@ -342,22 +342,38 @@ def stored_links(app: Flask, public_id: str) -> int:
             (LessonLink.lesson_id == lesson_id) | (LessonLink.linked_lesson_id == lesson_id)))
 
 
+@pytest.fixture
+def analysts(make_user, people, server, monkeypatch) -> list[Http]:
+    """LINKERS analysts of one nation, logged in, with the link cap lowered to LINK_CAP."""
+    monkeypatch.setattr(lesson_service, "LINKS_MAX", LINK_CAP)
+    for n in range(3, LINKERS + 1):
+        make_user(f"gb.an{n}", "GBR", ("contributor", "analyst"))
+    return [Http(server).login(f"gb.an{n}") for n in range(1, LINKERS + 1)]
+
+
+def lesson_one_link_short(app: Flask) -> str:
+    """A new lesson with LINK_CAP - 1 links made by the analysts' nation."""
+    full = new_lesson(app)
+    with app.app_context():
+        for _ in range(LINK_CAP - 1):
+            lesson_service.link_lessons(user("gb.an1"), full, new_lesson(app))
+    return full
+
+
+def assert_one_linked_and_the_rest_capped(app: Flask, full: str, responses: list) -> None:
+    assert stored_links(app, full) == LINK_CAP
+    assert sorted(r.status for r in responses) == [302] + [422] * (LINKERS - 1)
+    assert all(f"{LINK_CAP} links" in r.text for r in responses if r.status == 422)
+
+
 @pytest.mark.parametrize("side", ["from", "to"])
-def test_links_sent_at_once_never_pass_the_link_cap(app, make_user, people, server,
-                                                    monkeypatch, side):
+def test_links_sent_at_once_never_pass_the_link_cap(app, analysts, side):
     """A lesson one link short of the cap, and several links to it (or from it) sent at
     once: one is made, the others are refused with the cap's reason, whichever side of
     the link the full lesson is on ("from": its editor sees LINKS_MAX links; "to": its
     nation has made LINKS_MAX links to it)."""
-    monkeypatch.setattr(lesson_service, "LINKS_MAX", LINK_CAP)
-    for n in range(3, LINKERS + 1):
-        make_user(f"gb.an{n}", "GBR", ("contributor", "analyst"))
-    analysts = [Http(server).login(f"gb.an{n}") for n in range(1, LINKERS + 1)]
     for _ in range(ROUNDS // 4):
-        full = new_lesson(app)
-        with app.app_context():
-            for _ in range(LINK_CAP - 1):
-                lesson_service.link_lessons(user("gb.an1"), full, new_lesson(app))
+        full = lesson_one_link_short(app)
         others = [new_lesson(app) for _ in analysts]
         if side == "from":
             calls = [partial(a.send, "POST", f"/lessons/{full}/links", form={"other": o})
@@ -366,9 +382,7 @@ def test_links_sent_at_once_never_pass_the_link_cap(app, make_user, people, serv
             calls = [partial(a.send, "POST", f"/lessons/{o}/links", form={"other": full})
                      for a, o in zip(analysts, others, strict=True)]
         responses = race(*calls)
-        assert stored_links(app, full) == LINK_CAP
-        assert sorted(r.status for r in responses) == [302] + [422] * (LINKERS - 1)
-        assert all(f"{LINK_CAP} links" in r.text for r in responses if r.status == 422)
+        assert_one_linked_and_the_rest_capped(app, full, responses)
 
 
 def test_two_lessons_linked_to_each_other_at_once_are_linked_once(app, people, server):
@@ -387,29 +401,21 @@ def test_two_lessons_linked_to_each_other_at_once_are_linked_once(app, people, s
 
 
 def test_new_lessons_linked_at_once_to_one_lesson_never_pass_the_nation_link_cap(
-        app, make_user, people, server, monkeypatch):
+        app, analysts):
     """New lessons saved at once, each linked to a lesson to which their nation has made
     one link fewer than the cap: one is saved with its link, the others are refused with
     the cap's reason and store nothing."""
     from tests.test_capture import form_data
 
-    monkeypatch.setattr(lesson_service, "LINKS_MAX", LINK_CAP)
-    for n in range(3, LINKERS + 1):
-        make_user(f"gb.an{n}", "GBR", ("contributor", "analyst"))
-    authors = [Http(server).login(f"gb.an{n}") for n in range(1, LINKERS + 1)]
     for _ in range(ROUNDS // 4):
-        full = new_lesson(app)
+        full = lesson_one_link_short(app)
         with app.app_context():
-            for _ in range(LINK_CAP - 1):
-                lesson_service.link_lessons(user("gb.an1"), full, new_lesson(app))
             lessons_before = db.session.scalar(select(func.count()).select_from(Lesson))
         responses = race(*[
             partial(a.send, "POST", "/lessons/new",
                     form=form_data(action="save", link_to=[full]))
-            for a in authors])
-        assert stored_links(app, full) == LINK_CAP
-        assert sorted(r.status for r in responses) == [302] + [422] * (LINKERS - 1)
-        assert all(f"{LINK_CAP} links" in r.text for r in responses if r.status == 422)
+            for a in analysts])
+        assert_one_linked_and_the_rest_capped(app, full, responses)
         with app.app_context():
             assert db.session.scalar(select(func.count()).select_from(Lesson)) == \
                 lessons_before + 1
