@@ -156,6 +156,7 @@ def set_roles(user: User, roles: Iterable[str], *, actor: User | None) -> bool:
     if unknown:
         raise ValidationFailed({"roles": f"Unknown role(s) {', '.join(unknown)}; choose "
                                          f"from {', '.join(ROLES)}."})
+    _lock(user)
     old = user.roles
     if wanted == old:
         return False
@@ -170,6 +171,7 @@ def set_active(user: User, active: bool, *, actor: User | None) -> bool:
     """Deactivate (or reactivate) ``user``: a deactivated user cannot log in, their
     sessions and API tokens stop working. Commits with an audit entry; ``False`` when
     the user already was so (no entry)."""
+    _lock(user)
     if user.active == active:
         return False
     user.active = active
@@ -178,6 +180,14 @@ def set_active(user: User, active: bool, *, actor: User | None) -> bool:
                  comment="inactive \u2192 active" if active else "active \u2192 inactive")
     db.session.commit()
     return True
+
+
+def _lock(user: User) -> None:
+    """Reload ``user`` locked until commit (PostgreSQL), so two changes at once queue and
+    the second's audit entry names the first's result as its "old"."""
+    from lessons.services.lessons import locked  # noqa: PLC0415
+
+    db.session.scalar(locked(select(User).where(User.id == user.id), User))
 
 
 def _listed(roles: Iterable[str]) -> str:
