@@ -577,16 +577,7 @@ def explain_scores(user: User, text: str, glossary: Glossary | None = None,
     generation, searcher = store().searcher_with_generation()
     leaves = masks.leaves(searcher, generation)
     found = _matches(leaves, visible_masks(user, leaves), parsed.query, {})
-    collection = rank.Collection(found.leaves, found.visible)
-    if parsed.clauses:
-        clauses = [rank.scored_terms(clause) for clause in parsed.clauses]
-        extra, constant = rank.parts(parsed.required) if parsed.required is not None \
-            else ([], [])
-        scored = rank.natural_scored(collection, found.matched, clauses, extra, limit,
-                                     constant)
-    else:
-        terms, constant = rank.parts(parsed.query)
-        scored = rank.scored(collection, found.matched, terms, limit, constant)
+    scored = _scored(parsed, found, limit)
     return [(int(searcher.stored_fields(doc)["lesson_id"]), score) for doc, score in scored]
 
 
@@ -595,21 +586,25 @@ def _ranked(parsed_query: query.ParsedQuery, found: _Matches, need: int,
     """Global document numbers of the first ``need`` allowed documents, best (or newest)
     first: our own BM25 over the postings (see ``rank``), wildcards expanded by Whoosh,
     with statistics of the lessons the user may see, never the whole index's. Ranked
-    plain words also count how many of the words each lesson holds (``rank.natural``)."""
+    plain words also count how many of the words each lesson holds
+    (``rank.natural_scored``)."""
     if newest:
         return rank.newest(found.leaves, found.matched, need)
+    return [doc for doc, _ in _scored(parsed_query, found, need)]
+
+
+def _scored(parsed: query.ParsedQuery, found: _Matches, need: int) -> list[tuple[int, float]]:
+    """``_ranked`` by relevance, each document with its score: the one ranking that the
+    search page, the API and ``explain_scores`` share. Each part of the query is walked
+    once (``rank.parts``); wildcard and fuzzy parts add their boost as a constant."""
     collection = rank.Collection(found.leaves, found.visible)
-    parsed = parsed_query.query
-    if parsed_query.clauses:
-        clauses = [rank.scored_terms(clause) for clause in parsed_query.clauses]
-        required = parsed_query.required
-        extra, constant = rank.parts(required) if required is not None else ([], [])
-        return rank.natural(collection, found.matched, clauses, extra, need, constant)
-    try:
-        terms = rank.scored_terms(parsed)
-    except rank.NotRankable:
-        return rank.expanded(collection, parsed, found.matched, need)
-    return rank.top(collection, found.matched, terms, need)
+    if parsed.clauses:
+        clauses = [rank.scored_terms(clause) for clause in parsed.clauses]
+        extra, constant = rank.parts(parsed.required) if parsed.required is not None \
+            else ([], [])
+        return rank.natural_scored(collection, found.matched, clauses, extra, need, constant)
+    terms, constant = rank.parts(parsed.query)
+    return rank.scored(collection, found.matched, terms, need, constant)
 
 
 def _as_words(found: _Matches, text: str, filters: dict[str, list[str]],

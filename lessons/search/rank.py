@@ -10,7 +10,7 @@ added into a score table: one vectorised multiply-add per posting, then the best
 
 Scores are Okapi BM25, title words weighted by the title boost; phrase words score as
 words (the masks have already required the phrase). Wildcard and fuzzy parts add their
-boost to each document they match, as Whoosh scores them (``expanded``).
+boost to each document they match, as Whoosh scores them (``scored``'s ``constant``).
 
 Every statistic behind a score (the document count, each word's document frequency, the
 average field lengths) is counted over the documents the user may see (``Collection``),
@@ -40,7 +40,7 @@ class NotRankable(Exception):
 
 def scored_terms(query: Query) -> list[tuple[str, str, float]]:
     """(field, text, boost) of every positive word of the query in the scored fields.
-    Raises ``NotRankable`` for a query with wildcard or fuzzy parts (see ``expanded``)."""
+    Raises ``NotRankable`` for a query with wildcard or fuzzy parts (see ``parts``)."""
     terms, expanding = parts(query)
     if expanding:
         raise NotRankable
@@ -135,20 +135,16 @@ def _bm25(idf: float, tf, length, average: float):
     return idf * (K1 + 1) * tf / (tf + K1 * (1 - B) + (K1 * B / average) * length)
 
 
-def top(collection: Collection, allowed: list[int], terms: list[tuple[str, str, float]],
-        need: int) -> list[int]:
-    """Global document numbers of the ``need`` best allowed documents, best first; ties
-    (and allowed documents no scored word reaches, e.g. matched by a filter alone) in
-    lesson id order, so every page is cut from the same order (document order would
-    change with merges, which lessons the user may not see can set off)."""
-    return [doc for doc, _ in scored(collection, allowed, terms, need)]
-
-
 def scored(collection: Collection, allowed: list[int], terms: list[tuple[str, str, float]],
            need: int, constant: list[tuple[Query, float]] | None = None,
            ) -> list[tuple[int, float]]:
-    """``top``, each document with its score. A ``constant`` part adds its boost to
-    every document it matches, as Whoosh scores wildcard and fuzzy parts."""
+    """Global document numbers of the ``need`` best allowed documents, best first, each
+    with its score; ties (and allowed documents no scored word reaches, e.g. matched by
+    a filter alone) in lesson id order, so every page is cut from the same order
+    (document order would change with merges, which lessons the user may not see can
+    set off). A ``constant`` part (wildcard or fuzzy: Whoosh expands it into the
+    documents it matches, ``Leaf.query``) adds its boost to every document it matches,
+    as Whoosh's own scoring of these parts does."""
     idf = {(field, text): collection.idf(field, text) for field, text, _boost in terms}
     average = {field: collection.average_length(field) for field in SCORED_FIELDS}
     best: list[tuple[float, int, int]] = []  # score, minus the lesson id, document
@@ -174,15 +170,6 @@ def scored(collection: Collection, allowed: list[int], terms: list[tuple[str, st
     return [(doc, score) for score, _, doc in best]
 
 
-def expanded(collection: Collection, query: Query, allowed: list[int],
-             need: int) -> list[int]:
-    """``top`` for a query with wildcard or fuzzy parts: Whoosh expands each part into
-    the documents it matches (``Leaf.query``), and each such document gains the part's
-    boost, as Whoosh's own scoring of these parts does."""
-    terms, expanding = parts(query)
-    return [doc for doc, _ in scored(collection, allowed, terms, need, expanding)]
-
-
 def newest(leaves: list[masks.Leaf], allowed: list[int], need: int) -> list[int]:
     """Global document numbers of the ``need`` newest allowed documents; equal dates in
     lesson id order."""
@@ -197,7 +184,7 @@ def newest(leaves: list[masks.Leaf], allowed: list[int], need: int) -> list[int]
     return [doc for _, _, doc in best]
 
 
-# Ranked plain words (``natural``). Each figure was chosen on bench/relevance.py's
+# Ranked plain words (``natural_scored``). Each figure was chosen on bench/relevance.py's
 # known-item queries (see the README's "Search relevance").
 COORDINATION = 1.0  # score x (share of the query's word weight a lesson holds) ** this
 PROXIMITY = 1.0  # per pair of query words found close together, x the rarer one's idf
@@ -206,14 +193,6 @@ RERANKED = 30  # the best documents re-ranked by proximity (bounded work per que
 
 
 Term3 = tuple[str, str, float]
-
-
-def natural(collection: Collection, allowed: list[int], clauses: list[list[Term3]],
-            extra: list[Term3], need: int,
-            constant: list[tuple[Query, float]] | None = None) -> list[int]:
-    """``natural_scored`` without the scores."""
-    return [doc for doc, _ in natural_scored(collection, allowed, clauses, extra, need,
-                                             constant)]
 
 
 def natural_scored(collection: Collection, allowed: list[int], clauses: list[list[Term3]],
