@@ -419,6 +419,10 @@ def linkable_lessons(user: User, public_ids: Iterable[str]) -> list[Lesson]:
     return [found[p] for p in order if p in found]
 
 
+_LINK_TARGET_UNAVAILABLE = ("A lesson you chose to link to is not available to you; "
+                            "check the similar lessons again.")
+
+
 def _link_targets(user: User, public_ids: Iterable[str],
                   source: Lesson | None = None) -> list[Lesson]:
     """Check the lessons a new lesson is to be linked to (those ticked, and the lesson it
@@ -431,17 +435,14 @@ def _link_targets(user: User, public_ids: Iterable[str],
         raise ValidationFailed({"link_to": f"Link at most {LINKS_ON_CREATE_MAX} lessons."})
     targets = linkable_lessons(user, wanted)
     if len(targets) != len(wanted):
-        raise ValidationFailed({"link_to": "A lesson you chose to link to is not available "
-                                           "to you; check the similar lessons again."})
+        raise ValidationFailed({"link_to": _LINK_TARGET_UNAVAILABLE})
     if source is not None and source not in targets:
         targets.append(source)
     if targets:
         _hold_for_linking(*targets)
         if not all(policy.can_view(user, target) for target in targets):
             db.session.rollback()  # its REL TO changed meanwhile
-            raise ValidationFailed({"link_to": "A lesson you chose to link to is not "
-                                               "available to you; check the similar "
-                                               "lessons again."})
+            raise ValidationFailed({"link_to": _LINK_TARGET_UNAVAILABLE})
         if any(_nation_link_count(user, target) >= LINKS_MAX for target in targets):
             db.session.rollback()
             raise ValidationFailed({"link_to": f"Your nation has made {LINKS_MAX} links to "
