@@ -80,6 +80,18 @@ class Config:
     # Serving processes read each index segment's facet data once, in the background,
     # at their first request, so no user waits for it (tests turn it off).
     SEARCH_WARM_UP = True
+    # Who applies the change log to this host's index: "background" (this host's
+    # indexer: `flask search worker`, else a standby thread in one serving process; a
+    # request only commits) or "inline" (each request applies it after its commit).
+    SEARCH_INDEXER = os.environ.get("MUSTER_SEARCH_INDEXER", "background").strip().lower()
+    # Seconds between the background indexer's looks at the log (a change is searchable
+    # on every host within about this long, plus the time to apply it).
+    SEARCH_POLL_SECONDS = 0.2
+    # Seconds a user's search waits for this host's index to hold their own last change.
+    SEARCH_FRESHNESS_WAIT = 2.0
+    # An index (a host) not seen for this many hours is forgotten: the log is pruned
+    # without it, and it rebuilds if it comes back.
+    SEARCH_INDEX_FORGET_HOURS = os.environ.get("MUSTER_INDEX_FORGET_HOURS", "168")
     # Marking labels offered on lessons; the first is the default.
     CLASSIFICATIONS = _csv(os.environ.get("MUSTER_CLASSIFICATIONS", "UNCLASSIFIED"))
     # Werkzeug's scrypt: memory-hard and salted. Tests lower the cost (see TestingConfig).
@@ -125,6 +137,16 @@ class Config:
             raise RuntimeError(cls.PROXY_SETTING_ERROR)
         if cls.LOG_FORMAT not in ("json", "text"):
             raise RuntimeError(f"MUSTER_LOG_FORMAT must be json or text, not {cls.LOG_FORMAT!r}")
+        if cls.SEARCH_INDEXER not in ("background", "inline"):
+            raise RuntimeError("MUSTER_SEARCH_INDEXER must be background or inline, not "
+                               f"{cls.SEARCH_INDEXER!r}")
+        try:
+            hours = float(cls.SEARCH_INDEX_FORGET_HOURS)
+        except ValueError:
+            hours = -1
+        if not 1 <= hours <= 24 * 365:
+            raise RuntimeError("MUSTER_INDEX_FORGET_HOURS must be a number of hours from 1 "
+                               f"to 8760, not {cls.SEARCH_INDEX_FORGET_HOURS!r}")
 
 
 class DevelopmentConfig(Config):
@@ -142,6 +164,9 @@ class TestingConfig(Config):
     PASSWORD_HASH_METHOD = "pbkdf2:sha256:1000"
     SEARCH_WRITER_TIMEOUT = 1.0
     SEARCH_WARM_UP = False
+    # Each request applies its own changes, so a test reads them at once; the tests of
+    # background indexing (tests/test_hosts.py) turn it on for their own apps.
+    SEARCH_INDEXER = "inline"
     # The suite logs in and calls the API far faster than anyone would; the throttling
     # tests lower these for their own app.
     RATELIMIT_STORAGE_URI = "memory://"

@@ -73,13 +73,15 @@ def create_app(config: type[Config] | str | None = None, **overrides: object) ->
     register_template_helpers(app)
     app.after_request(_security_headers)
     if app.config.get("SEARCH_WARM_UP"):
-        _warm_search_on_first_request(app)
+        _start_search_on_first_request(app)
     return app
 
 
-def _warm_search_on_first_request(app: Flask) -> None:
-    """Serving processes read the index's per-segment data in the background once,
-    at their first request (not at import: CLI commands import the app too)."""
+def _start_search_on_first_request(app: Flask) -> None:
+    """Serving processes read the index's per-segment data in the background once, at
+    their first request (not at import: CLI commands import the app too), and, with
+    background indexing, start their standby indexer (``search.indexer``; gunicorn's
+    worker hook starts it earlier, the development server only here)."""
     started = threading.Event()
 
     @app.before_request
@@ -87,8 +89,11 @@ def _warm_search_on_first_request(app: Flask) -> None:
         if not started.is_set():
             started.set()
             from lessons import search
+            from lessons.search import indexer
 
             search.warm_in_background(app)
+            if app.config.get("SEARCH_INDEXER") == "background":
+                indexer.start_standby(app)
 
 
 def _refuse_nul_characters() -> None:

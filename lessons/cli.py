@@ -175,16 +175,88 @@ def load_demo_command(if_empty: bool) -> None:
 
 @search_cli.command("sync")
 def search_sync_command() -> None:
-    """Apply lesson changes still waiting for the index (after a crash or lock timeout)."""
+    """Apply the logged lesson changes this host's index has not applied yet."""
     try:
         applied = search.sync()
     except search.IndexBusy as exc:
         click.echo(f"error: {exc}; try again", err=True)
         sys.exit(1)
-    except search.IndexMissing as exc:
+    except (search.IndexMissing, search.IndexBehind) as exc:
         click.echo(f"error: {exc}; run `flask search reindex`", err=True)
         sys.exit(1)
     click.echo(f"Applied {applied} pending change(s).")
+
+
+@search_cli.command("status")
+def search_status_command() -> None:
+    """List every host's index: its position in the change log and its lag."""
+    where, reports = search.indexes()
+    click.echo(f"Change log: last change {where.last_id}, pruned through "
+               f"{where.pruned_through}, epoch {where.epoch}.")
+    if not reports:
+        click.echo("No index has registered yet (the first apply registers this host's).")
+        return
+    click.echo(f"{'':2}{'index':<17} {'host':<20} {'position':>10} {'lag':>8} "
+               f"{'oldest':>9} {'seen':>9}  folder")
+    for row in reports:
+        oldest = f"{row.oldest_pending_seconds:.1f}s" if row.oldest_pending_seconds \
+            is not None else "-"
+        click.echo(f"{'*' if row.this_host else ' ':2}{row.id:<17} {row.host[:20]:<20} "
+                   f"{row.position:>10} {row.lag:>8} {oldest:>9} "
+                   f"{row.seen_seconds_ago:>8.0f}s  {row.folder}")
+        if row.problem:
+            click.echo(f"{'':2}  needs a rebuild: {row.problem}")
+    click.echo("(* this host's index; lag: changes not applied; oldest: age of the "
+               "oldest of them; seen: since its last report)")
+
+
+@search_cli.command("worker")
+@click.option("--once", is_flag=True, help="Apply what is waiting, then exit.")
+def search_worker_command(once: bool) -> None:
+    """Run this host's indexer in the foreground: apply the change log to the index as
+    changes arrive, merge segments, prune the log (``make serve`` runs it beside the
+    server). Stops on SIGTERM or Ctrl-C."""
+    import signal
+    import threading
+
+    from lessons.search import indexer
+
+    app = current_app._get_current_object()
+    if once:
+        done = indexer.Indexer(app).round()
+        click.echo(f"Applied {done.applied} change(s)" + (" after a rebuild" if done.rebuilt
+                                                            else "") + ".")
+        return
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    click.echo(f"Search indexer for {app.config['INDEX_DIR']} (waits while another process "
+               "on this host holds the indexer lock).", err=True)
+    indexer.serve(app, stop)
+
+
+@search_cli.command("prune")
+def search_prune_command() -> None:
+    """Delete change-log rows every registered index has applied (the indexer does this
+    every ten minutes)."""
+    pruned = search.prune()
+    for index_id in pruned.forgotten:
+        click.echo(f"Forgot index {index_id} (not seen for too long, or of an old history).")
+    click.echo(f"Deleted {pruned.deleted} change(s); the log is pruned through "
+               f"{pruned.pruned_through}.")
+
+
+@search_cli.command("forget")
+@click.argument("index_id")
+def search_forget_command(index_id: str) -> None:
+    """Forget a retired host's index, so pruning stops waiting for it."""
+    from lessons.search import changelog
+
+    if not changelog.forget(index_id):
+        click.echo(f"error: no index {index_id!r} is registered (see `flask search status`)",
+                   err=True)
+        sys.exit(1)
+    click.echo(f"Forgot index {index_id}.")
 
 
 @search_cli.command("reindex")
@@ -214,7 +286,8 @@ def search_check_command() -> None:
         if ids:
             click.echo(f"{len(ids)} lesson(s) {label}")
     if drift.pending:
-        click.echo(f"{drift.pending} change(s) waiting to be applied (run `flask search sync`)")
+        click.echo(f"{drift.pending} change(s) waiting to be applied (run `flask search sync`, "
+                   "or start `flask search worker`)")
     if drift.index_missing:
         click.echo("the index is missing while the database holds lessons "
                    "(run `flask search reindex`)")
@@ -223,6 +296,9 @@ def search_check_command() -> None:
                    "(run `flask search reindex`)")
     if drift.reindex_interrupted:
         click.echo("a reindex is running or was interrupted (run `flask search reindex`)")
+    if drift.behind:
+        click.echo(f"the index cannot catch up from the change log: {drift.behind} "
+                   "(run `flask search reindex`)")
     sys.exit(1)
 
 

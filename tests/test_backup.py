@@ -148,9 +148,14 @@ def test_backup_then_restore_gives_back_every_row_and_a_clean_index(app, demo, f
 
     after = snapshot(fresh_app)
     assert set(after) == set(before)
-    for name in before:
-        if name != "audit_records":
-            assert after[name] == before[name], f"table {name} differs after the restore"
+    for name in set(before) - {"audit_records", "change_log_head", "search_indexes"}:
+        assert after[name] == before[name], f"table {name} differs after the restore"
+    # The change log is the backup's, in a new epoch: every index built from the other
+    # history (any host's) rebuilds; only this host's rebuilt index is registered.
+    (_, *log_before, epoch_before), = before["change_log_head"]
+    (_, *log_after, epoch_after), = after["change_log_head"]
+    assert log_after == log_before and epoch_after != epoch_before
+    assert [row[4] for row in after["search_indexes"]] == [epoch_after]
     # The restored trail is the backup's, plus the restore itself.
     assert after["audit_records"][:-1] == before["audit_records"]
     action, actor, comment = audit_actions(fresh_app)[-1]

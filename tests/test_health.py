@@ -7,11 +7,11 @@ import shutil
 from pathlib import Path
 
 import pytest
-from sqlalchemy import insert, select
+from sqlalchemy import select
 
 from lessons import create_app, search
 from lessons.extensions import db
-from lessons.models import IndexOutbox, Lesson
+from lessons.models import Lesson
 from lessons.services import tokens
 
 MISSING_TEXT = "The search index is missing or being rebuilt"
@@ -37,6 +37,7 @@ def test_health_is_public_and_reports_a_working_app(app, client, make_user, make
     body = response.get_json()
     assert body["status"] == "ok" and body["database"] == "ok"
     assert body["index"]["state"] == "ok" and body["index"]["pending"] == 0
+    assert body["index"]["lag_seconds"] is None
     assert body["index"]["generation"].startswith("gen-")
     assert "zqh001" not in response.text and "Retry-After" not in response.headers
 
@@ -53,7 +54,7 @@ def test_a_lost_index_is_a_clear_503_until_a_worker_start_rebuilds_it(
     response = client.get("/health")
     assert response.status_code == 503 and response.headers["Retry-After"]
     assert response.get_json()["index"] == {"generation": None, "state": "missing",
-                                            "pending": 0}
+                                            "pending": None, "lag_seconds": None}
     page = author.get("/search?q=recovered")
     assert page.status_code == 503 and page.headers["Retry-After"]
     assert MISSING_TEXT in page.text and "zqr000" not in page.text
@@ -70,19 +71,20 @@ def test_a_lost_index_is_a_clear_503_until_a_worker_start_rebuilds_it(
     assert 'data-testid="total">3 lessons' in author.get("/search?q=recovered").text
 
 
-def test_changes_a_crash_left_in_the_outbox_are_applied_when_a_worker_starts(
+def test_changes_a_crash_left_unapplied_are_applied_when_a_worker_starts(
         app, client, make_user, make_lesson, login_as):
     make_user("gb.author", "GBR")
     lesson = make_lesson("gb.author", "submitted", title="Before the crash")
     with app.app_context():
-        # The crash: the lesson's new title committed with its outbox row, and the
+        # The crash: the lesson's new title committed with its change-log row, and the
         # process died before applying it to the index.
         row = db.session.scalar(select(Lesson).where(Lesson.public_id == lesson.public_id))
         row.title = "After the crash zqc777"
         row.version += 1
-        db.session.execute(insert(IndexOutbox).values(lesson_id=row.id, version=row.version))
+        search.queue_lesson(row)
         db.session.commit()
-    assert client.get("/health").get_json()["index"]["pending"] == 1
+    waiting = client.get("/health").get_json()["index"]
+    assert waiting["pending"] == 1 and 0 <= waiting["lag_seconds"] < 60
     author = login_as("gb.author")
     assert "After the crash" not in author.get("/search?q=zqc777").text
 

@@ -20,7 +20,7 @@ from sqlalchemy import select
 
 from lessons import search
 from lessons.extensions import db
-from lessons.models import Exercise, IndexOutbox, Lesson, User
+from lessons.models import Exercise, Lesson, User
 from lessons.services import lessons as lesson_service
 from lessons.services import tokens
 from tests.test_capture import form_data
@@ -165,11 +165,11 @@ def _change(app, public_ids: list[str]) -> None:
 
 
 def _remove(app, public_ids: list[str]) -> None:
-    """Deleted rows leave the index through the outbox, as any removal would."""
+    """Deleted rows leave the index through the change log, as any removal would."""
     with app.app_context():
         for public_id in public_ids:
             lesson = db.session.scalar(select(Lesson).where(Lesson.public_id == public_id))
-            db.session.add(IndexOutbox(lesson_id=lesson.id, version=lesson.version + 1))
+            search.queue_lesson(lesson)
             db.session.delete(lesson)
         db.session.commit()
         search.after_commit()

@@ -1,6 +1,7 @@
 """ORM models. Import from here so every table is registered before use."""
 
 from lessons.models.audit import AuditRecord
+from lessons.models.changes import ChangeLog, ChangeLogHead, SearchIndex
 from lessons.models.exercise import (
     Exercise,
     ExerciseLesson,
@@ -15,14 +16,13 @@ from lessons.models.idempotency import IdempotentRequest
 from lessons.models.lesson import Lesson, RemedialAction, Tag
 from lessons.models.link import LessonLink
 from lessons.models.nation import Nation, NationGroup
-from lessons.models.outbox import IndexOutbox
 from lessons.models.token import ApiToken, StagedImport
 from lessons.models.user import User
 
 __all__ = [
-    "ApiToken", "AuditRecord", "Exercise", "ExerciseLesson", "ExerciseLessonStep",
-    "ExerciseNation", "GlossaryGroup", "GlossaryState", "IdempotentRequest", "IndexOutbox",
-    "Lesson", "LessonLink",
+    "ApiToken", "AuditRecord", "ChangeLog", "ChangeLogHead", "Exercise", "ExerciseLesson",
+    "ExerciseLessonStep", "ExerciseNation", "GlossaryGroup", "GlossaryState",
+    "IdempotentRequest", "Lesson", "LessonLink",
     "Milestone", "Nation", "NationGroup", "Objective", "ReleaseRequest", "RemedialAction",
-    "StagedImport", "Tag", "User",
+    "SearchIndex", "StagedImport", "Tag", "User",
 ]

@@ -1,44 +1,54 @@
 """Full-text search behind a small interface; Whoosh stays inside this package.
 
 Services call ``queue_lesson`` in their transaction and ``after_commit`` after it; the
-search page calls ``search_lessons``; the CLI calls ``sync``, ``reindex`` and ``check``;
-a serving process calls ``on_worker_start`` as it starts, and ``/health`` reads
-``status``.
+search page calls ``search_lessons``; the CLI calls ``sync``, ``reindex``, ``check`` and
+``indexes``; a serving process calls ``on_worker_start`` as it starts, and ``/health``
+reads ``status``.
+
+Changes reach the index through the change log (``changelog``). With
+``SEARCH_INDEXER = "background"`` (production) a request only commits; this host's
+indexer (``indexer``: ``flask search worker``, or a thread in one serving process)
+applies the log within a fraction of a second, and a user's next search waits briefly
+for their own last change (read-your-writes). With ``"inline"`` (tests) the request
+applies the log itself after its commit.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import timedelta
 from functools import lru_cache
 from itertools import islice
 from pathlib import Path
 
-from flask import after_this_request, current_app, g, has_request_context
+from flask import after_this_request, current_app, g, has_request_context, session
 from markupsafe import Markup
-from sqlalchemy import func, select
+from sqlalchemy import select
 from whoosh.query import And, Every, Or, Query, Term
 
 from lessons import policy, rules
 from lessons.extensions import db
-from lessons.models import IndexOutbox, Lesson, User
+from lessons.models import Lesson, User
 from lessons.models.base import utcnow
 from lessons.reference import nation_rows
-from lessons.search import index, limits, masks, query, rank, suggest
+from lessons.search import changelog, index, limits, masks, query, rank, suggest
 from lessons.search.glossary import Glossary
-from lessons.search.index import Drift, IndexBusy, IndexMissing, ReindexReport
+from lessons.search.index import Drift, IndexBehind, IndexBusy, IndexMissing, ReindexReport
 from lessons.search.limits import TooBroad
 from lessons.search.schema import FACETS
 
-__all__ = ["FACETS", "GLOSSARY_SOURCE", "PER_PAGE_CHOICES", "Drift", "Facet", "FacetValue",
-           "IndexBusy", "IndexMissing", "IndexStatus", "ReindexReport", "SearchPage",
-           "TooBroad", "after_commit", "batch", "check", "clean_filters", "explain_scores",
-           "matching_ids",
-           "on_worker_start", "queue_lesson", "reindex", "search_lessons", "status", "sync",
-           "visible_masks", "warm", "warm_in_background"]
+__all__ = [
+    "FACETS", "GLOSSARY_SOURCE", "PER_PAGE_CHOICES", "Drift", "Facet", "FacetValue",
+    "IndexBehind", "IndexBusy", "IndexMissing", "IndexReport", "IndexStatus", "ReindexReport",
+    "SearchPage", "TooBroad", "after_commit", "batch", "check", "clean_filters",
+    "explain_scores", "indexes", "inline", "matching_ids", "new_history", "on_worker_start",
+    "prune", "queue_lesson", "reindex", "search_lessons", "status", "sync", "visible_masks",
+    "wait_for_own_changes", "warm", "warm_in_background"]
 
 log = logging.getLogger(__name__)
 
@@ -55,19 +65,30 @@ def store() -> index.IndexStore:
 
 
 def queue_lesson(lesson: Lesson) -> None:
-    """Queue ``lesson``'s current version for indexing, inside the caller's transaction
-    (so a rollback un-queues it too). ``lesson`` must have been flushed."""
-    db.session.add(IndexOutbox(lesson_id=lesson.id, version=lesson.version))
+    """Log ``lesson``'s change for every index when the caller's transaction commits (a
+    rollback logs nothing)."""
+    changelog.queue(lesson)
 
 
 _batching = threading.local()
+WRITTEN_KEY = "search_written"  # session key: the log number of the user's last change
+
+
+def inline() -> bool:
+    """Whether requests apply the log themselves (else this host's indexer does)."""
+    return current_app.config.get("SEARCH_INDEXER", "inline") == "inline"
 
 
 def after_commit() -> None:
-    """Apply queued changes now; on failure they wait for the next apply or ``sync``.
-    Merging the small segments edits leave behind waits until after the response."""
-    if getattr(_batching, "depth", 0):
-        return  # ``batch()`` applies them all when it ends
+    """After a commit that queued changes: apply them now (inline), or remember the
+    user's last change so their next search waits for it (background). Failures never
+    reach the caller; the changes wait in the log. Merging the small segments edits
+    leave behind waits until after the response."""
+    written = changelog.last_written()
+    if written is not None and has_request_context() and session.get("_user_id"):
+        session[WRITTEN_KEY] = max(written, session.get(WRITTEN_KEY, 0))
+    if not inline() or getattr(_batching, "depth", 0):
+        return  # the indexer applies them; or ``batch()`` does, when it ends
     index_store = store()
     _apply_aside(index_store)
     _merge_later(index_store)
@@ -76,7 +97,7 @@ def after_commit() -> None:
 def _apply_aside(index_store: index.IndexStore) -> None:
     """Apply pending changes in a session of their own (a fresh app context has one).
 
-    The apply re-reads the newest committed rows under the index's writer lock. In the
+    The apply reads the newest committed rows under the index's writer lock. In the
     caller's session that would overwrite the objects the caller is about to answer
     with: an edit committed as version 3 would answer with version 4, saved a moment
     later by someone else, and its client would then overwrite a change it never saw.
@@ -85,12 +106,33 @@ def _apply_aside(index_store: index.IndexStore) -> None:
         index.apply_after_commit(index_store)
 
 
+def wait_for_own_changes() -> bool:
+    """Read-your-writes: before a search, wait (at most ``SEARCH_FRESHNESS_WAIT``
+    seconds) until this host's index holds the signed-in user's last change. False if
+    it still does not (the search goes on; the change shows shortly)."""
+    if inline() or not has_request_context():
+        return True
+    wanted = session.get(WRITTEN_KEY)
+    if not wanted:
+        return True
+    index_store = store()
+    deadline = time.monotonic() + float(current_app.config.get("SEARCH_FRESHNESS_WAIT", 2.0))
+    while True:
+        position = index_store.position()
+        if position is not None and position.last_id >= wanted:
+            session.pop(WRITTEN_KEY, None)
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.02)
+
+
 @contextmanager
 def batch() -> Iterator[None]:
     """Apply the index changes of many commits once, at the end (bulk loads).
 
-    Each commit still queues its outbox rows in its own transaction, so an error or a
-    crash inside the batch loses nothing: the rows wait for the next apply or ``sync``.
+    Each commit still logs its changes in its own transaction, so an error or a crash
+    inside the batch loses nothing: they wait in the log for the next apply or ``sync``.
     One index commit instead of one per lesson is what makes bulk loads fast.
     """
     _batching.depth = getattr(_batching, "depth", 0) + 1
@@ -98,7 +140,7 @@ def batch() -> Iterator[None]:
         yield
     finally:
         _batching.depth -= 1
-        if not _batching.depth:
+        if not _batching.depth and inline():
             index_store = store()
             _apply_aside(index_store)
             _merge_later(index_store)
@@ -163,13 +205,18 @@ def warm_in_background(app) -> None:
 
 
 def on_worker_start(app) -> threading.Thread:
-    """Called once by every serving process as it starts (the server's worker hook):
-    apply the index changes a crash left in the outbox, and rebuild the index if it is
-    missing or was built by an older Muster.
+    """Called once by every serving process as it starts (the server's worker hook).
 
-    All in a background thread, so the worker serves at once (searches answer 503 while
-    the index is missing); a file lock keeps the other workers on this host from
-    rebuilding it too. Returns the thread (tests wait for it)."""
+    Inline indexing: apply the changes the log holds beyond this index's position, and
+    rebuild the index if it is missing, outdated or cannot catch up (a file lock keeps
+    the other workers on this host from rebuilding it too). Background indexing: start
+    this process's standby indexer thread, which does the same once it holds the
+    host's indexer lock. Either way in a background thread, so the worker serves at
+    once (searches answer 503 while the index is missing). Returns the thread."""
+    from lessons.search import indexer
+
+    if not app.config.get("SEARCH_INDEXER", "inline") == "inline":
+        return indexer.start_standby(app) or threading.Thread()
 
     def run() -> None:
         with app.app_context():
@@ -189,52 +236,107 @@ def on_worker_start(app) -> threading.Thread:
 
 
 # Changes waiting longer than this mean nobody is applying them (a crash, a stuck
-# writer): the index is then reported stale, though still searched.
+# writer, no indexer running): the index is then reported stale, though still searched.
 PENDING_STALE_SECONDS = 120
 
 
 @dataclass
 class IndexStatus:
-    """What ``/health`` reports of the index: cheap enough to poll (no drift check)."""
+    """What ``/health`` reports of this host's index: cheap enough to poll (no drift
+    check). ``pending`` is how many logged changes it has not applied (its lag)."""
 
     generation: str | None
-    state: str  # ok, empty, stale, missing, rebuilding, outdated
-    pending: int | None  # outbox rows; None when the database did not answer
+    state: str  # ok, empty, stale, behind, missing, rebuilding, outdated
+    pending: int | None  # None when the database did not answer, or no index to ask
     oldest_pending_seconds: float | None = None
+    position: int | None = None
+    head: int | None = None
 
     @property
     def usable(self) -> bool:
-        """Whether searches answer from it (``stale`` ones lag but answer)."""
-        return self.state in ("ok", "empty", "stale")
+        """Whether searches answer from it (``stale`` and ``behind`` ones lag but answer)."""
+        return self.state in ("ok", "empty", "stale", "behind")
 
 
 def status(database: bool = True) -> IndexStatus:
-    """The index's state from its files and the outbox; ``database=False`` when the
-    database is down (then from the files alone). Missing while every lesson waits in
-    the outbox (none, on a new install) is ``empty``: the first search creates it."""
+    """This host's index from its files and the change log; ``database=False`` when the
+    database is down (then from the files alone). Missing while the database holds no
+    lesson (a new install) is ``empty``: the first search or apply creates it."""
     index_store = store()
     state = index_store.state()
     generation = index_store.current_generation()
     if not index_store.has_generation(generation):
         generation = None
+    position = index_store.position(generation) if generation else None
     if not database:
-        return IndexStatus(generation, state, None)
-    pending, oldest = db.session.execute(
-        select(func.count(), func.min(IndexOutbox.created_at)).select_from(IndexOutbox)).one()
+        return IndexStatus(generation, state, None,
+                           position=position.last_id if position else None)
+    where = changelog.head()
+    pending = max(0, where.last_id - position.last_id) if position else None
+    oldest = changelog.oldest_after(position.last_id) if pending else None
     age = (utcnow() - oldest).total_seconds() if oldest is not None else None
-    if state == index.STATE_MISSING and not index.lessons_not_queued():
+    if state == index.STATE_MISSING and index.empty_start(from_log=False) is not None:
         state = "empty"
+    elif state == index.STATE_OK and index.catch_up_problem(position, where):
+        state = "behind"
     elif state == index.STATE_OK and age is not None and age > PENDING_STALE_SECONDS:
         state = "stale"
-    return IndexStatus(generation, state, pending, age)
+    return IndexStatus(generation, state, pending, age,
+                       position=position.last_id if position else None, head=where.last_id)
+
+
+@dataclass
+class IndexReport:
+    """One registered index, for ``flask search status``."""
+
+    id: str
+    host: str
+    folder: str
+    generation: str | None
+    position: int
+    lag: int
+    oldest_pending_seconds: float | None
+    seen_seconds_ago: float
+    this_host: bool
+    problem: str
+
+
+def indexes() -> tuple[changelog.Head, list[IndexReport]]:
+    """Every registered index (one per host) with its position and lag."""
+    where = changelog.head()
+    here = store().index_id() if Path(current_app.config["INDEX_DIR"]).exists() else None
+    now = utcnow()
+    reports = []
+    for row in changelog.registered():
+        oldest = changelog.oldest_after(row.position) if row.position < where.last_id \
+            else None
+        reports.append(IndexReport(
+            row.id, row.host, row.folder, row.generation, row.position,
+            max(0, where.last_id - row.position),
+            (now - oldest).total_seconds() if oldest is not None else None,
+            (now - row.seen_at).total_seconds(), row.id == here,
+            index.catch_up_problem(index.Position(row.epoch, row.position), where)))
+    return where, reports
+
+
+def prune() -> changelog.Pruned:
+    """Delete the log rows every registered index has applied (see ``changelog.prune``)."""
+    hours = float(current_app.config.get("SEARCH_INDEX_FORGET_HOURS", 168))
+    return changelog.prune(timedelta(hours=hours))
+
+
+def new_history() -> None:
+    """After a restore: every index, on every host, must rebuild from the database."""
+    changelog.renew_epoch()
 
 
 def sync() -> int:
     """Apply every pending change and merge small segments; returns the number applied.
-    Raises ``IndexBusy``."""
+    Raises ``IndexBusy``, ``IndexMissing`` or ``IndexBehind``."""
     index_store = store()
     applied = index.apply_pending(index_store)
     index_store.merge_small()
+    index.register(index_store)
     return applied
 
 
@@ -473,6 +575,7 @@ def search_lessons(user: User, text: str, page: int = 1, per_page: int = 20,
     result.expansions = parsed.expansions[:rules.QUERY_NOTES_MAX]
     result.problems = list(parsed.problems)
     result.words_searched = parsed.counted
+    wait_for_own_changes()
     generation, searcher = store().searcher_with_generation()
     leaves = masks.leaves(searcher, generation)
     visible = visible_masks(user, leaves)

@@ -1,20 +1,24 @@
-"""The on-disk index: generations, the one writer, per-thread searchers, and keeping the
-index in step with the database through the outbox (docs/ARCHITECTURE.md, section 6).
+"""The on-disk index of one host: generations, the one writer, per-thread searchers, and
+following the change log (docs/ARCHITECTURE.md, section 6).
 
-Layout of ``INDEX_DIR``::
+Layout of ``INDEX_DIR`` (one per host; never shared between hosts)::
 
+    INDEX_ID        this index's name in the ``search_indexes`` registry
     CURRENT         name of the live generation (replaced atomically by reindex)
-    REINDEXING      present while a reindex runs: appliers then keep outbox rows so
-                    the reindex can replay them into the new generation
+    REINDEXING      present while a reindex builds a new generation
     REBUILD_LOCK    held by the one process rebuilding the index (``reindex``)
-    gen-.../        one Whoosh index per generation
+    INDEXER_LOCK    held by the one process applying the log in the background
+    gen-.../        one Whoosh index per generation, with its POSITION: the log's
+                    epoch and the last log number applied to it
 
-A missing index (no CURRENT, or its generation gone) is created empty only while the
-database holds no lessons; otherwise it is reported (``IndexMissing``) instead of
-answering every search with nothing, until a reindex restores it.
+A generation's position is written after each index commit, so a crash in between only
+makes the next apply write the same lessons again (applying is idempotent: it writes
+each lesson's current state). An index rebuilds when it cannot catch up from the log:
+its generation is gone, outdated, of another epoch (a restore), or the log was pruned
+past its position (it was away too long).
 
 Whoosh allows one writer per index; every writer is taken with a timeout, and a
-timeout leaves the outbox rows in place for the next apply.
+timeout leaves the changes in the log for the next apply.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import whoosh.util
-from sqlalchemy import delete, func, select, tuple_
+from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 from whoosh import index as whoosh_index
 from whoosh.filedb.filestore import FileStorage
@@ -42,7 +46,8 @@ from whoosh.searching import Searcher
 from whoosh.writing import SegmentWriter
 
 from lessons.extensions import db
-from lessons.models import IndexOutbox, Lesson
+from lessons.models import Lesson
+from lessons.search import changelog
 from lessons.search.documents import lesson_document
 from lessons.search.schema import SCHEMA_VERSION, build_schema
 
@@ -66,7 +71,7 @@ REINDEX_SEGMENT_FILL = 0.8
 CHARS_PER_POSTING = 11
 POOL_BYTES_PER_POSTING = 190
 SMALL_SEGMENT_DOCS = 1000
-DELETE_BATCH = 500  # outbox rows per delete statement (three parameters each)
+APPLY_BATCH = 2000  # log rows per index commit while catching up
 # Small segments (one per edit) are merged once this many have gathered, after the
 # response where there is one (``search.after_commit``), so an edit does not wait for it;
 # a commit merges them itself past MAX_SEGMENTS_PILED_UP (nobody else did).
@@ -83,6 +88,8 @@ GENERATIONS_KEPT = 2
 # No request runs this long; the files kept meanwhile are small (merged edits).
 FILES_KEPT_SECONDS = 300
 SUPERSEDED_FILE = "SUPERSEDED"
+POSITION_FILE = "POSITION"
+INDEX_ID_FILE = "INDEX_ID"
 
 
 def _clean_files(storage, indexname: str, gen: int, segments) -> None:
@@ -209,6 +216,29 @@ STATE_REBUILDING = "rebuilding"  # missing, and a reindex is building it
 STATE_OUTDATED = "outdated"  # built by an older Muster: needs a reindex
 
 
+@dataclass(frozen=True)
+class Position:
+    """How far a generation has applied the change log, and of which history (epoch)."""
+
+    epoch: str
+    last_id: int
+
+
+def write_position(path: Path, position: Position) -> None:
+    tmp = path / f"{POSITION_FILE}.{os.getpid()}.{threading.get_ident()}.tmp"
+    tmp.write_text(f"{position.epoch} {position.last_id}", "utf-8")
+    os.replace(tmp, path / POSITION_FILE)  # atomic: readers see old or new
+
+
+def read_position(path: Path) -> Position | None:
+    """None when unknown (an index built by an older Muster, or being created)."""
+    try:
+        epoch, last_id = (path / POSITION_FILE).read_text("utf-8").split()
+        return Position(epoch, int(last_id))
+    except (FileNotFoundError, ValueError):
+        return None
+
+
 def write_schema_version(path: Path) -> None:
     (path / SCHEMA_FILE).write_text(str(SCHEMA_VERSION), "utf-8")
 
@@ -274,15 +304,17 @@ class IndexStore:
             return STATE_OUTDATED
         return STATE_OK
 
-    def open(self) -> tuple[str, FileIndex]:
-        """The live generation. Created empty on first use, but only while every lesson
-        in the database waits in the outbox (none, on a new install; the first lessons,
-        before their first apply), so that applying the outbox makes it complete:
-        otherwise the index was lost, and ``IndexMissing`` says so."""
+    def open(self, from_log: bool = False) -> tuple[str, FileIndex]:
+        """The live generation, created empty on first use only when that is the truth:
+        for a reader, while the database holds no lesson (a new install); for an
+        applier (``from_log``), while the change log still holds every change since the
+        database was new and not too many to replay, so that applying it makes the index
+        complete. Otherwise the index was lost, and ``IndexMissing`` says so (a rebuild
+        restores it)."""
         for _attempt in range(3):
             generation = self.current_generation()
             if not self.has_generation(generation):
-                generation = self._create_empty()
+                generation = self._create_empty(from_log)
             try:
                 return generation, whoosh_index.open_dir(str(self.root / generation))
             except (EmptyIndexError, FileNotFoundError):
@@ -291,20 +323,46 @@ class IndexStore:
                 continue
         raise IndexMissing(self.reindexing())
 
-    def _create_empty(self) -> str:
+    def _create_empty(self, from_log: bool) -> str:
         with self._create_lock():
             generation = self.current_generation()
             if self.has_generation(generation):
                 return generation
-            if self.reindexing() or lessons_not_queued():
-                raise IndexMissing(self.reindexing())
+            if self.reindexing():
+                raise IndexMissing(True)
+            start = empty_start(from_log)
+            if start is None:
+                raise IndexMissing()
             generation = _new_generation_name()
             path = self.root / generation
             path.mkdir(parents=True)
             whoosh_index.create_in(str(path), build_schema())
             write_schema_version(path)
+            write_position(path, start)
             self._set_current(generation)
             return generation
+
+    def index_id(self) -> str:
+        """This index's name in the registry, made once with the folder."""
+        path = self.root / INDEX_ID_FILE
+        try:
+            return path.read_text("utf-8").strip()
+        except FileNotFoundError:
+            pass
+        self.root.mkdir(parents=True, exist_ok=True)
+        with self._create_lock():
+            if not path.exists():
+                tmp = self.root / f"{INDEX_ID_FILE}.{os.getpid()}.tmp"
+                tmp.write_text(secrets.token_hex(8), "utf-8")
+                os.replace(tmp, path)
+        return path.read_text("utf-8").strip()
+
+    def position(self, generation: str | None = None) -> Position | None:
+        """How far ``generation`` (the live one by default) has applied the log."""
+        generation = generation or self.current_generation()
+        if generation is None:
+            return None
+        return read_position(self.root / generation)
 
     @contextmanager
     def rebuild_lock(self, blocking: bool = True) -> Iterator[bool]:
@@ -384,6 +442,19 @@ class IndexStore:
     def reindexing(self) -> bool:
         return self.reindex_flag.exists()
 
+    @contextmanager
+    def indexer_lock(self, blocking: bool = False) -> Iterator[bool]:
+        """The one background indexer on this host (``flask search worker`` or a serving
+        process's thread); yields False when another process holds it."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        lock = FileStorage(str(self.root)).lock("INDEXER_LOCK")
+        held = lock.acquire(blocking=blocking)
+        try:
+            yield held
+        finally:
+            if held:
+                lock.release()
+
     def prune_generations(self) -> None:
         live = self.current_generation()
         generations = sorted(p for p in self.root.glob("gen-*") if p.is_dir())
@@ -392,11 +463,26 @@ class IndexStore:
             shutil.rmtree(path, ignore_errors=True)
 
 
-def lessons_not_queued() -> bool:
-    """Whether some lesson is neither in the index's outbox nor (the index being
-    missing) anywhere else: then only a reindex can make the index complete."""
-    queued = select(IndexOutbox.id).where(IndexOutbox.lesson_id == Lesson.id).exists()
-    return db.session.scalar(select(Lesson.id).where(~queued).limit(1)) is not None
+def _any_lesson() -> bool:
+    return db.session.scalar(select(Lesson.id).limit(1)) is not None
+
+
+# An applier fills a lost index from the log only up to this many changes; beyond that a
+# rebuild (several processes, large segments) is much faster.
+REPLAY_MAX = 20_000
+
+
+def empty_start(from_log: bool) -> Position | None:
+    """Where an empty index may start, or None if an empty index would be incomplete:
+    after the whole log while no lesson exists (the head is read first, so a lesson
+    committed meanwhile is numbered after it), or at its very start for an applier that
+    can replay all of it."""
+    where = changelog.head()
+    if not _any_lesson():
+        return Position(where.epoch, where.last_id)
+    if from_log and where.pruned_through == 0 and where.last_id <= REPLAY_MAX:
+        return Position(where.epoch, 0)
+    return None
 
 
 def _small_segments(ix: FileIndex) -> int:
@@ -420,54 +506,88 @@ def _write(writer: SegmentWriter, lesson_ids: set[int]) -> None:
             writer.update_document(**lesson_document(lesson))
 
 
-def _outbox_rows() -> list:
-    return list(db.session.execute(
-        select(IndexOutbox.id, IndexOutbox.lesson_id, IndexOutbox.version)).all())
+class IndexBehind(Exception):
+    """The log cannot bring this index up to date (pruned past it, another epoch, or its
+    position unknown): only a rebuild can."""
 
 
-def _delete_rows(rows: list) -> None:
-    """Delete applied outbox rows, each matched on (id, lesson, version), not id alone.
+def catch_up_problem(position: Position | None, where: changelog.Head) -> str:
+    """Why an index at ``position`` cannot catch up from the log, or ``""``."""
+    if position is None:
+        return "its position in the change log is unknown"
+    if position.epoch != where.epoch:
+        return "it was built from another history of the database (a restore)"
+    if position.last_id < where.pruned_through:
+        return (f"the change log was pruned past it (it applied up to "
+                f"{position.last_id}, the log starts after {where.pruned_through})")
+    if position.last_id > where.last_id:
+        return "it is ahead of the database's change log (a restore)"
+    return ""
 
-    The delete runs after the index commit has released the writer, so another applier
-    may have deleted these rows meanwhile; SQLite then hands a deleted row's id to the
-    next insert, and a delete by id alone would drop that newer, never applied change.
-    (A lesson's versions only grow, so (lesson, version) names one change.)
-    """
-    keys = [(row.id, row.lesson_id, row.version) for row in rows]
-    for start in range(0, len(keys), DELETE_BATCH):
-        db.session.execute(delete(IndexOutbox).where(
-            tuple_(IndexOutbox.id, IndexOutbox.lesson_id, IndexOutbox.version)
-            .in_(keys[start:start + DELETE_BATCH])))
 
+def apply_pending(store: IndexStore, limit: int | None = None) -> int:
+    """Apply the log's changes this index has not seen; return how many log rows.
 
-def apply_pending(store: IndexStore) -> int:
-    """Apply queued lesson changes to the live index; return how many rows were applied.
-
-    Reads the database *after* taking the writer lock, so two processes applying at
-    once both write the newest committed state and an older version never overwrites
-    a newer one. Rows are deleted only after the index commit (a crash in between
-    re-applies them, which is harmless) and not at all while a reindex runs (it replays
-    them). Raises ``IndexBusy`` when the writer stays locked.
+    The position is read again under the writer lock, so two processes applying at once
+    never apply a row twice or skip one, and the lessons are read after taking it, so an
+    older version never overwrites a newer one. The position is written after the index
+    commit (a crash in between re-applies those rows, which is harmless). Raises
+    ``IndexBusy`` when the writer stays locked, ``IndexBehind`` when only a rebuild helps.
     """
     db.session.rollback()  # a fresh snapshot; nothing of the caller's is pending here
-    if db.session.scalar(select(func.count()).select_from(IndexOutbox)) == 0:
-        return 0
-    with store.writer() as writer:
-        db.session.rollback()  # re-read under the lock: see everything committed before it
-        rows = _outbox_rows()
-        _write(writer, {row.lesson_id for row in rows})
-    if not store.reindexing():
-        _delete_rows(rows)
-    db.session.commit()
-    return len(rows)
+    generation, ix = store.open(from_log=True)
+    position = store.position(generation)
+    where = changelog.head()  # after the position: a head below it means a restore
+    problem = catch_up_problem(position, where)
+    if problem:
+        raise IndexBehind(problem)
+    applied = 0
+    while position.last_id < where.last_id and (limit is None or applied < limit):
+        try:
+            with store.writer(ix) as writer:
+                position = store.position(generation)  # under the lock
+                db.session.rollback()
+                rows = changelog.after(position.last_id, APPLY_BATCH)
+                if not rows:
+                    raise _NothingNew
+                _write(writer, {row.lesson_id for row in rows})
+        except _NothingNew:
+            break
+        position = Position(position.epoch, rows[-1].id)
+        write_position(store.root / generation, position)
+        db.session.expunge_all()
+        applied += len(rows)
+        if len(rows) < APPLY_BATCH:
+            break
+    if applied:
+        _register(store, generation, position, applied=True)
+    return applied
+
+
+class _NothingNew(Exception):
+    """Another applier got there first: cancel the writer, nothing to commit."""
+
+
+def _register(store: IndexStore, generation: str, position: Position, applied: bool) -> None:
+    changelog.register(store.index_id(), str(store.root.resolve()), generation,
+                       position.epoch, position.last_id, applied)
+
+
+def register(store: IndexStore) -> None:
+    """Report this index's position to the registry (and that it is alive), so pruning
+    waits for it."""
+    generation = store.current_generation()
+    position = store.position(generation)
+    if generation is not None and position is not None:
+        _register(store, generation, position, applied=False)
 
 
 def apply_after_commit(store: IndexStore) -> None:
-    """Called by services after their commit. Never fails the user's request: what
-    cannot be applied now stays in the outbox for the next apply or ``search sync``."""
+    """Called by services after their commit when indexing runs inline. Never fails the
+    user's request: what cannot be applied now waits in the log for the next apply."""
     try:
         apply_pending(store)
-    except (IndexBusy, IndexMissing) as exc:
+    except (IndexBusy, IndexMissing, IndexBehind) as exc:
         # Expected while another process writes or rebuilds the index: no traceback.
         db.session.rollback()
         log.warning("search index update deferred (%s); it is applied by the next "
@@ -487,34 +607,49 @@ class ReindexReport:
 
 def reindex(store: IndexStore, progress: Callable[[int, int], None] | None = None
             ) -> ReindexReport:
-    """Build a new generation from the database, swap it in, replay what changed meanwhile.
+    """Build a new generation from the database, swap it in, apply what changed meanwhile.
 
-    While it runs, appliers keep writing the live generation but leave their outbox rows,
-    so nothing committed during the rebuild is lost: after the swap those rows are
-    applied to the new generation. One rebuild at a time: a second waits for the first.
+    While it runs, the live generation keeps following the log; the new one starts at
+    the log position read before its first lesson, so everything committed later is
+    applied to it after the swap. One rebuild at a time: a second waits for the first.
     """
     with store.rebuild_lock():
         return _rebuild(store, progress)
 
 
-def recover(store: IndexStore) -> ReindexReport | None:
-    """Make the index usable again after a crash or a loss, as a serving process starts:
-    rebuild it if it is missing or outdated (unless another process on this host is
-    already rebuilding it), then apply the changes still waiting in the outbox.
+def needs_rebuild(store: IndexStore) -> str:
+    """Why this index must be rebuilt before it can serve and follow the log, or ``""``
+    (a missing index that the log can fill from empty needs none)."""
+    state = store.state()
+    if state == STATE_OUTDATED:
+        return "it was built by an older Muster"
+    db.session.rollback()
+    if state != STATE_OK:
+        return "" if empty_start(from_log=False) is not None else "it is missing"
+    return catch_up_problem(store.position(), changelog.head())
+
+
+def recover(store: IndexStore, apply: bool = True) -> ReindexReport | None:
+    """Make the index usable and current, as a serving process or the indexer starts:
+    rebuild it if it is missing, outdated or cannot catch up from the log (unless
+    another process on this host is already rebuilding it), then (``apply``) apply the
+    log.
 
     Holding the rebuild lock proves no reindex runs, so a REINDEXING flag found then
-    was left by a crashed one; it is removed, or the outbox would grow forever.
+    was left by a crashed one and is removed.
     """
     report = None
     with store.rebuild_lock(blocking=False) as held:
         if not held:
             return None
-        if store.state() != STATE_OK:
-            db.session.rollback()
-            if store.state() == STATE_OUTDATED or lessons_not_queued():
-                report = _rebuild(store, None)
         store.reindex_flag.unlink(missing_ok=True)
-    apply_pending(store)
+        reason = needs_rebuild(store)
+        if reason:
+            log.warning("search index rebuilding: %s", reason)
+            report = _rebuild(store, None)
+    if apply:
+        apply_pending(store)
+    register(store)
     return report
 
 
@@ -530,6 +665,9 @@ def _rebuild(store: IndexStore, progress: Callable[[int, int], None] | None
         ix = whoosh_index.create_in(str(path), build_schema())
         write_schema_version(path)
         db.session.rollback()
+        # Every change numbered up to here is committed, so the lessons read below hold
+        # it; whatever is numbered later is applied after the swap (twice at worst).
+        where = changelog.head()
         ids = list(db.session.scalars(select(Lesson.id).order_by(Lesson.id)))
         procs = max(1, min(store.reindex_procs, os.cpu_count() or 1))
         # Whoosh sorts a segment's postings in memory up to the pool's limit and spills
@@ -564,23 +702,18 @@ def _rebuild(store: IndexStore, progress: Callable[[int, int], None] | None
             writer.cancel()
             raise
         writer.commit(merge=False)
+        write_position(path, Position(where.epoch, where.last_id))
         store._set_current(generation)
-    except BaseException:
-        store.reindex_flag.unlink(missing_ok=True)
-        raise
-    # Replay into the new generation, then let appliers delete rows again.
-    try:
-        with store.writer() as writer:
-            db.session.rollback()
-            rows = _outbox_rows()
-            _write(writer, {row.lesson_id for row in rows})
-        store.reindex_flag.unlink(missing_ok=True)
-        _delete_rows(rows)
-        db.session.commit()
     finally:
         store.reindex_flag.unlink(missing_ok=True)
+    replayed = 0
+    try:
+        replayed = apply_pending(store)
+    except IndexBusy:
+        pass  # the indexer, or the next apply, catches up
+    register(store)
     store.prune_generations()
-    return ReindexReport(generation, len(ids), len(rows), time.perf_counter() - started)
+    return ReindexReport(generation, len(ids), replayed, time.perf_counter() - started)
 
 
 @dataclass
@@ -588,21 +721,23 @@ class Drift:
     missing: list[int] = field(default_factory=list)  # in the database, not the index
     stale: list[int] = field(default_factory=list)  # indexed at an older version
     extra: list[int] = field(default_factory=list)  # indexed, gone from the database
-    pending: int = 0  # outbox rows not yet applied
+    pending: int = 0  # log rows not yet applied
     reindex_interrupted: bool = False
     schema_outdated: bool = False  # written by an older Muster: needs a reindex
     index_missing: bool = False  # lost (or never built) while lessons exist: reindex
+    behind: str = ""  # why the log cannot bring it up to date: reindex
 
     @property
     def clean(self) -> bool:
         return not (self.missing or self.stale or self.extra or self.pending
                     or self.reindex_interrupted or self.schema_outdated
-                    or self.index_missing)
+                    or self.index_missing or self.behind)
 
 
 def check(store: IndexStore) -> Drift:
     """Compare every lesson's version in the database with the index."""
     db.session.rollback()
+    where = changelog.head()
     in_db = {row.id: row.version for row in db.session.execute(select(Lesson.id, Lesson.version))}
     try:
         generation, ix = store.open()
@@ -610,14 +745,15 @@ def check(store: IndexStore) -> Drift:
         return Drift(index_missing=True, reindex_interrupted=store.reindexing())
     if read_schema_version(store.root / generation) != SCHEMA_VERSION:
         return Drift(schema_outdated=True, reindex_interrupted=store.reindexing())
+    position = store.position(generation)
     with ix.searcher() as searcher:
         in_index = {int(fields["lesson_id"]): fields["version"]
                     for fields in searcher.all_stored_fields()}
-    drift = Drift(
+    return Drift(
         missing=sorted(set(in_db) - set(in_index)),
         stale=sorted(i for i in set(in_db) & set(in_index) if in_index[i] != in_db[i]),
         extra=sorted(set(in_index) - set(in_db)),
-        pending=db.session.scalar(select(func.count()).select_from(IndexOutbox)) or 0,
+        pending=max(0, where.last_id - position.last_id) if position else 0,
         reindex_interrupted=store.reindexing(),
+        behind=catch_up_problem(position, where),
     )
-    return drift

@@ -215,7 +215,8 @@ def check_backup(path: str | os.PathLike[str]) -> str:
 
 def restore(path: str | os.PathLike[str], *, replace: bool = False) -> RestoreReport:
     """Replace the whole database with the backup at ``path``, rebuild the search index
-    from it and audit the restore in the restored trail.
+    from it (every other host's index rebuilds too: the change log gets a new epoch)
+    and audit the restore in the restored trail.
 
     Refused when the database holds lessons, users or audit records and ``replace`` is
     false. A restore that fails leaves the database as it was."""
@@ -246,6 +247,9 @@ def restore(path: str | os.PathLike[str], *, replace: bool = False) -> RestoreRe
         upgraded = revision
     audit.record("restore", actor=None, comment=f"from {source.resolve()} ({kind})")
     db.session.commit()
+    # Every host's index followed another history of the database: a new epoch makes
+    # each of them rebuild (this host's now, the others' indexers when they next look).
+    search.new_history()
     try:
         report = search.reindex()
     except (search.IndexBusy, OSError) as exc:

@@ -139,7 +139,7 @@ def apply_values(lesson: Lesson, values: Mapping[str, Any]) -> list[str]:
 
 
 def commit_lesson(lesson: Lesson) -> None:
-    """Commit the use case with its index-outbox row, then bring the index up to date."""
+    """Commit the use case with its change-log row, then bring the index up to date."""
     db.session.flush()
     search.queue_lesson(lesson)
     db.session.commit()

@@ -39,8 +39,12 @@ def health():
     body = {
         "status": "ok" if ok else "unavailable",
         "database": "ok" if database else "unreachable",
+        # pending: logged changes this host's index has not applied (its lag), and
+        # lag_seconds: how long the oldest of them has waited (null when none waits).
         "index": {"generation": index.generation, "state": index.state,
-                  "pending": index.pending},
+                  "pending": index.pending,
+                  "lag_seconds": None if index.oldest_pending_seconds is None
+                  else round(index.oldest_pending_seconds, 3)},
     }
     response = jsonify(body)
     response.headers["Cache-Control"] = "no-store"
