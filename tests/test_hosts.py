@@ -346,3 +346,24 @@ def test_the_worker_command_applies_and_reports(people, make_host, make_lesson):
     with host.app.app_context():
         assert search.check().clean
         assert db.session.scalar(select(func.count()).select_from(Lesson)) == 1
+
+
+def test_an_index_folder_copied_to_another_place_registers_as_an_index_of_its_own(
+        people, make_host, make_lesson, tmp_path):
+    import shutil
+
+    a = make_host("a")
+    make_lesson("gb.author", "submitted", title="Copied lesson zqcopy")
+    with a.app.app_context():
+        search.sync()
+        original = search.store().index_id()
+    shutil.copytree(a.app.config["INDEX_DIR"], tmp_path / "index-copy")
+    copy = make_host("copy")
+    copy.app.config["INDEX_DIR"] = str(tmp_path / "index-copy")
+    with copy.app.app_context():
+        search.sync()
+        assert search.store().index_id() != original
+        assert search.check().clean
+    with a.app.app_context():
+        assert search.store().index_id() == original
+        assert len(changelog.registered()) == 3  # a, the copy and the test app's own

@@ -103,14 +103,20 @@ def _take_numbers(session: Session, count: int) -> int:
 
 
 def _create_head(session: Session) -> None:
-    """The head row, if no other transaction created it first (a new database)."""
-    values = {"id": HEAD_ID, "last_id": 0, "pruned_through": 0, "epoch": new_epoch()}
+    """The head row, if no other transaction created it first (a database whose schema
+    was made without the migrations, as the tests make it)."""
+    values = {"id": HEAD_ID, "last_id": 0, "pruned_through": 0, "epoch": FIRST_EPOCH}
     dialect = session.get_bind().dialect.name
     if dialect == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as dialect_insert
     else:
         from sqlalchemy.dialects.sqlite import insert as dialect_insert
     session.execute(dialect_insert(ChangeLogHead).values(**values).on_conflict_do_nothing())
+
+
+# The epoch of a log whose head row does not exist yet: readers report it without
+# writing, and the first writer creates the row with it.
+FIRST_EPOCH = "0"
 
 
 def new_epoch() -> str:
@@ -125,13 +131,14 @@ class Head:
 
 
 def head() -> Head:
-    """Where the log stands (created on first use: a new database has logged nothing)."""
-    row = db.session.get(ChangeLogHead, HEAD_ID, populate_existing=True)
+    """Where the log stands. Reads only (searches call it): a log whose head row does
+    not exist yet has logged nothing."""
+    row = db.session.execute(select(ChangeLogHead.last_id, ChangeLogHead.pruned_through,
+                                    ChangeLogHead.epoch)
+                             .where(ChangeLogHead.id == HEAD_ID)).first()
     if row is None:
-        _create_head(db.session)
-        db.session.commit()
-        row = db.session.get(ChangeLogHead, HEAD_ID, populate_existing=True)
-    return Head(row.last_id, row.pruned_through, row.epoch)
+        return Head(0, 0, FIRST_EPOCH)
+    return Head(*row)
 
 
 def after(position: int, limit: int) -> list[Any]:
@@ -150,7 +157,7 @@ def oldest_after(position: int) -> datetime | None:
 def renew_epoch() -> str:
     """A new epoch (after a restore): every index built from the old history rebuilds,
     and the registrations of the old history are dropped. Committed here."""
-    head()
+    _create_head(db.session)
     epoch = new_epoch()
     db.session.execute(update(ChangeLogHead).where(ChangeLogHead.id == HEAD_ID)
                        .values(epoch=epoch))

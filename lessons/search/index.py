@@ -29,6 +29,7 @@ import os
 import random
 import secrets
 import shutil
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -343,19 +344,30 @@ class IndexStore:
             return generation
 
     def index_id(self) -> str:
-        """This index's name in the registry, made once with the folder."""
+        """This index's name in the registry, made once with the folder. The file also
+        names the host and folder it was made for: a folder copied to another host (or
+        path) gets a name of its own there, or two indexes would report as one."""
         path = self.root / INDEX_ID_FILE
+        here = f"{socket.gethostname()} {self.root.resolve()}"
         try:
-            return path.read_text("utf-8").strip()
+            name, _, made_for = path.read_text("utf-8").strip().partition(" ")
+            if name and made_for == here:
+                return name
         except FileNotFoundError:
             pass
         self.root.mkdir(parents=True, exist_ok=True)
         with self._create_lock():
-            if not path.exists():
-                tmp = self.root / f"{INDEX_ID_FILE}.{os.getpid()}.tmp"
-                tmp.write_text(secrets.token_hex(8), "utf-8")
-                os.replace(tmp, path)
-        return path.read_text("utf-8").strip()
+            try:
+                name, _, made_for = path.read_text("utf-8").strip().partition(" ")
+                if name and made_for == here:
+                    return name
+            except FileNotFoundError:
+                pass
+            name = secrets.token_hex(8)
+            tmp = self.root / f"{INDEX_ID_FILE}.{os.getpid()}.tmp"
+            tmp.write_text(f"{name} {here}", "utf-8")
+            os.replace(tmp, path)
+        return name
 
     def position(self, generation: str | None = None) -> Position | None:
         """How far ``generation`` (the live one by default) has applied the log."""
