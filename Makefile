@@ -73,7 +73,8 @@ run: $(VENV)/.installed-prod .flaskenv
 
 # MUSTER_ENV is the caller's (production unless set). config.py checks the environment
 # first, so a missing SECRET_KEY or DATABASE_URL is one clear line, not a traceback per
-# worker. The search index is not rebuilt here: each worker recovers it as it starts.
+# worker. The search index is not rebuilt here: the host's indexer (a standby thread in
+# one worker, or `flask search worker`) recovers it and follows the change log.
 # FLASK_SKIP_DOTENV: the .flaskenv `make run` writes must not turn a server into development.
 serve: $(VENV)/.installed-prod
 	@$(BIN)/python config.py

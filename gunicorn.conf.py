@@ -44,8 +44,10 @@ control_socket_disable = True
 
 
 def post_worker_init(worker) -> None:
-    """Each worker, once it has loaded the app, applies index changes a crash left
-    waiting and rebuilds a missing index, in the background (it serves at once)."""
+    """Each worker, once it has loaded the app, starts its standby search indexer: the
+    one holding the host's indexer lock (unless `flask search worker` holds it) rebuilds
+    a missing or lagging index and applies the change log, in the background (every
+    worker serves at once)."""
     from lessons import search
 
     search.on_worker_start(worker.wsgi)

@@ -75,8 +75,12 @@ WRITTEN_KEY = "search_written"  # session key: the log number of the user's last
 
 
 def inline() -> bool:
-    """Whether requests apply the log themselves (else this host's indexer does)."""
-    return current_app.config.get("SEARCH_INDEXER", "inline") == "inline"
+    """Whether the caller applies the log itself after its commit: requests with
+    ``SEARCH_INDEXER = "inline"``, and always commands and scripts (no user waits on
+    them, and an import's lessons should be searchable as its batches land, whether or
+    not an indexer runs); else this host's indexer does."""
+    return (not has_request_context()
+            or current_app.config.get("SEARCH_INDEXER", "inline") == "inline")
 
 
 def after_commit() -> None:
