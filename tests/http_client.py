@@ -7,6 +7,7 @@ from __future__ import annotations
 import http.client
 import json
 import re
+import socketserver
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -27,6 +28,11 @@ def serving(app: Flask) -> Iterator[str]:
     """``app`` served by a threaded server on a free loopback port (requests overlap in
     it as they would under gunicorn's threads); yields host:port."""
     httpd = make_server("127.0.0.1", 0, app, threaded=True)
+    # Werkzeug's request threads are daemons, which socketserver neither tracks nor joins:
+    # one still finishing (its teardown, or work after the response) would hold a
+    # database connection through the dispose below, and that connection, returned to
+    # a pool nobody holds, would be closed by the garbage collector in a later test.
+    httpd.daemon_threads = False
     thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05},
                               daemon=True)
     thread.start()
@@ -35,7 +41,10 @@ def serving(app: Flask) -> Iterator[str]:
     finally:
         httpd.shutdown()
         thread.join(timeout=5)
-        httpd.server_close()
+        for handler in list(getattr(httpd, "_threads", None) or ()):
+            handler.join(timeout=30)
+            assert not handler.is_alive(), "a request thread did not finish"
+        socketserver.TCPServer.server_close(httpd)  # the threads are joined above
         with app.app_context():
             db.engine.dispose()
 
