@@ -12,11 +12,12 @@ from flask.cli import AppGroup, with_appcontext
 from sqlalchemy import func, select
 
 from lessons import search
-from lessons.errors import ConcurrentChange, NotAllowed, ValidationFailed
+from lessons.errors import NotAllowed, ValidationFailed
 from lessons.extensions import db
 from lessons.models import User
 from lessons.services import backups
 from lessons.services import users as user_service
+from lessons.services.exchange import BATCH_SIZE, BATCH_SIZE_MAX
 
 users_cli = AppGroup("users", help="Create, change and list user accounts.")
 demo_cli = AppGroup("demo", help="Demo data for trying Muster out (refused in production).")
@@ -327,9 +328,19 @@ def _format(path: str, given: str | None) -> str:
               help="A migration from another system, for an administrator: statuses, "
                    "originators and external ids taken as is, for any lesson, audited as a "
                    "migration (default: the --as user's own rights, as on the upload page).")
+@click.option("--batch-size", type=click.IntRange(1, BATCH_SIZE_MAX),
+              default=BATCH_SIZE, show_default=True,
+              help="Lessons stored per transaction once the whole file is checked; each "
+                   "batch is committed with its index changes, searchable once applied.")
 def import_command(file: str, as_user: str | None, map_file: str | None, fmt: str | None,
-                   skip_invalid: bool, migration: bool) -> None:
-    """Import lessons from FILE (JSON Lines or CSV; - for standard input)."""
+                   skip_invalid: bool, migration: bool, batch_size: int) -> None:
+    """Import lessons from FILE (JSON Lines or CSV; - for standard input).
+
+    The whole file is checked first; with any bad line (and no --skip-invalid) nothing
+    is stored. Then lessons are stored --batch-size at a time, each batch committed and
+    indexed on its own: if the import stops midway, the batches before stay stored and
+    searchable, and running the same file again is safe for lines with an external_id
+    (those already stored come back unchanged)."""
     from lessons.services import exchange, spreadsheet
 
     try:
@@ -354,14 +365,16 @@ def import_command(file: str, as_user: str | None, map_file: str | None, fmt: st
         records = list(spreadsheet.read_rows(text, field_map))
     else:
         records = list(exchange.read_lines(text.splitlines(), field_map))
-    try:
-        with click.progressbar(records, label="Checking and storing", show_pos=True,
-                               file=sys.stderr) as bar:
-            report = exchange.import_records(bar, submitter, skip_invalid=skip_invalid,
-                                             migration=migration)
-    except ConcurrentChange as exc:
-        # Someone edited a lesson of the file while it was being stored: nothing was.
-        _fail({"file": f"{exc.message} (Nothing was imported; run the import again.)"})
+    with _StoreProgress() as progress:
+        try:
+            with click.progressbar(records, label="Checking", show_pos=True,
+                                   file=sys.stderr) as bar:
+                report = exchange.import_records(bar, submitter, skip_invalid=skip_invalid,
+                                                 migration=migration, batch_size=batch_size,
+                                                 progress=progress)
+        except exchange.ImportStopped as exc:
+            progress.close()
+            _import_stopped(exc)
     for error in report.errors:
         click.echo(f"error: {error}", err=True)
     if report.stored:
@@ -372,6 +385,53 @@ def import_command(file: str, as_user: str | None, map_file: str | None, fmt: st
         click.echo(f"Nothing imported: {len(report.rejected_lines)} line(s) rejected "
                    f"(use --skip-invalid to store the good lines).", err=True)
         sys.exit(1)
+
+
+class _StoreProgress:
+    """The storing progress bar, opened at the first committed batch (the total is
+    known only once the file is checked)."""
+
+    def __init__(self) -> None:
+        self.bar = None
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.bar is None:
+            self.bar = click.progressbar(length=max(total, 1), label="Storing",
+                                         show_pos=True, file=sys.stderr)
+            self.bar.__enter__()
+        self.bar.update(done - self.bar.pos)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(None, None, None)
+            self.bar = None
+
+    def __enter__(self) -> _StoreProgress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _import_stopped(exc) -> NoReturn:  # noqa: ANN001 - exchange is imported lazily
+    """Exit 1 saying what of a batched import stayed stored, and that a re-run is safe."""
+    report = exc.report
+    for error in report.errors:
+        click.echo(f"error: {error}", err=True)
+    click.echo(f"error: the import stopped at lines {exc.lines[0]}-{exc.lines[1]}: "
+               f"{exc.reason}", err=True)
+    click.echo(f"{report.lessons_stored} lesson(s) were stored in {report.batches} "
+               f"batch(es) before it stopped ({report.created} new, {report.updated} "
+               f"updated, {report.unchanged} unchanged) and are searchable; nothing from "
+               f"line {exc.lines[0]} on was stored.", err=True)
+    again = ("Running the same file again is safe: lines with an external_id that were "
+             "stored come back \"unchanged\" and the rest are stored.")
+    if report.without_external_id:
+        again += (f" But {report.without_external_id} stored line(s) have no external_id: "
+                  "they would be stored again as new lessons; give every line an "
+                  "external_id, or import only the lines not yet stored.")
+    click.echo(again, err=True)
+    sys.exit(1)
 
 
 @lessons_cli.command("export")

@@ -3,7 +3,9 @@
 Import checks every line against the one rule set before storing anything; by default a
 file with any bad line stores nothing (all or nothing), ``skip_invalid`` stores the good
 lines. Re-importing an ``external_id`` updates that lesson as a new version. Export then
-import is lossless for every contract field.
+import is lossless for every contract field. A bulk load (the command line) stores the
+checked file in batches, each committed with its index changes on its own, so lessons
+are searchable as batches land and a failure midway keeps whole batches only.
 
 An import is the importer's own work under the access policy (``import_records``): it
 updates only lessons they may edit and moves a status only as they could on the lesson
@@ -13,19 +15,20 @@ page. Only an administrator's migration takes statuses and originators as they a
 from __future__ import annotations
 
 import json
+import logging
 from collections import deque
-from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field, replace
 from datetime import date
-from typing import Any
+from typing import Any, NoReturn
 
 from flask import current_app
 from sqlalchemy import select
 
 from lessons import policy, search
-from lessons.errors import NotAllowed, ValidationFailed
+from lessons.errors import ConcurrentChange, NotAllowed, ValidationFailed
 from lessons.extensions import db
-from lessons.models import Exercise, Lesson, RemedialAction, User
+from lessons.models import Exercise, Lesson, RemedialAction, Tag, User
 from lessons.models.base import new_public_id
 from lessons.rules import (
     ACTIONS_MAX,
@@ -40,10 +43,13 @@ from lessons.services import audit
 from lessons.services.lessons import (
     EDITABLE_LISTS,
     EDITABLE_SCALARS,
+    _tag_objects,
     apply_values,
     normalise_values,
 )
-from lessons.services.nations import expand, known_codes, nation_codes
+from lessons.services.nations import all_groups, known_codes, nation_codes
+
+log = logging.getLogger(__name__)
 
 # Contract keys of the exchange format, in the order written on export.
 RECORD_KEYS = (
@@ -308,10 +314,33 @@ class ImportReport:
     stored: bool = False
     # Line number -> created / updated / unchanged, for the upload page's preview.
     outcomes: dict[int, str] = field(default_factory=dict)
+    # Transactions committed with lessons in them (a batched import's batches).
+    batches: int = 0
+    # Lines stored that named no external_id: a re-run of the file creates them again.
+    without_external_id: int = 0
 
     @property
     def rejected_lines(self) -> list[int]:
         return sorted({e.line for e in self.errors})
+
+    @property
+    def lessons_stored(self) -> int:
+        return self.created + self.updated + self.unchanged
+
+
+class ImportStopped(Exception):
+    """A batched import that failed midway (``import_records`` with ``batch_size``).
+
+    Each batch commits its lessons, their audit records and their index queue rows in one
+    transaction, so the batches before the failing one stay stored and searchable and
+    the failing one stored nothing. ``report`` counts what was stored; ``lines`` is the
+    failing batch's first and last line; ``reason`` says what went wrong."""
+
+    def __init__(self, report: ImportReport, lines: tuple[int, int], reason: str) -> None:
+        super().__init__(f"lines {lines[0]}-{lines[1]}: {reason}")
+        self.report = report
+        self.lines = lines
+        self.reason = reason
 
 
 # ``MUS-<public id>`` ids are minted by Muster for lessons born in it; no import but a
@@ -320,6 +349,14 @@ MINTED_PREFIX = "MUS-"
 # Moves that need a written note (a return comment, a reason, evidence): a file carries
 # none, so an import never makes them.
 NOTED_NEEDS = frozenset({"comment", "reason", "evidence"})
+# Lessons read per query while checking a file against what is stored (bounded memory,
+# and well under SQLite's limit of bound parameters).
+LOOKUP_CHUNK = 500
+# A batched import's default and largest batch (the command line's --batch-size): big
+# enough that per-transaction and per-index-commit costs vanish, small enough that a
+# batch's lessons and their index work stay a few megabytes and seconds.
+BATCH_SIZE = 500
+BATCH_SIZE_MAX = 5000
 
 
 def own_namespace(user: User) -> str:
@@ -372,8 +409,25 @@ def _refuse_walk(start: str, to: str, reason: str) -> str:
     return f"{STATUS_LABELS[start].lower()} to {STATUS_LABELS[to].lower()} {reason}"
 
 
-def _policy_errors(record: CheckedRecord, existing: Lesson | None, importer: User
-                   ) -> tuple[list[str] | None, list[LineError]]:
+Groups = dict[str, list[str]]
+
+
+def _groups() -> Groups:
+    """Every nation group's members, read once per import (``nations.expand`` reads
+    them once per call, i.e. once per lesson)."""
+    return {group.code: list(group.member_codes) for group in all_groups()}
+
+
+def _expand(codes: Iterable[str], groups: Groups) -> list[str]:
+    """``nations.expand`` with the groups already read."""
+    result: set[str] = set()
+    for code in codes:
+        result.update(groups.get(code, [code]))
+    return sorted(result)
+
+
+def _policy_errors(record: CheckedRecord, existing: Lesson | None, importer: User,
+                   groups: Groups) -> tuple[list[str] | None, list[LineError]]:
     """The status walk of one record under the importer's own rights, or why it is
     refused. Same words for a hidden lesson and a free id: no existence leak."""
     if record.originator != importer.nation_code:
@@ -387,7 +441,7 @@ def _policy_errors(record: CheckedRecord, existing: Lesson | None, importer: Use
     if not usable:
         return None, [LineError(record.line, "external_id", refused_id(importer))]
     if "releasable_to" in record.values:
-        release = set(expand(record.values["releasable_to"] or []))
+        release = set(_expand(record.values["releasable_to"] or [], groups))
     else:
         release = set(existing.releasable_to) if existing is not None else set()
     prospect = Prospect(status=existing.status if existing is not None else "draft",
@@ -409,10 +463,77 @@ def _policy_errors(record: CheckedRecord, existing: Lesson | None, importer: Use
     return walk, []
 
 
-def _store(record: CheckedRecord, existing: Lesson | None, submitter: User,
-           walk: list[str] | None) -> str:
-    """Write one checked record; returns created, updated or unchanged. ``walk`` is the
-    status chain the importer may make, None for a migration (status taken as is)."""
+@dataclass
+class Planned:
+    """A checked record the importer may store: its status walk (None for a migration)
+    and the version of the lesson it updates as it was checked (None: a new lesson)."""
+
+    record: CheckedRecord
+    walk: list[str] | None
+    version: int | None
+
+
+@dataclass
+class _Stored:
+    """One lesson written in the current batch, waiting for its flush to be audited."""
+
+    lesson: Lesson
+    new: bool
+    changed: list[str]
+    previous_status: str | None
+    walk: list[str] | None
+
+
+def _chunks(items: list, size: int) -> Iterator[list]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def _lessons_named(external_ids: list[str]) -> dict[str, Lesson]:
+    """The stored lessons holding ``external_ids``, read afresh (with their lists)."""
+    if not external_ids:
+        return {}
+    return {lesson.external_id: lesson for lesson in db.session.scalars(
+        select(Lesson).where(Lesson.external_id.in_(external_ids))
+        .execution_options(populate_existing=True))}
+
+
+def _plan(checked: list[CheckedRecord], importer: User, report: ImportReport, *,
+          migration: bool, groups: Groups) -> list[Planned]:
+    """Check every record against what is stored (the policy, unless a migration) and
+    note each updated lesson's version; refused records go to ``report.errors``. Reads
+    ``LOOKUP_CHUNK`` lessons at a time and keeps none, so memory stays flat."""
+    planned: list[Planned] = []
+    for chunk in _chunks(checked, LOOKUP_CHUNK):
+        named = [r.external_id for r in chunk if r.external_id]
+        if migration:
+            versions: dict[str, int] = dict(db.session.execute(
+                select(Lesson.external_id, Lesson.version)
+                .where(Lesson.external_id.in_(named))).all()) if named else {}
+            planned += [Planned(r, None, versions.get(r.external_id or "")) for r in chunk]
+            continue
+        existing = _lessons_named(named)
+        for record in chunk:
+            lesson = existing.get(record.external_id or "")
+            walk, errors = _policy_errors(record, lesson, importer, groups)
+            if errors:
+                report.errors.extend(errors)
+            else:
+                planned.append(Planned(record, walk,
+                                       lesson.version if lesson is not None else None))
+    return planned
+
+
+def _write(plan: Planned, existing: Lesson | None, submitter: User, tags: dict[str, Tag],
+           groups: Groups) -> _Stored | None:
+    """Write one planned record onto a new or the existing lesson, without flushing;
+    None when it changes nothing. ``tags`` holds every tag the batch names."""
+    record = plan.record
+    values = dict(record.values)
+    # REL TO and tags are applied here, not by ``apply_values``: it reads the groups and
+    # the tags from the database for every lesson; this reads them once per batch.
+    release = values.pop("releasable_to", None)
+    tag_names = values.pop("tags", None)
     if existing is None:
         public_id = new_public_id()
         lesson = Lesson(public_id=public_id, external_id=record.external_id
@@ -420,56 +541,100 @@ def _store(record: CheckedRecord, existing: Lesson | None, submitter: User,
                         originator_nation=record.originator, status=record.status,
                         version=1, title=record.values["title"])
         db.session.add(lesson)
-        with db.session.no_autoflush:
-            apply_values(lesson, {**record.values, "releasable_to": record.values.get(
-                "releasable_to", [])})
-        changed = ["(new)"]
+        changed = apply_values(lesson, values)
         previous_status = None
     else:
         lesson = existing
         previous_status = lesson.status
         changed = []
-        with db.session.no_autoflush:
-            if lesson.originator_nation != record.originator:
-                lesson.originator_nation = record.originator
-                changed.append("originator_nation")
-            # REL TO is re-applied even when the record omits it: a new originator joins it.
-            changed += apply_values(lesson, {"releasable_to": list(lesson.releasable_to),
-                                             **record.values})
-        if lesson.status != record.status:
-            lesson.status = record.status
-            changed.append("status")
+        if lesson.originator_nation != record.originator:
+            lesson.originator_nation = record.originator
+            changed.append("originator_nation")
+        changed += apply_values(lesson, values)
+        # REL TO is re-applied even when the record omits it: a new originator joins it.
+        if release is None:
+            release = list(lesson.releasable_to)
+    wanted = sorted(set(_expand(release or [], groups)) | {lesson.originator_nation})
+    if sorted(lesson.releasable_to) != wanted:
+        lesson.releasable_to = wanted
+        changed.append("releasable_to")
+    if tag_names is not None and lesson.tags != sorted(tag_names):
+        lesson.tag_objects = [tags[name] for name in tag_names]
+        changed.append("tags")
+    if existing is not None and lesson.status != record.status:
+        lesson.status = record.status
+        changed.append("status")
     if record.actions is not None:
         current = [a.to_contract() for a in lesson.actions]
-        wanted = [{**a, "due_on": a["due_on"].isoformat() if a["due_on"] else None}
-                  for a in record.actions]
-        if current != wanted:
+        wanted_actions = [{**a, "due_on": a["due_on"].isoformat() if a["due_on"] else None}
+                          for a in record.actions]
+        if current != wanted_actions:
             lesson.actions = [RemedialAction(position=n, **a)
                               for n, a in enumerate(record.actions, start=1)]
             changed.append("actions")
     if existing is not None and not changed:
-        return "unchanged"
+        return None
     if existing is not None:
         lesson.version += 1
-    db.session.flush()
+    return _Stored(lesson, existing is None, changed, previous_status, plan.walk)
+
+
+def _audit_lesson(stored: _Stored, submitter: User) -> None:
+    """The ``imported`` record of one lesson (after the flush that gave it its id)."""
+    lesson = stored.lesson
     comment = f"external id {lesson.external_id}"
-    if walk is None:
+    if stored.walk is None:
         comment = f"migration (status and originator taken as is); {comment}"
-    elif len(walk) > 1:
-        comment += "; status " + " → ".join(walk)
-    audit.record("imported", actor=submitter, lesson=lesson, from_status=previous_status,
-                 to_status=lesson.status, changes=None if existing is None else changed,
-                 comment=comment)
-    search.queue_lesson(lesson)
-    return "created" if existing is None else "updated"
+    elif len(stored.walk) > 1:
+        comment += "; status " + " → ".join(stored.walk)
+    audit.record("imported", actor=submitter, lesson=lesson,
+                 from_status=stored.previous_status, to_status=lesson.status,
+                 changes=None if stored.new else stored.changed, comment=comment)
+
+
+def _store_batch(batch: list[Planned], submitter: User, groups: Groups) -> dict[int, str]:
+    """Write one batch of planned records into the session (not committed): lessons,
+    their ``imported`` audit records and their index queue rows. Returns each line's
+    outcome (created, updated, unchanged).
+
+    Per batch, not per lesson: one read of the lessons updated, one of the tags named,
+    one flush. Raises ``ConcurrentChange`` when a lesson changed (or appeared, or went)
+    since the file was checked: its checks no longer hold."""
+    existing = _lessons_named([p.record.external_id for p in batch if p.record.external_id])
+    for plan in batch:
+        lesson = existing.get(plan.record.external_id or "")
+        now = lesson.version if lesson is not None else None
+        if now != plan.version:
+            raise ConcurrentChange(
+                f"Line {plan.record.line}: lesson {plan.record.external_id} was "
+                f"{'changed' if now and plan.version else 'stored or deleted'} by someone "
+                "else while the file was being imported.")
+    names = sorted({name for p in batch for name in p.record.values.get("tags") or []})
+    tags = dict(zip(names, _tag_objects(names), strict=True)) if names else {}
+    outcomes: dict[int, str] = {}
+    written: list[_Stored] = []
+    with db.session.no_autoflush:
+        for plan in batch:
+            stored = _write(plan, existing.get(plan.record.external_id or ""), submitter,
+                            tags, groups)
+            if stored is None:
+                outcomes[plan.record.line] = "unchanged"
+            else:
+                outcomes[plan.record.line] = "created" if stored.new else "updated"
+                written.append(stored)
+    db.session.flush()
+    for stored in written:
+        _audit_lesson(stored, submitter)
+        search.queue_lesson(stored.lesson)
+    return outcomes
 
 
 def import_lines(lines: Iterable[str], submitter: User, *, field_map: FieldMap | None = None,
                  skip_invalid: bool = False, dry_run: bool = False,
-                 migration: bool = False) -> ImportReport:
+                 migration: bool = False, batch_size: int | None = None) -> ImportReport:
     """Import exchange-format lines as ``submitter``; see ``import_records``."""
     return import_records(read_lines(lines, field_map), submitter, skip_invalid=skip_invalid,
-                          dry_run=dry_run, migration=migration)
+                          dry_run=dry_run, migration=migration, batch_size=batch_size)
 
 
 def check_importer(submitter: User, *, migration: bool) -> None:
@@ -483,12 +648,18 @@ def check_importer(submitter: User, *, migration: bool) -> None:
 
 
 def _audit_import(submitter: User, report: ImportReport, *, migration: bool,
-                  source: str) -> None:
-    """One ``import`` record per run, stored or refused, beside the per-lesson
-    ``imported`` records: who ran it, from where (upload or command line), with what
-    result. Not committed here: the run's own commit (or the refusal's) carries it."""
+                  source: str, stopped: str = "") -> None:
+    """One ``import`` record per run, stored, refused or stopped midway, beside the
+    per-lesson ``imported`` records: who ran it, from where (upload or command line),
+    with what result. Not committed here: the run's own commit (its last batch's, or the
+    refusal's) carries it; a run stopped midway commits it on its own, saying which
+    batches stayed."""
     where = source or ("command line" if audit.client_address() is None else "upload")
-    outcome = "stored" if report.stored else "refused, nothing stored"
+    if stopped:
+        outcome = (f"stopped midway, {report.batches} batch(es) stored, the rest not: "
+                   f"{stopped}")
+    else:
+        outcome = "stored" if report.stored else "refused, nothing stored"
     comment = (f"{where}: {outcome}; {report.created} created, {report.updated} updated, "
                f"{report.unchanged} unchanged, {len(report.rejected_lines)} line(s) rejected")
     if migration:
@@ -496,30 +667,10 @@ def _audit_import(submitter: User, report: ImportReport, *, migration: bool,
     audit.record("import", actor=submitter, comment=comment[:1000])
 
 
-def import_records(records: Iterable[tuple[int, dict[str, Any] | None, LineError | None]],
-                   submitter: User, *, skip_invalid: bool = False, dry_run: bool = False,
-                   migration: bool = False, source: str = "") -> ImportReport:
-    """Import records (from JSON Lines or CSV, already mapped) as ``submitter``; commits
-    once.
-
-    Every record is checked before anything is stored. Without ``skip_invalid`` any bad
-    record means nothing is stored and every bad one is reported; with it, the good ones
-    are stored. ``dry_run`` does everything but commit (the upload page's preview: exact
-    counts of new, updated and unchanged, nothing stored or indexed).
-
-    An import is the submitter's own work (web and CLI alike): records of their nation
-    only; an ``external_id`` must name a lesson they may edit (``policy.can_edit``) or be
-    new in their own namespace (``own_namespace``), with one refusal for everything else;
-    the status must be reachable from the current one (``draft`` for a new lesson) by
-    moves they could make on the lesson page (``status_walk``). A ``migration`` (an
-    administrator's only) takes statuses and originators as they are, and is audited as
-    one. Raises ``NotAllowed`` when the submitter may not import this way.
-
-    Every run but a dry run leaves one ``import`` audit record (``source`` names the file
-    or channel), a refused one included: who tried to load what is on the record either way.
-    """
-    check_importer(submitter, migration=migration)
-    report = ImportReport()
+def _check_lines(records: Iterable[tuple[int, dict[str, Any] | None, LineError | None]],
+                 submitter: User, report: ImportReport) -> list[CheckedRecord]:
+    """Every record checked against the rule set (no database but the nation codes);
+    bad ones go to ``report.errors``."""
     nations = nation_codes()
     codes = known_codes()
     checked: list[CheckedRecord] = []
@@ -541,43 +692,108 @@ def import_records(records: Iterable[tuple[int, dict[str, Any] | None, LineError
         report.errors.extend(errors)
         if result is not None:
             checked.append(result)
-    existing = {lesson.external_id: lesson for lesson in db.session.scalars(
-        select(Lesson).where(Lesson.external_id.in_(list(seen))))} if seen else {}
-    walks: dict[int, list[str] | None] = {}
-    for record in list(checked):
-        if migration:
-            walks[record.line] = None
-            continue
-        walk, errors = _policy_errors(record, existing.get(record.external_id or ""),
-                                      submitter)
-        if errors:
-            report.errors.extend(errors)
-            checked.remove(record)
-        walks[record.line] = walk
+    return checked
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted"
+    return getattr(exc, "message", "") or str(exc) or type(exc).__name__
+
+
+def import_records(records: Iterable[tuple[int, dict[str, Any] | None, LineError | None]],
+                   submitter: User, *, skip_invalid: bool = False, dry_run: bool = False,
+                   migration: bool = False, source: str = "", batch_size: int | None = None,
+                   progress: Callable[[int, int], None] | None = None) -> ImportReport:
+    """Import records (from JSON Lines or CSV, already mapped) as ``submitter``.
+
+    Every record is checked before anything is stored. Without ``skip_invalid`` any bad
+    record means nothing is stored and every bad one is reported; with it, the good ones
+    are stored. ``dry_run`` does everything but commit (the upload page's preview: exact
+    counts of new, updated and unchanged, nothing stored or indexed).
+
+    Without ``batch_size`` the import commits once (an upload: size-limited). With it
+    (the command line's bulk loads), the checked records are stored ``batch_size`` at a
+    time, each batch committed with its lessons' audit records and index queue rows and
+    then applied to the index (``search.after_commit``): lessons become searchable as
+    batches land, and a crash loses at most the batch in flight, whole. A failure
+    midway rolls that batch back, commits an ``import`` record saying what stayed, and
+    raises ``ImportStopped``. ``progress(done, total)`` is told of each committed batch.
+
+    An import is the submitter's own work (web and CLI alike): records of their nation
+    only; an ``external_id`` must name a lesson they may edit (``policy.can_edit``) or be
+    new in their own namespace (``own_namespace``), with one refusal for everything else;
+    the status must be reachable from the current one (``draft`` for a new lesson) by
+    moves they could make on the lesson page (``status_walk``). A ``migration`` (an
+    administrator's only) takes statuses and originators as they are, and is audited as
+    one. Raises ``NotAllowed`` when the submitter may not import this way.
+
+    Every run but a dry run leaves one ``import`` audit record (``source`` names the file
+    or channel), a refused one included: who tried to load what is on the record either way.
+    """
+    check_importer(submitter, migration=migration)
+    report = ImportReport()
+    groups = _groups()
+    planned = _plan(_check_lines(records, submitter, report), submitter, report,
+                    migration=migration, groups=groups)
     report.errors.sort(key=lambda e: e.line)
-    report.outcomes = {}
     if report.errors and not skip_invalid and not dry_run:
         _audit_import(submitter, report, migration=migration, source=source)
         db.session.commit()
         return report
-    try:
-        for record in checked:
-            outcome = _store(record, existing.get(record.external_id or ""), submitter,
-                             walks[record.line])
-            setattr(report, outcome, getattr(report, outcome) + 1)
-            report.outcomes[record.line] = outcome
-        if dry_run:
+    batched = batch_size is not None and not dry_run
+    batches = list(_chunks(planned, batch_size if batched else max(len(planned), 1))) or [[]]
+    done = 0
+    for number, batch in enumerate(batches, start=1):
+        try:
+            landed = _tallied(report, _store_batch(batch, submitter, groups), batch)
+            if dry_run:
+                db.session.rollback()
+                return landed
+            if number == len(batches):
+                landed.stored = True
+                _audit_import(submitter, landed, migration=migration, source=source)
+            db.session.commit()
+        except (Exception, KeyboardInterrupt) as exc:
             db.session.rollback()
-            return report
-        report.stored = True
-        _audit_import(submitter, report, migration=migration, source=source)
-        db.session.commit()
-    except BaseException:
-        report.stored = False
-        db.session.rollback()
-        raise
-    search.after_commit()
+            if not batched:
+                raise
+            report.stored = report.batches > 0
+            _stop(report, exc, batch, submitter, migration=migration, source=source)
+        report = landed
+        report.batches += 1
+        search.after_commit()
+        done += len(batch)
+        if progress is not None:
+            progress(done, len(planned))
     return report
+
+
+def _tallied(report: ImportReport, outcomes: dict[int, str],
+             batch: list[Planned]) -> ImportReport:
+    """The report with one more batch's outcomes counted (a copy: until the batch is
+    committed, the report must still say only what was)."""
+    landed = replace(report, outcomes=dict(report.outcomes))
+    for line, outcome in outcomes.items():
+        setattr(landed, outcome, getattr(landed, outcome) + 1)
+        landed.outcomes[line] = outcome
+    landed.without_external_id += sum(1 for p in batch if not p.record.external_id)
+    return landed
+
+
+def _stop(report: ImportReport, exc: BaseException, batch: list[Planned], submitter: User,
+          *, migration: bool, source: str) -> NoReturn:
+    """A batch failed: record what stayed and raise ``ImportStopped`` (from ``exc``)."""
+    lines = (batch[0].record.line, batch[-1].record.line) if batch else (0, 0)
+    reason = _reason(exc)
+    try:
+        _audit_import(submitter, report, migration=migration, source=source,
+                      stopped=f"lines {lines[0]}-{lines[1]}: {reason}")
+        db.session.commit()
+    except Exception:  # noqa: BLE001 - the database itself failed; say what we know
+        db.session.rollback()
+        log.exception("the import record of an import stopped midway was not stored")
+    raise ImportStopped(report, lines, reason) from exc
 
 
 # --- export -----------------------------------------------------------------------------

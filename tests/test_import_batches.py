@@ -1,0 +1,269 @@
+"""`flask lessons import` stores a checked file in batches: each batch commits its lessons,
+their audit records and their index queue rows together and is searchable at once; a
+file with a bad line stores nothing; an import that fails midway keeps the batches before
+(stored and found by search), stores nothing of the failing one, says so, and running
+the same file again is safe."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from lessons import search
+from lessons.extensions import db
+from lessons.models import AuditRecord, Lesson, User
+from lessons.services import exchange
+
+TOTAL = re.compile(r'data-testid="total">(\d+) lesson')
+# Every line's title holds this word, and its number: a search counts what landed.
+WORD = "quokka"
+# And a word of its own (digits alone are no search words).
+NAMES = ("", "aardvark", "badger", "cheetah", "dingo", "emu", "ferret", "gecko", "hyena",
+         "ibis", "jackal")
+
+
+def record(n: int, **overrides) -> dict:
+    """Line ``n``: a validated GBR lesson releasable to FVEY (AUS users may find it)."""
+    data = {
+        "external_id": f"gb.an:BATCH-{n:03d}",
+        "title": f"Convoy {WORD} lesson of the {NAMES[n]}",
+        "observation": "Fuel convoys waited at the border crossing for permits.",
+        "discussion": "Permits took three days.",
+        "conclusion": "Permits must be requested before the move.",
+        "recommendation": "Request crossing permits at the planning conference.",
+        "tags": ["convoy", f"batch-tag-{n % 3}"],
+        "nations": ["GBR"],
+        "originator_nation": "GBR",
+        "releasable_to": ["FVEY"],
+        "status": "validated",
+    }
+    data.update(overrides)
+    return data
+
+
+def write(path: Path, items: list) -> Path:
+    path.write_text("".join((i if isinstance(i, str) else json.dumps(i)) + "\n"
+                            for i in items), "utf-8")
+    return path
+
+
+@pytest.fixture
+def people(make_user):
+    make_user("gb.op", "GBR", ("contributor", "analyst", "admin"))
+    make_user("gb.an", "GBR", ("contributor", "analyst"))
+    make_user("au.user", "AUS", ("contributor",))
+
+
+def run(runner, path: Path, *extra: str, migration: bool = True):
+    who = ["--as", "gb.op", "--as-migration"] if migration else ["--as", "gb.an"]
+    return runner.invoke(args=["lessons", "import", str(path), *who, *extra])
+
+
+def stored_ids(app) -> list[str]:
+    with app.app_context():
+        return sorted(db.session.scalars(select(Lesson.external_id)))
+
+
+def found_by_search(login_as, query: str = WORD) -> int:
+    """How many lessons an AUS contributor finds on the search page."""
+    response = login_as("au.user").get(f"/search?q={query}")
+    assert response.status_code == 200
+    match = TOTAL.search(response.text)
+    return int(match[1]) if match else 0
+
+
+def audit_actions(app, action: str) -> list[AuditRecord]:
+    with app.app_context():
+        return list(db.session.scalars(select(AuditRecord).where(AuditRecord.action == action)
+                                       .order_by(AuditRecord.id)))
+
+
+@pytest.fixture
+def fail_at(monkeypatch):
+    """Make the store step fail on the k-th lesson it queues for the index (a disk full,
+    a dropped connection): ``fail_at(k)``; ``fail_at(None)`` heals it."""
+    real = search.queue_lesson
+
+    def arm(k: int | None) -> None:
+        calls = {"n": 0}
+
+        def queue(lesson: Lesson) -> None:
+            calls["n"] += 1
+            if calls["n"] == k:
+                raise RuntimeError("the disk is full (injected)")
+            real(lesson)
+
+        monkeypatch.setattr(search, "queue_lesson", queue if k is not None else real)
+
+    return arm
+
+
+def test_each_batch_commits_on_its_own(app, runner, people, tmp_path, fail_at, login_as):
+    """Batch size 2, five lines, a failure on the fifth lesson (the third batch): the
+    first two batches stay, four lessons, and search finds them."""
+    fail_at(5)
+    result = run(runner, write(tmp_path / "in.jsonl", [record(n) for n in range(1, 6)]),
+                 "--batch-size", "2")
+    assert result.exit_code == 1, result.output
+    assert stored_ids(app) == [f"gb.an:BATCH-{n:03d}" for n in range(1, 5)]
+    assert found_by_search(login_as) == 4
+    assert "4 lesson(s) were stored in 2 batch(es)" in result.output
+
+
+def test_a_crash_midway_keeps_whole_batches_indexed_and_a_rerun_is_safe(
+        app, runner, people, tmp_path, fail_at, login_as):
+    path = write(tmp_path / "in.jsonl", [record(n) for n in range(1, 9)])
+    fail_at(7)  # the first lesson of the third batch of three
+    result = run(runner, path, "--batch-size", "3")
+    assert result.exit_code == 1
+    assert "error: the import stopped at lines 7-8: the disk is full (injected)" in result.output
+    assert ("6 lesson(s) were stored in 2 batch(es) before it stopped (6 new, 0 updated, "
+            "0 unchanged) and are searchable; nothing from line 7 on was stored."
+            ) in result.output
+    assert "Running the same file again is safe" in result.output
+    assert "no external_id" not in result.output
+    # Batches 1 and 2 are stored, audited and found; nothing of batch 3 is.
+    assert stored_ids(app) == [f"gb.an:BATCH-{n:03d}" for n in range(1, 7)]
+    assert found_by_search(login_as) == 6
+    assert found_by_search(login_as, "ferret") == 1 and found_by_search(login_as, "gecko") == 0
+    assert len(audit_actions(app, "imported")) == 6
+    (run_record,) = audit_actions(app, "import")
+    assert run_record.comment == (
+        "command line: stopped midway, 2 batch(es) stored, the rest not: lines 7-8: the "
+        "disk is full (injected); 6 created, 0 updated, 0 unchanged, 0 line(s) rejected; "
+        "as migration")
+    with app.app_context():
+        assert search.check().clean
+
+    fail_at(None)
+    again = run(runner, path, "--batch-size", "3")
+    assert again.exit_code == 0, again.output
+    assert "Imported 2 new, 0 updated, 6 unchanged; 0 line(s) rejected." in again.output
+    assert stored_ids(app) == [f"gb.an:BATCH-{n:03d}" for n in range(1, 9)]
+    assert found_by_search(login_as) == 8
+    with app.app_context():
+        versions = set(db.session.scalars(select(Lesson.version)))
+        assert versions == {1}  # the six already stored were not touched
+        assert search.check().clean
+    assert len(audit_actions(app, "imported")) == 8
+    assert audit_actions(app, "import")[-1].comment.startswith("command line: stored; 2 created")
+
+
+def test_lines_without_an_external_id_are_named_in_the_stop_message(
+        app, runner, people, tmp_path, fail_at):
+    fail_at(3)
+    result = run(runner, write(tmp_path / "in.jsonl", [
+        record(1, external_id=None), record(2), record(3)]), "--batch-size", "2")
+    assert result.exit_code == 1
+    assert ("But 1 stored line(s) have no external_id: they would be stored again as new "
+            "lessons") in result.output
+    assert len(stored_ids(app)) == 2
+
+
+def test_a_failure_in_the_first_batch_stores_nothing_and_says_so(
+        app, runner, people, tmp_path, fail_at):
+    fail_at(2)
+    result = run(runner, write(tmp_path / "in.jsonl", [record(n) for n in range(1, 4)]),
+                 "--batch-size", "2")
+    assert result.exit_code == 1
+    assert "0 lesson(s) were stored in 0 batch(es)" in result.output
+    assert stored_ids(app) == [] and audit_actions(app, "imported") == []
+    assert "stopped midway, 0 batch(es) stored" in audit_actions(app, "import")[0].comment
+
+
+@pytest.mark.parametrize("bad,reason", [
+    ("{not json", "invalid JSON"),
+    (json.dumps(record(9, title="")), "title: Required"),
+    (json.dumps(record(9, originator_nation="USA")), "you may import lessons of GBR only"),
+    (json.dumps(record(9, status="learned")), "is not a move you may make by import"),
+])
+def test_a_bad_line_in_a_late_batch_rejects_the_whole_file(app, runner, people, tmp_path,
+                                                           login_as, bad, reason):
+    """Checked as a whole before anything is stored: format, fields, the policy and the
+    status walk (an analyst's own import, not a migration)."""
+    items = [record(n) for n in range(1, 6)] + [bad]
+    result = run(runner, write(tmp_path / "in.jsonl", items), "--batch-size", "2",
+                 migration=False)
+    assert result.exit_code == 1, result.output
+    assert "error: line 6:" in result.output and reason in result.output
+    assert "Nothing imported: 1 line(s) rejected" in result.output
+    assert stored_ids(app) == [] and found_by_search(login_as) == 0
+    (run_record,) = audit_actions(app, "import")
+    assert "refused, nothing stored" in run_record.comment
+
+
+def test_skip_invalid_stores_the_good_lines_in_batches(app, runner, people, tmp_path,
+                                                       login_as):
+    items = [record(1), "[1]", record(2), record(3), record(4, title="")]
+    result = run(runner, write(tmp_path / "in.jsonl", items), "--batch-size", "2",
+                 "--skip-invalid", migration=False)
+    assert result.exit_code == 0, result.output
+    assert "Imported 3 new, 0 updated, 0 unchanged; 2 line(s) rejected." in result.output
+    assert found_by_search(login_as) == 3
+    (run_record,) = audit_actions(app, "import")
+    assert run_record.comment == ("command line: stored; 3 created, 0 updated, 0 unchanged, "
+                                  "2 line(s) rejected")
+
+
+def test_an_analysts_batched_import_keeps_every_behaviour(app, runner, people, tmp_path):
+    """Policy walks, audit records per lesson and version bumps, batch after batch."""
+    path = write(tmp_path / "in.jsonl", [record(n) for n in range(1, 6)])
+    assert run(runner, path, "--batch-size", "2", migration=False).exit_code == 0
+    changed = write(tmp_path / "changed.jsonl",
+                    [record(n, discussion=f"Permits took {n} days.") if n % 2 else record(n)
+                     for n in range(1, 6)])
+    result = run(runner, changed, "--batch-size", "2", migration=False)
+    assert "Imported 0 new, 3 updated, 2 unchanged" in result.output, result.output
+    with app.app_context():
+        lessons = {lesson.external_id: lesson for lesson in db.session.scalars(select(Lesson))}
+        assert {n: lessons[f"gb.an:BATCH-{n:03d}"].version for n in range(1, 6)} == {
+            1: 2, 2: 1, 3: 2, 4: 1, 5: 2}
+        author = db.session.scalar(select(User).where(User.username == "gb.an"))
+        assert {lesson.author_id for lesson in lessons.values()} == {author.id}
+        assert lessons["gb.an:BATCH-001"].tags == ["batch-tag-1", "convoy"]
+        assert lessons["gb.an:BATCH-001"].releasable_to == ["AUS", "CAN", "GBR", "NZL", "USA"]
+    imported = audit_actions(app, "imported")
+    assert len(imported) == 8
+    assert imported[0].comment == ("external id gb.an:BATCH-001; status draft → submitted "
+                                   "→ validated")
+    assert imported[-1].changes == ["discussion"] and imported[-1].version == 2
+
+
+def test_a_lesson_changed_after_the_check_stops_the_import_there(
+        app, runner, people, tmp_path, monkeypatch, login_as):
+    """The file is checked against the lessons as they were; one changed by someone else
+    before its batch is stored stops the import at that batch, naming it."""
+    path = write(tmp_path / "in.jsonl", [record(n) for n in range(1, 5)])
+    assert run(runner, path).exit_code == 0
+    real_plan = exchange._plan
+
+    def plan_then_edit(*args, **kwargs):
+        planned = real_plan(*args, **kwargs)
+        lesson = db.session.scalar(select(Lesson).where(Lesson.external_id == "gb.an:BATCH-004"))
+        lesson.version += 1
+        lesson.discussion = "Edited by someone else meanwhile."
+        db.session.commit()
+        return planned
+
+    monkeypatch.setattr(exchange, "_plan", plan_then_edit)
+    changed = write(tmp_path / "changed.jsonl",
+                    [record(n, conclusion="Ask early.") for n in range(1, 5)])
+    result = run(runner, changed, "--batch-size", "2")
+    assert result.exit_code == 1
+    assert ("Line 4: lesson gb.an:BATCH-004 was changed by someone else while the file was "
+            "being imported.") in result.output
+    assert "2 lesson(s) were stored in 1 batch(es)" in result.output
+    with app.app_context():
+        conclusions = dict(db.session.execute(select(Lesson.external_id, Lesson.conclusion)).all())
+    assert conclusions["gb.an:BATCH-002"] == "Ask early."
+    assert conclusions["gb.an:BATCH-003"] != "Ask early."
+
+
+@pytest.mark.parametrize("size", ["0", "5001", "many"])
+def test_the_batch_size_is_bounded(runner, people, tmp_path, size):
+    result = run(runner, write(tmp_path / "in.jsonl", [record(1)]), "--batch-size", size)
+    assert result.exit_code == 2 and "--batch-size" in result.output
