@@ -109,6 +109,17 @@ def served(tmp_path: Path) -> Iterator[Served]:
             process.wait(timeout=10)
 
 
+def indexer_of(served: Served) -> int:
+    """The process holding the index folder's INDEXER_LOCK (a flock: /proc/locks)."""
+    lock = Path(production_env(Path(served.log).parent)["MUSTER_INDEX_DIR"]) / "INDEXER_LOCK"
+    inode = lock.stat().st_ino
+    for line in Path("/proc/locks").read_text().splitlines():
+        fields = line.split()
+        if fields[1] == "FLOCK" and int(fields[5].rsplit(":", 1)[1]) == inode:
+            return int(fields[4])
+    raise AssertionError("no process holds the indexer lock")
+
+
 def _answers(address: str) -> bool:
     try:
         return Http(address).get("/login", timeout=2).status == 200
@@ -131,8 +142,16 @@ def test_gunicorn_serves_replaces_a_killed_worker_and_stops_cleanly(served):
         return reply.json()["total"] if reply.status == 200 else -1  # 503 while rebuilding
     assert wait_for(found, 15, "the rebuilt index to find the earlier lesson") == 1
 
+    # The request only committed; the host's indexer (a standby thread in one worker)
+    # applied it.
+    def finds(word: str) -> bool:
+        reply = script.get(f"/api/v1/lessons?q={word}")
+        return reply.status == 200 and reply.json()["total"] == 1
+    wait_for(lambda: finds("lacked"), 5, "the indexer to apply the new lesson")
+
     workers = workers_of(served.process.pid)
-    victim = min(workers)
+    victim = indexer_of(served)  # the worker whose thread holds the indexer lock
+    assert victim in workers
     os.kill(victim, signal.SIGKILL)
     for _ in range(10):  # the surviving worker answers meanwhile
         assert person.get("/lessons").status == 200
@@ -142,6 +161,13 @@ def test_gunicorn_serves_replaces_a_killed_worker_and_stops_cleanly(served):
     assert victim not in replaced
     for _ in range(6):  # both workers, old and new, serve
         assert person.get("/lessons").status == 200
+    for word in ("interpreters", "generators"):  # another worker's standby took over
+        created = script.send("POST", "/api/v1/lessons", body={
+            "title": f"Too few {word} at the bridge", "observation": "None at all."})
+        assert created.status == 201, created.text
+        wait_for(lambda w=word: finds(w), 10, f"the indexer to apply the {word} lesson")
+    health = person.get("/health").json()["index"]
+    assert health["state"] == "ok" and health["pending"] == 0, health
 
     served.process.send_signal(signal.SIGTERM)
     assert served.process.wait(timeout=15) == 0

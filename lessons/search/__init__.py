@@ -219,8 +219,8 @@ def on_worker_start(app) -> threading.Thread:
     once (searches answer 503 while the index is missing). Returns the thread."""
     from lessons.search import indexer
 
-    if not app.config.get("SEARCH_INDEXER", "inline") == "inline":
-        return indexer.start_standby(app) or threading.Thread()
+    if app.config.get("SEARCH_INDEXER", "inline") != "inline":
+        return indexer.start_standby(app)
 
     def run() -> None:
         with app.app_context():

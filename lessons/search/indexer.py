@@ -123,18 +123,18 @@ def serve(app: Flask, stop: threading.Event, *, standby_seconds: float | None = 
         stop.wait(wait)
 
 
-_standby_started: set[int] = set()
+_standby: dict[int, threading.Thread] = {}
 _standby_lock = threading.Lock()
 
 
-def start_standby(app: Flask) -> threading.Thread | None:
+def start_standby(app: Flask) -> threading.Thread:
     """A daemon thread in this serving process that indexes whenever no other process on
-    the host does. Once per app per process; None when already started."""
+    the host does; started once per app per process (later calls return it)."""
     with _standby_lock:
-        if id(app) in _standby_started:
-            return None
-        _standby_started.add(id(app))
-    thread = threading.Thread(target=serve, args=(app, threading.Event()),
-                              name="search-indexer", daemon=True)
-    thread.start()
+        thread = _standby.get(id(app))
+        if thread is None:
+            thread = threading.Thread(target=serve, args=(app, threading.Event()),
+                                      name="search-indexer", daemon=True)
+            _standby[id(app)] = thread
+            thread.start()
     return thread
