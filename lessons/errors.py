@@ -14,6 +14,7 @@ import psycopg
 from flask import Flask, Response, current_app, render_template, request
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import NotFound as NotFoundPage
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +33,11 @@ class NotFound(DomainError):
 
     status = 404
     title = "Not found"
+
+
+# An address that names no page (Werkzeug's own 404, which no view raised on purpose).
+PAGE_NOT_FOUND = ("Page not found", "There is no page at this address: it may have been "
+                  "mistyped, or the link may be out of date.")
 
 
 class NotAllowed(DomainError):
@@ -185,5 +191,8 @@ def register_error_pages(app: Flask) -> None:
                            headers=headers)
         # The headers the error carries, such as a 405's Allow, belong on the page too.
         headers = [(k, v) for k, v in error.get_headers() if k != "Content-Type"]
+        title, message = error.name, error.description
+        if error.code == 404 and message == NotFoundPage.description:
+            title, message = PAGE_NOT_FOUND  # not Werkzeug's stock wording
         return render_template("errors/error.html", status=error.code,
-                               title=error.name, message=error.description), error.code, headers
+                               title=title, message=message), error.code, headers

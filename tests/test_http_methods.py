@@ -298,3 +298,23 @@ def test_json_nested_too_deeply_is_a_400_not_a_server_error(client, secret, dept
                                content_type="application/json")
         assert response.status_code in (400, 422)
         assert response.mimetype == "application/problem+json"
+
+
+def test_an_unknown_address_gets_the_house_404_page_with_a_search_box(app, make_user,
+                                                                      login_as, client):
+    make_user("gb.author", "GBR")
+    anonymous = client.get("/no/such/page")
+    assert anonymous.status_code == 404
+    assert "<h1>Page not found</h1>" in anonymous.text
+    assert "requested URL was not found" not in anonymous.text
+    assert 'data-testid="not-found-search"' not in anonymous.text  # search needs a login
+    page = login_as("gb.author").get("/no/such/page")
+    assert page.status_code == 404 and "<h1>Page not found</h1>" in page.text
+    assert 'data-testid="not-found-search"' in page.text
+    assert 'action="/search"' in page.text
+    # A lesson that is hidden or gone keeps its own wording, and the search box too.
+    hidden = login_as("gb.author").get("/lessons/zzzzzzzzzz")
+    assert hidden.status_code == 404 and 'data-testid="not-found-search"' in hidden.text
+    api = client.get("/api/v1/no/such/thing")
+    assert api.status_code == 404 and api.headers["Content-Type"].startswith(
+        "application/problem+json")

@@ -44,6 +44,7 @@ def register_template_helpers(app: Flask) -> None:
         PURPOSE_LABELS=rules.PURPOSE_LABELS,
         LINK_STATUS_LABELS=rules.LINK_STATUS_LABELS,
         EXERCISE_TYPE_LABELS=rules.EXERCISE_TYPE_LABELS,
+        QUERY_MAX=rules.QUERY_MAX,
     )
 
     @app.template_filter("labels")
