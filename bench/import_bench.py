@@ -21,12 +21,10 @@ Run by hand (``tests/test_import_bench.py`` does a 300-line smoke run)::
    system (``flask --app wsgi lessons import FILE --as ADMIN --as-migration
    --batch-size N``; statuses and originators taken as is), timed from start to exit
    ("store"). Each batch is committed with its change-log rows as it lands.
-   ``--indexer worker`` (the default, as ``make serve`` runs a host): ``flask search
-   worker`` runs beside the import and applies each batch as it lands, on the other
-   core; "searchable" is when this host's index holds the last change (polled through
-   ``search.status``). ``--indexer inline``: the import applies each batch itself after
-   its commit (``MUSTER_SEARCH_INDEXER=inline``), then ``flask search sync`` applies
-   anything left.
+   The command applies each batch to this host's index right after its commit (commands
+   index inline, whether or not an indexer runs), so at exit every lesson is searchable
+   unless an apply was deferred; ``flask search sync`` then applies what waits, timed
+   too ("searchable").
 4. Checks, through the app's own code: every line is a stored lesson, the index is in
    step with the database (``search.check``), and a search for the word every title
    holds finds every lesson.
@@ -43,7 +41,6 @@ import os
 import random
 import resource
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -66,9 +63,6 @@ TITLE_WORD = "wombat"
 VARIANTS = ("revisited", "second look", "field report", "follow-up", "recurring",
             "theatre view", "after action", "cross-check")
 SEED = 7
-POLL_S = 0.2
-SEARCHABLE_TIMEOUT_S = 3600.0
-WORKER_STOP_S = 30.0
 
 
 def shared_data() -> Path | None:
@@ -170,10 +164,9 @@ def fresh_database(url: str | None, workdir: Path) -> Iterator[tuple[str, str]]:
 class Flask:
     """``flask --app wsgi`` commands against the benchmark's database and index."""
 
-    def __init__(self, database_url: str, index_dir: Path, indexer: str) -> None:
+    def __init__(self, database_url: str, index_dir: Path) -> None:
         self.env = {**os.environ, "MUSTER_ENV": "development", "DATABASE_URL": database_url,
-                    "MUSTER_INDEX_DIR": str(index_dir), "PYTHONUNBUFFERED": "1",
-                    "MUSTER_SEARCH_INDEXER": "inline" if indexer == "inline" else "background"}
+                    "MUSTER_INDEX_DIR": str(index_dir), "PYTHONUNBUFFERED": "1"}
         self.env.pop("TEST_DATABASE_URL", None)
         self.cpu_s = 0.0
 
@@ -195,59 +188,6 @@ class Flask:
             sys.stderr.write(done.stdout[-3000:] + done.stderr[-3000:])
             raise SystemExit(f"flask {' '.join(args[:3])} failed ({done.returncode})")
         return seconds, done.stdout
-
-    @contextmanager
-    def worker(self, log: Path) -> Iterator[None]:
-        """``flask search worker`` running for the duration, stopped with SIGTERM."""
-        with log.open("wb") as out:
-            process = subprocess.Popen(self.command("search", "worker"), cwd=ROOT,
-                                       env=self.env, stdout=out, stderr=subprocess.STDOUT)
-            try:
-                yield
-            finally:
-                process.send_signal(signal.SIGTERM)
-                try:
-                    process.wait(WORKER_STOP_S)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
-
-
-class Poll:
-    """This host's index as ``/health`` reads it, from this process (no command start-up
-    per look): how many logged changes it has not applied yet."""
-
-    def __init__(self, database_url: str, index_dir: Path) -> None:
-        from lessons import create_app
-
-        self.app = create_app("development", SQLALCHEMY_DATABASE_URI=database_url,
-                              INDEX_DIR=str(index_dir), SEARCH_WARM_UP=False,
-                              SEARCH_INDEXER="background")
-
-    def pending(self) -> int | None:
-        from lessons import search
-        from lessons.extensions import db
-
-        with self.app.app_context():
-            try:
-                return search.status().pending
-            finally:
-                db.session.remove()
-
-    def until_applied(self, timeout: float) -> float:
-        """Seconds until nothing is pending (``timeout`` at most)."""
-        started = time.perf_counter()
-        while time.perf_counter() - started < timeout:
-            if self.pending() == 0:
-                break
-            time.sleep(POLL_S)
-        return time.perf_counter() - started
-
-    def close(self) -> None:
-        from lessons.extensions import db
-
-        with self.app.app_context():
-            db.engine.dispose()
 
 
 def verify(database_url: str, index_dir: Path, lines: int) -> dict[str, Any]:
@@ -280,9 +220,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--database-url", default="",
                         help="a PostgreSQL server to create a temporary database on "
                              "(default: SQLite in a temporary folder)")
-    parser.add_argument("--indexer", choices=("worker", "inline"), default="worker",
-                        help="who applies batches to the index: `flask search worker` "
-                             "beside the import (default), or the import itself")
     parser.add_argument("--synthetic", action="store_true",
                         help="generated text even where the NASA records are present")
     parser.add_argument("--workdir", type=Path, default=None,
@@ -302,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
         with fresh_database(args.database_url or None, workdir) as (url, kind):
             index_dir = workdir / "index"
             shutil.rmtree(index_dir, ignore_errors=True)
-            flask = Flask(url, index_dir, args.indexer)
+            flask = Flask(url, index_dir)
             flask("db", "upgrade")
             flask("users", "create", ADMIN, "--nation", NATION, "--roles",
                   "admin,analyst,contributor", "--password-stdin",
@@ -311,19 +248,10 @@ def main(argv: list[str] | None = None) -> int:
             if args.batch_size:
                 command += ["--batch-size", str(args.batch_size)]
             load_before = os.getloadavg()[0]
-            if args.indexer == "worker":
-                poll = Poll(url, index_dir)
-                with flask.worker(workdir / "worker.log"):
-                    store_s, out = flask(*command)
-                    store_cpu_s = flask.cpu_s
-                    searchable_s = store_s + poll.until_applied(SEARCHABLE_TIMEOUT_S)
-                poll.close()
-                _, synced = flask("search", "sync")  # nothing, unless the worker fell short
-            else:
-                store_s, out = flask(*command)
-                store_cpu_s = flask.cpu_s
-                sync_s, synced = flask("search", "sync")
-                searchable_s = store_s + (sync_s if not synced.startswith("Applied 0 ") else 0)
+            store_s, out = flask(*command)
+            store_cpu_s = flask.cpu_s
+            sync_s, synced = flask("search", "sync")
+            searchable_s = store_s + (sync_s if not synced.startswith("Applied 0 ") else 0)
             print(out.strip().splitlines()[-1])
             applied = int(synced.split()[1]) if synced.startswith("Applied") else -1
             checked = verify(url, index_dir, args.lines)
@@ -332,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(workdir, ignore_errors=True)
     figures = {
         "lines": args.lines, "database": kind, "source": source,
-        "batch_size": args.batch_size or "default", "indexer": args.indexer,
+        "batch_size": args.batch_size or "default",
         "command": "flask --app wsgi lessons import FILE --as ADMIN --as-migration",
         **held,
         "store_s": round(store_s, 1), "store_per_s": round(args.lines / store_s, 1),
@@ -344,8 +272,8 @@ def main(argv: list[str] | None = None) -> int:
         "cpus": os.cpu_count(), "load_before": round(load_before, 2), **checked,
     }
     print(f"store: {figures['store_per_s']:,} lessons/s ({store_s:.1f} s); searchable: "
-          f"{figures['searchable_per_s']:,} lessons/s ({searchable_s:.1f} s, indexed by "
-          f"{args.indexer}; {applied} change(s) left for search sync); {kind}")
+          f"{figures['searchable_per_s']:,} lessons/s ({searchable_s:.1f} s; {applied} "
+          f"change(s) left for search sync); {kind}")
     print(json.dumps(figures))
     ok = (checked["stored"] == args.lines and checked["found_by_search"] == args.lines
           and checked["index_clean"])
