@@ -5,6 +5,7 @@ Run by hand (``tests/test_relevance_bench.py`` does a ``--limit`` smoke run)::
     .venv/bin/python bench/relevance.py                    # the kept set, every query
     .venv/bin/python bench/relevance.py --show-misses      # ... and what each system missed
     .venv/bin/python bench/relevance.py --queries other.jsonl --set nasa
+    .venv/bin/python bench/relevance.py --engine similar   # the "lessons like a text" callers
 
 A *known-item* query describes the problem one lesson is about, the way someone who has
 that problem would type it, and names that lesson as its target; a system is judged by
@@ -37,6 +38,22 @@ The two systems, over exactly the lessons that user may see:
   parts (observation, discussion, conclusion, recommendation, friction, workaround,
   limits), Whoosh's ``StandardAnalyzer`` (lower case, stop words, no stemming, no
   glossary), Whoosh's BM25F scoring with its defaults, the query's words OR-ed.
+
+With ``--engine similar`` the same queries are the text a contributor types in the
+new-lesson form (its title; the observation is the same text to these paths), and the
+systems are the callers that find lessons like a text, over the same lessons:
+
+* **search**: ``lessons.search.matching_ids`` with the text as the query, first 20 hits
+  (the search page's ranking, for comparison);
+* **similar**: ``related.similar_lessons(user, text, "")``, what the form's "check for
+  similar lessons" calls, all it returns (``related.LIMIT_MAX``, 20; the form shows 8);
+* **keyterms**: ``related.text_scores``, the Bo1 key-term ranking alone, first 20: what
+  "related lessons" on a lesson's page ranks by, and what "similar" was before;
+* **recommend**: the text score of exercise recommendations for an exercise whose one
+  objective is the text: ``related.text_scores`` over every status (the imported lessons
+  are drafts, which recommendations leave out), ordered by
+  ``recommendations._similarity`` (score relative to the best, times key-term coverage),
+  equal values in lesson id order; tags, nations and status weights play no part.
 
 Per system and set: top-1 and top-10 (share of queries whose target is first, or in the
 first ten), MRR (mean of 1/rank of the target within the first 100 hits, 0 if absent)
@@ -85,6 +102,10 @@ DEPTH = 100  # hits looked at per query: a target further down scores 0
 TOP = 10
 SETS = ("nasa", "demo")
 SYSTEMS = ("muster", "bm25")
+ENGINES = ("search", "similar")
+LIKE_SYSTEMS = ("search", "similar", "keyterms", "recommend")
+LIKE_DEPTH = 20  # what "similar lessons" returns at most (related.LIMIT_MAX)
+RECOMMEND_CANDIDATES = 200  # recommendations.TEXT_CANDIDATES
 TEXT_PARTS = ("title", "observation", "discussion", "conclusion", "recommendation",
               "friction", "workaround", "limits")
 EXIT_REFUSED = 2
@@ -286,6 +307,34 @@ def muster_search(user) -> Callable[[str], list[int]]:
     return run
 
 
+def like_systems(user) -> dict[str, Callable[[str], list[int]]]:
+    """The callers that find lessons like a text, each as a query -> ranked ids."""
+    from lessons import search
+    from lessons.search import related
+    from lessons.services import recommendations
+
+    def as_search(text: str) -> list[int]:
+        try:
+            return search.matching_ids(user, text, limit=LIKE_DEPTH)
+        except search.TooBroad:
+            return []
+
+    def as_similar(text: str) -> list[int]:
+        return [lesson.id for lesson in
+                related.similar_lessons(user, text, "", limit=related.LIMIT_MAX)]
+
+    def as_keyterms(text: str) -> list[int]:
+        return [lesson_id for lesson_id, _, _ in related.text_scores(user, text, LIKE_DEPTH)]
+
+    def as_recommend(text: str) -> list[int]:
+        similarity = recommendations._similarity(
+            related.text_scores(user, text, RECOMMEND_CANDIDATES))
+        return sorted(similarity, key=lambda i: (-round(similarity[i], 4), i))[:LIKE_DEPTH]
+
+    return {"search": as_search, "similar": as_similar, "keyterms": as_keyterms,
+            "recommend": as_recommend}
+
+
 # --- figures ----------------------------------------------------------------------------
 
 @dataclass
@@ -331,11 +380,13 @@ def _pct(value: float | None) -> str:
 
 
 def report(results: dict[str, dict[str, Figures]], sets: list[str]) -> dict[str, Any]:
-    """Print the table; return the figures per system and set (plus ``all``)."""
+    """Print the table; return the figures per system (in ``results``' order) and set
+    (plus ``all``)."""
     figures: dict[str, dict[str, Any]] = {}
-    say(f"{'system':<8} {'set':<5} {'queries':>7} {'top-1':>7} {'top-10':>7} "
+    width = max(8, *(len(system) for system in results))
+    say(f"{'system':<{width}} {'set':<5} {'queries':>7} {'top-1':>7} {'top-10':>7} "
         f"{'MRR':>6} {'none':>7}")
-    for system in SYSTEMS:
+    for system in results:
         figures[system] = {}
         groups = {name: Figures([o for o in results[system]["all"].outcomes
                                  if o.query.set == name]) for name in sets}
@@ -345,13 +396,13 @@ def report(results: dict[str, dict[str, Figures]], sets: list[str]) -> dict[str,
             row = group.as_dict()
             figures[system][name] = row
             mrr = "     -" if row["mrr"] is None else f"{row['mrr']:6.3f}"
-            say(f"{system:<8} {name:<5} {row['queries']:>7} {_pct(row['top1']):>7} "
+            say(f"{system:<{width}} {name:<5} {row['queries']:>7} {_pct(row['top1']):>7} "
                 f"{_pct(row['top10']):>7} {mrr} {_pct(row['no_result']):>7}")
     return figures
 
 
 def show_misses(results: dict[str, dict[str, Figures]]) -> None:
-    for system in SYSTEMS:
+    for system in results:
         misses = [o for o in results[system]["all"].outcomes
                   if o.rank is None or o.rank > TOP]
         say(f"\n{system}: {len(misses)} queries with the target outside the top {TOP}")
@@ -383,6 +434,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="which queries to run (default: all)")
     parser.add_argument("--limit", type=int, default=None, metavar="N",
                         help="run only the first N queries (a smoke run)")
+    parser.add_argument("--engine", choices=ENGINES, default="search",
+                        help="search: Muster's search against BM25 (default); similar: "
+                             "the callers finding lessons like a text, the query being "
+                             "a draft's text")
     parser.add_argument("--show-misses", action="store_true",
                         help="list the queries whose target is not in a system's top 10")
     args = parser.parse_args(argv)
@@ -413,8 +468,10 @@ def main(argv: list[str] | None = None) -> int:
     if not queries:
         say(f"No {args.set} queries in {args.queries.name}.")
         return EXIT_REFUSED
-    say(f"Muster search relevance: {len(queries)} queries from {args.queries.name} "
-        f"(set {args.set}), searched as {SEARCHER}, first {DEPTH} hits")
+    similar = args.engine == "similar"
+    say(f"Muster {'lessons like a text' if similar else 'search relevance'}: "
+        f"{len(queries)} queries from {args.queries.name} (set {args.set}), "
+        f"searched as {SEARCHER}, first {LIKE_DEPTH if similar else DEPTH} hits")
 
     workdir = Path(tempfile.mkdtemp(prefix="muster-relevance-"))
     try:
@@ -435,19 +492,23 @@ def main(argv: list[str] | None = None) -> int:
             say(f"built the Muster collection in {muster_built:.1f} s: {summary}; "
                 f"{len(visible)} lessons visible to {SEARCHER}")
             ids = resolve_targets(queries, user)
-            baseline_started = time.perf_counter()
-            baseline = Bm25Baseline(visible)
-            baseline_built = time.perf_counter() - baseline_started
-            say(f"built the BM25 baseline in {baseline_built:.1f} s")
             results: dict[str, dict[str, Figures]] = {}
-            seconds: dict[str, float] = {"build_muster": muster_built,
-                                         "build_bm25": baseline_built}
-            for system, run in (("muster", muster_search(user)), ("bm25", baseline)):
+            seconds: dict[str, float] = {"build_muster": muster_built}
+            if similar:
+                systems = like_systems(user)
+            else:
+                baseline_started = time.perf_counter()
+                baseline = Bm25Baseline(visible)
+                seconds["build_bm25"] = time.perf_counter() - baseline_started
+                say(f"built the BM25 baseline in {seconds['build_bm25']:.1f} s")
+                systems = {"muster": muster_search(user), "bm25": baseline}
+            for system, run in systems.items():
                 outcomes, spent = evaluate(queries, ids, run)
                 results[system] = {"all": Figures(outcomes)}
                 seconds[f"search_{system}"] = spent
                 say(f"{system}: {len(queries)} queries in {spent:.1f} s")
-            baseline.close()
+            if not similar:
+                baseline.close()
             db.session.remove()
             db.engine.dispose()
     except Refused as exc:
@@ -461,20 +522,21 @@ def main(argv: list[str] | None = None) -> int:
     if args.show_misses:
         show_misses(results)
     seconds["total"] = time.perf_counter() - started
+    spent = ", ".join(f"{name} queries {seconds[f'search_{name}']:.1f} s" for name in results)
     say(f"\ntime: {seconds['total']:.1f} s in all (Muster collection "
-        f"{seconds['build_muster']:.1f} s, BM25 index {seconds['build_bm25']:.1f} s, "
-        f"Muster queries {seconds['search_muster']:.1f} s, "
-        f"BM25 queries {seconds['search_bm25']:.1f} s) on {machine()}")
+        f"{seconds['build_muster']:.1f} s"
+        + (f", BM25 index {seconds['build_bm25']:.1f} s" if not similar else "")
+        + f", {spent}) on {machine()}")
     print(json.dumps({
         "date": datetime.now(UTC).strftime("%Y-%m-%d"),
         "machine": machine(),
+        "engine": args.engine,
         "queries_file": args.queries.name,
         "set": args.set,
         "queries": len(queries),
-        "depth": DEPTH,
-        "muster": figures["muster"],
-        "bm25": figures["bm25"],
-        "criteria": verdict(figures, sets),
+        "depth": LIKE_DEPTH if similar else DEPTH,
+        **{system: figures[system] for system in results},
+        **({} if similar else {"criteria": verdict(figures, sets)}),
         "seconds": {k: round(v, 1) for k, v in seconds.items()},
     }), flush=True)
     return 0

@@ -76,8 +76,9 @@ def test_the_check_names_each_unfit_query(bench: ModuleType) -> None:
     assert problems[2].startswith("line 4:") and "'late comsec keys'" in problems[2]
 
 
-def test_without_the_data_it_says_why_and_stops(tmp_path: Path) -> None:
-    done = run("--limit", "1", env={"MUSTER_SHARED_DATA": str(tmp_path)})
+@pytest.mark.parametrize("engine", ["search", "similar"])
+def test_without_the_data_it_says_why_and_stops(tmp_path: Path, engine: str) -> None:
+    done = run("--engine", engine, "--limit", "1", env={"MUSTER_SHARED_DATA": str(tmp_path)})
     assert done.returncode == 3, done.stdout + done.stderr
     assert "No NASA LLIS data: nasa_llis.jsonl is not in" in done.stdout
     assert "MUSTER_SHARED_DATA" in done.stdout
@@ -132,3 +133,27 @@ def test_a_smoke_run_prints_every_figure(nasa_data: Path) -> None:
     assert figures["seconds"]["total"] > 0
     assert any(line.startswith("system   set   queries") for line in lines)
     assert any(line.startswith("muster: ") and "outside the top 10" in line for line in lines)
+
+
+def test_a_smoke_run_of_the_similar_engine_prints_every_caller(nasa_data: Path) -> None:
+    """``--engine similar``: the known-item queries typed as a draft, through the
+    callers that find lessons like a text, against the search ranking."""
+    done = run("--engine", "similar", "--limit", "10", "--show-misses")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    lines = done.stdout.strip().splitlines()
+    figures = json.loads(lines[-1])
+    assert figures["engine"] == "similar" and figures["queries"] == 10
+    assert figures["depth"] == 20
+    systems = ("search", "similar", "keyterms", "recommend")
+    for system in systems:
+        assert set(figures[system]) == {"nasa", "demo", "all"}
+        row = figures[system]["all"]
+        assert row["queries"] == 10 and set(FIGURES) <= row.keys()
+        assert all(0.0 <= row[key] <= 1.0 for key in FIGURES if key != "queries")
+        assert row["top1"] <= row["top10"]
+    assert "muster" not in figures and "bm25" not in figures and "criteria" not in figures
+    # A short draft is ranked as a search is: the same text finds the same lessons first.
+    assert figures["similar"]["all"]["top1"] == figures["search"]["all"]["top1"]
+    assert any(line.startswith("system    set   queries") for line in lines)
+    assert any(line.startswith("similar: ") and "outside the top 10" in line
+               for line in lines)
