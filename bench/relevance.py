@@ -50,10 +50,11 @@ systems are the callers that find lessons like a text, over the same lessons:
 * **keyterms**: ``related.text_scores``, the Bo1 key-term ranking alone, first 20: what
   "related lessons" on a lesson's page ranks by, and what "similar" was before;
 * **recommend**: the text score of exercise recommendations for an exercise whose one
-  objective is the text: ``related.text_scores`` over every status (the imported lessons
-  are drafts, which recommendations leave out), ordered by
-  ``recommendations._similarity`` (score relative to the best, times key-term coverage),
-  equal values in lesson id order; tags, nations and status weights play no part.
+  objective is the text: ``recommendations._text_scores`` over every status (the
+  imported lessons are drafts, which recommendations leave out), ordered by
+  ``recommendations._similarity`` (score relative to the best, times the share of the
+  text the lesson holds), equal values in lesson id order, first 20; tags, nations and
+  status weights play no part.
 
 Per system and set: top-1 and top-10 (share of queries whose target is first, or in the
 first ten), MRR (mean of 1/rank of the target within the first 100 hits, 0 if absent)
@@ -105,7 +106,6 @@ SYSTEMS = ("muster", "bm25")
 ENGINES = ("search", "similar")
 LIKE_SYSTEMS = ("search", "similar", "keyterms", "recommend")
 LIKE_DEPTH = 20  # what "similar lessons" returns at most (related.LIMIT_MAX)
-RECOMMEND_CANDIDATES = 200  # recommendations.TEXT_CANDIDATES
 TEXT_PARTS = ("title", "observation", "discussion", "conclusion", "recommendation",
               "friction", "workaround", "limits")
 EXIT_REFUSED = 2
@@ -328,7 +328,7 @@ def like_systems(user) -> dict[str, Callable[[str], list[int]]]:
 
     def as_recommend(text: str) -> list[int]:
         similarity = recommendations._similarity(
-            related.text_scores(user, text, RECOMMEND_CANDIDATES))
+            recommendations._text_scores(user, text, statuses=None))
         return sorted(similarity, key=lambda i: (-round(similarity[i], 4), i))[:LIKE_DEPTH]
 
     return {"search": as_search, "similar": as_similar, "keyterms": as_keyterms,

@@ -1,7 +1,8 @@
-"""A short draft ("check for similar lessons" with a title, or a line of observation) is
-ranked as the search page ranks plain words (``lessons.search.similar``): glossary
-equivalents count, and a lesson holding more of the draft's words ranks first. Hidden
-lessons change nothing the writer sees, on this path as on the key-term one.
+"""A short draft ("check for similar lessons" with a title, or a line of observation) and
+a short exercise objective are ranked as the search page ranks plain words
+(``lessons.search.similar``): glossary equivalents count, and a lesson holding more of
+the words ranks first. Hidden lessons change nothing the writer or the planner sees, on
+this path as on the key-term one.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from lessons.extensions import db
 from lessons.models import Lesson, User
 from lessons.search import similar
 from lessons.services import lessons as lesson_service
+from tests.test_exercises import exercise_form, exercise_id_from, recommended_ids, text_of
 from tests.test_related import preview, similar_listed
 
 CSRF = re.compile(r'<input[^>]*name="csrf_token"[^>]*>|<meta[^>]*csrf[^>]*>')
@@ -58,6 +60,7 @@ def people(make_user):
     make_user("gb.an", "GBR", ("contributor", "analyst"))
     make_user("us.user", "USA", ("contributor",))
     make_user("glossary.admin", "GBR", ("admin",))
+    make_user("gb.planner", "GBR", ("contributor", "planner"))
 
 
 @pytest.fixture
@@ -227,3 +230,49 @@ def test_a_word_only_a_hidden_lesson_holds_finds_nothing(people, make_lesson, lo
         html = preview(login_as(viewer), title="zanzibarite spill", **EMPTY).text
         assert similar_listed(html) == [], viewer
         assert "0 similar lessons found" in html
+
+
+# --- exercise recommendations: a short objective ----------------------------------------
+def exercise(client, objective: str) -> str:
+    response = client.post("/exercises/new", data=exercise_form(**{
+        "description": "A command post rehearsal.", "tags": "",
+        "objectives-0-text": objective, "objectives-1-text": ""}))
+    assert response.status_code == 302, response.get_data(as_text=True)[:2000]
+    return exercise_id_from(response.headers["Location"])
+
+
+def test_an_objective_in_glossary_words_recommends_the_lesson_meant(
+        people, glossary, make_lesson, login_as):
+    meant = validated(make_lesson, MEANT, ["USA", "AUS"])
+    late = validated(make_lesson, RADIOS_LATE, ["USA", "AUS"])
+    validated(make_lesson, KITCHENS, ["USA", "AUS"])
+    client = login_as("gb.planner")
+    public_id = exercise(client, DRAFT)
+    html = client.get(f"/exercises/{public_id}/recommendations").get_data(as_text=True)
+    assert recommended_ids(html)[:2] == [meant.public_id, late.public_id]
+    item = re.search(rf'data-lesson="{meant.public_id}">(.*?)</li>', html, re.S).group(1)
+    assert "matches objective 1" in text_of(item).lower()
+
+
+def test_hidden_lessons_change_no_recommendation_for_a_short_objective(
+        app, people, glossary, make_lesson, login_as):
+    validated(make_lesson, MEANT, ["USA", "AUS"])
+    validated(make_lesson, RADIOS_LATE, ["USA", "AUS"])
+    validated(make_lesson, KITCHENS, ["USA", "AUS"])
+    client = login_as("gb.planner")
+    public_id = exercise(client, DRAFT)
+
+    def seen() -> str:
+        response = client.get(f"/exercises/{public_id}/recommendations")
+        assert response.status_code == 200
+        return CSRF.sub("", response.get_data(as_text=True))
+
+    seen()  # "Exercise created." shows once
+    before = seen()
+    assert len(recommended_ids(before)) == 2
+    # Submitted (recommendable) and released to the USA only; and a GBR writer's draft.
+    hidden = [make_lesson("us.user", "submitted", releasable_to=[], **HIDDEN_TEXT),
+              make_lesson("gb.other", "draft", **HIDDEN_TEXT)]
+    assert all(login_as("gb.planner").get(f"/lessons/{lesson.public_id}").status_code == 404
+               for lesson in hidden)
+    assert seen() == before

@@ -1,5 +1,6 @@
 """A short text ranked as the search page ranks plain words: for "similar lessons" while
-a contributor writes one (a title, a line of observation).
+a contributor writes one (a title, a line of observation), related lessons of a lesson
+that short, and the text score of exercise recommendations for a short objective.
 
 A short draft is a query in all but name: the words someone types when they have the
 problem. Picking key terms by Bo1 (``related``) needs text to pick from; for a dozen
@@ -44,12 +45,15 @@ def is_short(text: str) -> bool:
 
 
 def scored(user, text: str, limit: int, exclude_id: int | None = None,
-           statuses: tuple[str, ...] | None = None) -> list[tuple[int, float]]:
-    """``(lesson id, score)`` of up to ``limit`` lessons ``user`` may see, best first, for
-    the words of ``text`` ranked as the search ranks plain words; leaving out
-    ``exclude_id``, and lessons not in ``statuses`` when given. Empty when the text has
-    no word a lesson could hold, or more glossary equivalents than one search may use.
-    Reads only."""
+           statuses: tuple[str, ...] | None = None) -> list[tuple[int, float, float]]:
+    """``(lesson id, score, share)`` of up to ``limit`` lessons ``user`` may see, best
+    first, for the words of ``text`` ranked as the search ranks plain words; leaving out
+    ``exclude_id``, and lessons not in ``statuses`` when given. ``share`` is the part of
+    the words' weight (each word weighs its idf over the visible lessons, glossary
+    equivalents counting as the word) the lesson holds: sharing "the crane" with a text
+    about a crane's brakes is most of it, sharing "weather" little. Empty when the text
+    has no word a lesson could hold, or more glossary equivalents than one search may
+    use. Reads only."""
     plain = " ".join(words(text)[:SHORT_WORDS])
     if not plain or limit <= 0:
         return []
@@ -78,14 +82,32 @@ def scored(user, text: str, limit: int, exclude_id: int | None = None,
         hits = rank.natural_scored(collection, allowed, clauses, [], limit)
     else:  # one word (with its equivalents)
         terms, constant = rank.parts(parsed.query)
+        clauses = [terms]
         hits = rank.scored(collection, allowed, terms, limit, constant)
-    return [(int(searcher.stored_fields(doc)["lesson_id"]), score) for doc, score in hits]
+    weights = [max((collection.idf(field, word) for field, word, _ in clause), default=0.0)
+               for clause in clauses]
+    whole = sum(weights) or 1.0
+    found = []
+    for doc, score in hits:
+        leaf = _leaf_of(leaves, doc)
+        bit = 1 << (doc - leaf.offset)
+        held = sum(weight for clause, weight in zip(clauses, weights, strict=True)
+                   if any(leaf.term(field, word) & bit for field, word, _ in clause))
+        found.append((int(searcher.stored_fields(doc)["lesson_id"]), score, held / whole))
+    return found
 
 
 def _glossary() -> Glossary:
     """The app's glossary, as the search page uses it (none when no source is set)."""
     source = current_app.extensions.get(GLOSSARY_SOURCE)
     return source() if source is not None else Glossary([])
+
+
+def _leaf_of(leaves: list[masks.Leaf], doc: int) -> masks.Leaf:
+    for leaf in reversed(leaves):
+        if doc >= leaf.offset:
+            return leaf
+    raise ValueError(doc)
 
 
 def _any_of(leaf: masks.Leaf, fieldname: str, values: tuple[str, ...]) -> int:
