@@ -91,7 +91,8 @@ def _like(user: User, title: str, text: str, limit: int,
     limit = max(0, min(limit, LIMIT_MAX))
     whole = f"{title}\n\n{text}".strip()
     if similar.is_short(whole):
-        ids = [lesson_id for lesson_id, _ in similar.scored(user, whole, limit, exclude_id)]
+        ids = [lesson_id for lesson_id, _, _ in similar.scored(user, whole, limit,
+                                                                exclude_id)]
     else:
         ids = [lesson_id for lesson_id, _, _ in _scored(user, title, text, limit, exclude_id)]
     if not ids:
