@@ -18,8 +18,9 @@ A short text (a draft's title or a line of observation, or a lesson that short: 
 the search page ranks plain words instead (``similar``), under the same visibility. On
 bench/relevance.py's known-item queries typed as a draft, that put the lesson meant
 first for 82% of them against 64% by key terms (``bench/relevance.py --engine
-similar``). Longer texts, a whole lesson on its page and exercise recommendations'
-texts (``text_scores``) keep the key terms.
+similar``). Longer texts, such as a whole lesson on its page, keep the key terms;
+``text_scores`` is the key terms' ranking alone (exercise recommendations use it for a
+description, and ``similar`` for a short objective).
 """
 
 from __future__ import annotations
