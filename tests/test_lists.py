@@ -94,6 +94,6 @@ def test_home_page_shows_my_figures_and_review_queue(people, make_lesson, login_
     make_lesson("gb.author", "submitted")
     home = login_as("gb.author").get("/").text
     assert "<strong>2</strong> lessons written by you" in home
-    assert "1 still in draft" in home
+    assert "<strong>1</strong> draft not yet submitted" in home
     analyst_home = login_as("gb.an").get("/").text
-    assert "<strong>1</strong> submitted lessons of GBR to review" in analyst_home
+    assert "<strong>1</strong> submitted lesson of GBR to review" in analyst_home

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime, time
 from typing import Any
 
 from flask import current_app
@@ -595,9 +595,16 @@ def unlink_lessons(user: User, public_id: str, other_public_id: str) -> Lesson:
 
 @dataclass(frozen=True)
 class LessonFilter:
+    """What a lesson list shows. The home page builds its links from these and counts with
+    the same filter, so a count and the list it opens cannot differ (``to_args`` and
+    ``from_args`` round-trip)."""
+
     tab: str = "all"
     status: str = ""
     kind: str = ""
+    returned: bool = False  # drafts an analyst sent back to their author
+    validated_since: date | None = None  # validated on or after this day (UTC)
+    overdue: bool = False  # the viewer's nation's lessons with an open action past due
 
     @classmethod
     def from_args(cls, args: Mapping[str, str]) -> LessonFilter:
@@ -605,9 +612,25 @@ class LessonFilter:
         tab = args.get("tab", "all")
         status = args.get("status", "")
         kind = args.get("kind", "")
+        try:
+            since = parse_date(args.get("validated_since", ""))
+        except ValueError:
+            since = None
         return cls(tab=tab if tab in TABS else "all",
                    status=status if status in STATUSES else "",
-                   kind=kind if kind in KINDS else "")
+                   kind=kind if kind in KINDS else "",
+                   returned=args.get("returned") == "1",
+                   validated_since=since,
+                   overdue=args.get("overdue") == "1")
+
+    def to_args(self) -> dict[str, str]:
+        """The query string that ``from_args`` reads back as this filter."""
+        args = {"tab": self.tab, "status": self.status, "kind": self.kind,
+                "returned": "1" if self.returned else "",
+                "validated_since": self.validated_since.isoformat()
+                if self.validated_since else "",
+                "overdue": "1" if self.overdue else ""}
+        return {key: value for key, value in args.items() if value}
 
 
 def _list_query(user: User, flt: LessonFilter) -> Select:
@@ -624,6 +647,21 @@ def _list_query(user: User, flt: LessonFilter) -> Select:
         query = query.where(Lesson.status == flt.status)
     if flt.kind:
         query = query.where(Lesson.kind == flt.kind)
+    if flt.returned:
+        # The only way back to draft is an analyst's return, so a draft with a "returned"
+        # entry in its trail is waiting for its author to act on the comment.
+        query = query.where(Lesson.status == "draft", Lesson.id.in_(
+            select(AuditRecord.lesson_id).where(AuditRecord.action == "returned")))
+    if flt.validated_since is not None:
+        query = query.where(Lesson.id.in_(select(AuditRecord.lesson_id).where(
+            AuditRecord.action == "validated",
+            AuditRecord.created_at >= datetime.combine(flt.validated_since, time()))))
+    if flt.overdue:
+        # Archived lessons are left out: their actions can no longer be closed.
+        query = query.where(
+            Lesson.originator_nation == user.nation_code, Lesson.status != "archived",
+            Lesson.actions.any(and_(RemedialAction.status == "open",
+                                    RemedialAction.due_on < utcnow().date())))
     return query
 
 
