@@ -66,6 +66,7 @@ def _plausible(world: World, rule: str, name: str) -> str:
         "position": "1",
         "group_id": world.glossary_group,
         "token_id": world.spare_token,
+        "user_id": "1",  # any account: only administrators reach past the blueprint
         "request_id": "1",
         "token": "not-an-import",
         "filename": "css/muster.css",

@@ -212,6 +212,11 @@ TABLE: dict[str, Access] = {
     # An empty POST is no form data at all: Flask-WTF then keeps the group's own values.
     "admin.glossary_edit": Access("group:admin"),
     "admin.glossary_delete": Access("group:admin"),
+    "admin.users_list": Access("admin"),
+    "admin.user_new": Access("admin", act={"GET": OK, "POST": INPUT}),
+    # Another user's account; an empty POST keeps its values (a change to nothing).
+    "admin.user_edit": Access("user:admin"),
+    "admin.user_password": Access("user:admin", act={"GET": OK, "POST": INPUT}),
     # lessons
     "lessons.detail": Access("lesson:view"),
     "lessons.edit": Access("lesson:edit", act={"GET": OK, "POST": INPUT}),  # no version
@@ -431,6 +436,10 @@ def build_world(app: Flask) -> World:
                                          {"group_id": str(group_id)}),
                                         ("missing" if admin else "norole",
                                          {"group_id": str(MISSING_INT)})]
+            v[(name, "user:admin")] = [("act" if admin else "norole",
+                                        {"user_id": str(users["au.contributor"].id)}),
+                                       ("missing" if admin else "norole",
+                                        {"user_id": str(MISSING_INT)})]
             importer = imports.may_open(user)
             someone_else = next(t for n, t in staged.items() if n != name)
             v[(name, "import:own")] = [(cls, {**values, "as_migration": "y"} if admin else values)

@@ -1,27 +1,41 @@
 """User accounts: creation, authentication, password, roles and active flag, listing;
-every change audited with the account as its subject."""
+every change audited with the account as its subject.
+
+Two doors: the command line (``flask users ...``, no actor: whoever holds the server is
+trusted) and the admins' pages (``add_user``, ``update_user``, ``admin_reset_password``),
+where the acting administrator is checked and bound by two rules: nobody raises their
+own rights, and the last active administrator stays one.
+"""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
 from functools import cache
 from pathlib import Path
 
 from flask import current_app
-from sqlalchemy import select
+from flask_sqlalchemy.pagination import Pagination
+from sqlalchemy import func, or_, select, update
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from lessons.errors import ValidationFailed
+from lessons import policy
+from lessons.errors import NotFound, ValidationFailed
 from lessons.extensions import db
-from lessons.models import User
-from lessons.rules import ROLES, SHORT_MAX
+from lessons.models import AuditRecord, User
+from lessons.models.user import UserRole
+from lessons.rules import PER_PAGE_MAX, ROLES, SHORT_MAX
 from lessons.services import audit
 from lessons.services.nations import nation_codes
 
 USERNAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{1,63}$")
 PASSWORD_MIN = 12
 PASSWORD_MAX = 1024  # hashing megabytes of "password" is a denial of service
+DISPLAY_NAME_MAX = 120
+USERS_PER_PAGE = 50
+SEARCH_MAX = 120  # the list's name search: a display name at most
 # The 10,000 most common passwords of the list Django ships
 # (django/contrib/auth/common-passwords.txt.gz, BSD licence), lower-case, most common first.
 COMMON_PASSWORDS = Path(__file__).resolve().parent.parent / "data" / "common-passwords.txt"
@@ -81,8 +95,8 @@ def create_user(username: str, *, nation: str, roles: Iterable[str], password: s
     problem = password_problem(password, username)
     if problem is not None and not (weak_password_ok and len(password) <= PASSWORD_MAX):
         errors["password"] = problem
-    if len(display_name) > 120:
-        errors["display_name"] = "At most 120 characters."
+    if len(display_name) > DISPLAY_NAME_MAX:
+        errors["display_name"] = f"At most {DISPLAY_NAME_MAX} characters."
     if len(unit) > SHORT_MAX:
         errors["unit"] = f"At most {SHORT_MAX} characters."
     if errors:
@@ -201,3 +215,222 @@ def find_user(username: str) -> User | None:
 
 def list_users() -> list[User]:
     return list(db.session.scalars(select(User).order_by(User.nation_code, User.username)))
+
+
+# --- the admins' pages ---------------------------------------------------------------------
+@dataclass(frozen=True)
+class UserFilter:
+    """The user list's filters, already checked by its form."""
+
+    q: str = ""  # part of a username or display name, any case
+    nation: str = ""
+    role: str = ""
+    active: str = ""  # "yes", "no" or "" for both
+
+    def query_args(self) -> dict[str, str]:
+        """The filters as the page's query string (the pager keeps them)."""
+        return {key: value for key, value in (
+            ("q", self.q), ("nation", self.nation), ("role", self.role),
+            ("active", self.active)) if value}
+
+
+@dataclass
+class UserRow:
+    user: User
+    last_login: datetime | None
+
+
+@dataclass
+class UserPage:
+    rows: list[UserRow]
+    pagination: Pagination
+
+
+def user_page(viewer: User, flt: UserFilter, page: int = 1,
+              per_page: int = USERS_PER_PAGE) -> UserPage:
+    """One page of users, by nation then username, for an administrator. The last
+    log-in is read from the audit trail (the ``login`` records of the page's users), so
+    no write happens at log-in for the list's sake."""
+    policy.require_admin(viewer)
+    query = select(User)
+    if flt.q:
+        needle = flt.q.strip().lower()
+        query = query.where(or_(User.username.contains(needle, autoescape=True),
+                                func.lower(User.display_name).contains(needle,
+                                                                       autoescape=True)))
+    if flt.nation:
+        query = query.where(User.nation_code == flt.nation)
+    if flt.role:
+        query = query.where(User.id.in_(select(UserRole.user_id)
+                                        .where(UserRole.role == flt.role)))
+    if flt.active:
+        query = query.where(User.active.is_(flt.active == "yes"))
+    pagination = db.paginate(query.order_by(User.nation_code, User.username), page=page,
+                             per_page=per_page, error_out=False, max_per_page=PER_PAGE_MAX)
+    users = list(pagination.items)
+    last = dict(db.session.execute(
+        select(AuditRecord.subject, func.max(AuditRecord.created_at))
+        .where(AuditRecord.action == "login",
+               AuditRecord.subject.in_([u.username for u in users]))
+        .group_by(AuditRecord.subject)).all()) if users else {}
+    return UserPage(rows=[UserRow(u, last.get(u.username)) for u in users],
+                    pagination=pagination)
+
+
+def get_user(viewer: User, user_id: int) -> User:
+    """The user of this id for an administrator; ``NotFound`` when there is none."""
+    policy.require_admin(viewer)
+    user = db.session.get(User, user_id)
+    if user is None:
+        raise NotFound("There is no user with this id.")
+    return user
+
+
+def add_user(actor: User, *, username: str, nation: str, roles: Iterable[str],
+             password: str, display_name: str = "", unit: str = "") -> User:
+    """An administrator creates an account with a password they typed (the same rules
+    as the command line's). Commits with its audit entry."""
+    policy.require_admin(actor)
+    return create_user(username, nation=nation, roles=roles, password=password,
+                       display_name=display_name, unit=unit, actor=actor)
+
+
+def update_user(actor: User, user_id: int, *, display_name: str, unit: str, nation: str,
+                roles: Iterable[str], active: bool) -> list[str]:
+    """An administrator's edit of an account: display name, unit, nation, roles and the
+    active flag, in one transaction, each kind of change audited with the account as
+    its subject. Returns the names of what changed (``[]``: nothing, no entry).
+
+    A new nation, other roles or deactivation end every session of the user: what they
+    may see and do changed, and no open page keeps the old rights. Refused (as input,
+    nothing stored): an administrator giving themselves a role, changing their own
+    nation (it decides what they see) or deactivating themselves; and anyone removing
+    the last active administrator, by role or by deactivation.
+
+    The rows of every active administrator and of the user are locked in id order (on
+    SQLite, the database's write lock), so two administrators demoting each other at
+    once queue, and the second sees the first's result (no deadlock: everyone locks in
+    the same order).
+    """
+    policy.require_admin(actor)
+    nation = nation.strip().upper()
+    display_name = display_name.strip()
+    unit = unit.strip()
+    wanted = {r.strip().lower() for r in roles if r.strip()}
+    errors: dict[str, str] = {}
+    if nation not in nation_codes():
+        errors["nation"] = f"Unknown nation {nation!r} (use an ISO 3166-1 alpha-3 code)."
+    unknown = sorted(wanted - set(ROLES))
+    if unknown:
+        errors["roles"] = (f"Unknown role(s) {', '.join(unknown)}; choose from "
+                           f"{', '.join(ROLES)}.")
+    if len(display_name) > DISPLAY_NAME_MAX:
+        errors["display_name"] = f"At most {DISPLAY_NAME_MAX} characters."
+    if len(unit) > SHORT_MAX:
+        errors["unit"] = f"At most {SHORT_MAX} characters."
+    if errors:
+        raise ValidationFailed(errors)
+    user = _lock_with_admins(user_id)
+    errors = _refusals(actor, user, nation=nation, roles=wanted, active=active)
+    if errors:
+        db.session.rollback()
+        raise ValidationFailed(errors)
+
+    changed: list[str] = []
+    notes: list[str] = []
+    if display_name and display_name != user.display_name:
+        user.display_name = display_name
+        changed.append("display_name")
+        notes.append("display name changed")
+    if unit != user.unit:
+        user.unit = unit
+        changed.append("unit")
+        notes.append("unit changed")
+    if nation != user.nation_code:
+        notes.append(f"nation {user.nation_code} \u2192 {nation}")
+        user.nation_code = nation
+        # The nation decides what a user sees: their sessions end, as with roles.
+        user.session_generation = (user.session_generation or 0) + 1
+        changed.append("nation")
+    if changed:
+        audit.record("user_edited", actor=actor, subject=user.username, changes=changed,
+                     comment=f"{user.username}: {'; '.join(notes)}")
+    old_roles = user.roles
+    if wanted != old_roles:
+        user.roles = wanted
+        audit.record("roles_changed", actor=actor, subject=user.username,
+                     comment=f"{_listed(old_roles)} \u2192 {_listed(wanted)}")
+        changed.append("roles")
+    if active != user.active:
+        user.active = active
+        audit.record("user_activated" if active else "user_deactivated", actor=actor,
+                     subject=user.username,
+                     comment="inactive \u2192 active" if active else "active \u2192 inactive")
+        changed.append("active")
+    db.session.commit()
+    return changed
+
+
+def admin_reset_password(actor: User, user_id: int, password: str) -> User:
+    """An administrator sets another user's password (a forgotten one); the user's
+    sessions end. Their own password an administrator changes on the account page,
+    which asks for the current one first: a borrowed session cannot take the account."""
+    policy.require_admin(actor)
+    user = get_user(actor, user_id)
+    if user.id == actor.id:
+        raise ValidationFailed({"password": "Change your own password on your account "
+                                            "page, which asks for the current one."})
+    _lock(user)
+    reset_password(user, password, actor=actor)
+    return user
+
+
+def _lock_with_admins(user_id: int) -> User:
+    """Lock the user's row and every active administrator's, in id order; the user,
+    freshly read. ``NotFound`` when there is no such user."""
+    from lessons.services.lessons import locked  # noqa: PLC0415
+
+    if db.session.get_bind().dialect.name == "sqlite":
+        # SQLite has no row locks, only one write lock for the file: a write that changes
+        # nothing takes it first, so a second such change waits (busy timeout) and then
+        # reads the first one's result, as the row locks make it on PostgreSQL.
+        db.session.execute(update(User).where(User.id == user_id)
+                           .values(session_generation=User.session_generation))
+    admins = (select(UserRole.user_id).join(User, User.id == UserRole.user_id)
+              .where(UserRole.role == "admin", User.active.is_(True)))
+    rows = db.session.scalars(locked(
+        select(User).where(or_(User.id == user_id, User.id.in_(admins))).order_by(User.id),
+        User)).all()
+    user = next((row for row in rows if row.id == user_id), None)
+    if user is None:
+        raise NotFound("There is no user with this id.")
+    return user
+
+
+def _refusals(actor: User, user: User, *, nation: str, roles: set[str],
+              active: bool) -> dict[str, str]:
+    """What the two rules refuse in this edit, by field."""
+    errors: dict[str, str] = {}
+    if user.id == actor.id:
+        gained = sorted(roles - user.roles)
+        if gained:
+            errors["roles"] = (f"You may not give yourself roles ({', '.join(gained)}); "
+                               "another administrator must.")
+        if nation != user.nation_code:
+            errors["nation"] = ("You may not change your own nation (it decides what you "
+                                "see); another administrator must.")
+        if not active and user.active:
+            errors["active"] = "You may not deactivate your own account."
+    stays_admin = active and "admin" in roles
+    if user.active and user.has_role("admin") and not stays_admin and not _other_admins(user):
+        key = "roles" if "admin" not in roles else "active"
+        errors.setdefault(key, f"{user.username} is the last active administrator: make "
+                               "another user an administrator first.")
+    return errors
+
+
+def _other_admins(user: User) -> int:
+    """Active administrators other than ``user`` (their rows are locked by the caller)."""
+    return db.session.scalar(
+        select(func.count()).select_from(UserRole).join(User, User.id == UserRole.user_id)
+        .where(UserRole.role == "admin", User.active.is_(True), User.id != user.id)) or 0

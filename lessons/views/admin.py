@@ -1,5 +1,5 @@
-"""Admin pages: the coalition glossary editor and the audit trail (read only). Thin: parse,
-call a service, render.
+"""Admin pages: user accounts, the coalition glossary editor and the audit trail (read
+only). Thin: parse, call a service, render.
 
 Every route is for admins only, checked once for the whole blueprint by the policy (the
 services check again); anonymous users are sent to log in before that check runs.
@@ -20,12 +20,18 @@ from flask import (
 )
 from flask_login import current_user
 
-from lessons import policy
+from lessons import policy, sessions
 from lessons.errors import ValidationFailed
 from lessons.forms.audit import TrailForm
 from lessons.forms.glossary import ConfirmForm, GlossaryGroupForm
+from lessons.forms.users import (
+    EditUserForm,
+    NewUserForm,
+    ResetPasswordForm,
+    UserFilterForm,
+)
 from lessons.search.glossary import MAX_GROUPS
-from lessons.services import audit, nations
+from lessons.services import audit, nations, users
 from lessons.services import glossary as service
 from lessons.views.helpers import apply_errors
 from lessons.views.paging import page_arg
@@ -145,3 +151,91 @@ def audit_csv():
     rows = audit.trail_csv(current_user, form.trail_filter())
     return Response(stream_with_context(rows), mimetype="text/csv", headers={
         "Content-Disposition": 'attachment; filename="audit-trail.csv"'})
+
+
+# --- user accounts -----------------------------------------------------------------------------
+def _nation_names() -> list[tuple[str, str]]:
+    return [(nation.code, nation.name) for nation in nations.all_nations()]
+
+
+@bp.get("/users")
+def users_list():
+    """Users by nation then username, filtered by the GET form; bad filters answer 422."""
+    form = UserFilterForm(request.args, [code for code, _name in _nation_names()])
+    if not form.validate():
+        return render_template("admin/users.html", form=form, listing=None, args={}), 422
+    flt = users.UserFilter(q=(form.q.data or "").strip(), nation=form.nation.data or "",
+                           role=form.role.data or "", active=form.active.data or "")
+    listing = users.user_page(current_user, flt, page=page_arg())
+    return render_template("admin/users.html", form=form, listing=listing,
+                           args=flt.query_args())
+
+
+@bp.route("/users/new", methods=["GET", "POST"])
+def user_new():
+    form = NewUserForm(_nation_names())
+    if form.validate_on_submit():
+        try:
+            user = users.add_user(
+                current_user, username=form.username.data or "", nation=form.nation.data,
+                roles=form.roles.data or [], password=form.password.data or "",
+                display_name=form.display_name.data or "", unit=form.unit.data or "")
+        except ValidationFailed as exc:
+            apply_errors(form, exc.errors)
+        else:
+            flash(f"User {user.username} created. Give them their password by a safe way.",
+                  "success")
+            return redirect(url_for("admin.users_list"))
+    status = 422 if form.is_submitted() else 200
+    return render_template("admin/users_new.html", form=form), status
+
+
+@bp.route("/users/<int:user_id>/edit", methods=["GET", "POST"])
+def user_edit(user_id: int):
+    """Every field of the form is sent each time (the service compares): a change of
+    one field is not mistaken for a change of the others. The rows involved are locked
+    while the change is checked and saved (the model has no version column)."""
+    user = users.get_user(current_user, user_id)
+    form = EditUserForm(_nation_names(), data={
+        "display_name": user.display_name, "unit": user.unit, "nation": user.nation_code,
+        "roles": sorted(user.roles), "active": user.active})
+    if form.validate_on_submit():
+        me = current_user._get_current_object()
+        myself = user.id == me.id
+        try:
+            changed = users.update_user(
+                me, user_id, display_name=form.display_name.data or "",
+                unit=form.unit.data or "", nation=form.nation.data,
+                roles=form.roles.data or [], active=bool(form.active.data))
+        except ValidationFailed as exc:
+            apply_errors(form, exc.errors)
+        else:
+            if not changed:
+                flash(f"Nothing changed for {user.username}.", "info")
+            else:
+                flash(f"User {user.username} saved ({', '.join(changed)}).", "success")
+            if myself and {"roles", "nation"} & set(changed):
+                # Their own sessions ended with the change; this one starts afresh.
+                sessions.start(me)
+                if not policy.can_admin(me):
+                    return redirect(url_for("main.index"))
+            return redirect(url_for("admin.users_list"))
+    status = 422 if form.is_submitted() else 200
+    return render_template("admin/users_edit.html", form=form, user=user), status
+
+
+@bp.route("/users/<int:user_id>/password", methods=["GET", "POST"])
+def user_password(user_id: int):
+    user = users.get_user(current_user, user_id)
+    form = ResetPasswordForm()
+    if form.validate_on_submit():
+        try:
+            users.admin_reset_password(current_user, user_id, form.password.data or "")
+        except ValidationFailed as exc:
+            apply_errors(form, exc.errors)
+        else:
+            flash(f"Password of {user.username} reset; they are logged out everywhere. "
+                  "Give them the new one by a safe way.", "success")
+            return redirect(url_for("admin.users_list"))
+    status = 422 if form.is_submitted() else 200
+    return render_template("admin/users_password.html", form=form, user=user), status
