@@ -353,9 +353,11 @@ NOTED_NEEDS = frozenset({"comment", "reason", "evidence"})
 # and well under SQLite's limit of bound parameters).
 LOOKUP_CHUNK = 500
 # A batched import's default and largest batch (the command line's --batch-size): big
-# enough that per-transaction and per-index-commit costs vanish, small enough that a
-# batch's lessons and their index work stay a few megabytes and seconds.
-BATCH_SIZE = 500
+# enough that per-transaction costs vanish and that each batch's index segment is not a
+# "small" one the index merges again and again (a 20,000-lesson load spent half its time
+# re-merging segments of 500), small enough that a batch's lessons and index work stay a
+# few megabytes and seconds, and a failure loses one batch.
+BATCH_SIZE = 1000
 BATCH_SIZE_MAX = 5000
 
 
