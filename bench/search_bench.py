@@ -1,9 +1,10 @@
 """Search benchmark: Muster's search service against a straightforward raw Whoosh set-up.
 
-Run by hand (not by ``make test``; ``tests/test_bench.py`` does a
-``--n 300`` smoke run)::
+Run by hand (not by ``make test``; ``tests/test_bench.py`` does small smoke runs)::
 
     .venv/bin/python bench/search_bench.py --n 100000
+    .venv/bin/python bench/search_bench.py --n 100000 --hosts 2 --skip-raw \
+        --database-url postgresql://postgres@127.0.0.1:5432/postgres
 
 One process, one synthetic corpus, one query mix, two engines:
 
@@ -13,18 +14,31 @@ One process, one synthetic corpus, one query mix, two engines:
    comes from its own ``random.Random`` seeded from ``--seed`` and ``i``, so it can be
    regenerated at will instead of being held in memory (at 100k that would be a few
    hundred MB and would distort the memory figure).
-2. **Muster**: users and lessons bulk-inserted into a fresh SQLite database with core
-   inserts (the services would take hours at 100k), then ``lessons.search.reindex()``
-   (build rate), the query mix through ``search_lessons`` as users of several nations
-   and roles (visibility, facets and snippets are the service's own), then single
-   edits through ``update_lesson`` timed until a search finds the new word.
-3. **Raw Whoosh**, the set-up the issue's targets were measured with: one stemmed,
+2. **Muster**: users and lessons bulk-inserted into a fresh database with core inserts
+   (the services would take hours at 100k): SQLite in the work folder, or, with
+   ``--database-url``, a new PostgreSQL database ``muster_bench_<random>`` on that
+   server, made by the migrations and dropped at the end (the database the URL names is
+   never written to). Then ``lessons.search.reindex()`` (build rate), the query mix
+   through ``search_lessons`` as users of several nations and roles (visibility, facets
+   and snippets are the service's own), then single edits through ``update_lesson``
+   timed until a search finds the new word (inline indexing: the request applies the
+   change log itself).
+3. With ``--hosts H`` (2 or more): H hosts on the one database, as a deployment with
+   one index per host runs them (``SEARCH_INDEXER = "background"``). Host 1's index is
+   the one built above; the others are copies of it (their ``INDEX_ID`` removed, so
+   each registers as an index of its own). Each host gets its own indexer *process*,
+   ``flask --app wsgi search worker`` (so no GIL is shared with the bench), and edits
+   and new lessons committed through host 1's service layer are timed until *each*
+   host's search finds them. Each host's query mix runs in a fresh process of its own
+   (the probe below), for its search latency and memory.
+4. **Raw Whoosh**, the set-up the issue's targets were measured with: one stemmed,
    stored TEXT field per text part (title boosted x3), ``MultifieldParser`` over them,
    KEYWORD fields for filters and facets, the default writer with one commit; every
    search carries the visibility filter, ``groupedby`` facets and highlights of the
    page's hits.
-4. A fresh process (this script with ``--probe``) runs the query mix through Muster
-   again, to report what an app worker with a searcher open holds in memory.
+5. A fresh process (this script with ``--probe``) runs the query mix through Muster
+   again, to report what an app worker with a searcher open holds in memory (and that
+   process's own search times).
 
 Each query is timed once, on its first execution, after a few *other* queries have
 warmed the process. The last line of stdout is one JSON object with the figures.
@@ -39,13 +53,16 @@ import os
 import platform
 import random
 import resource
+import secrets
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from itertools import accumulate
@@ -56,7 +73,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script from anywhere: import the app's package
     sys.path.insert(0, str(ROOT))
 
-from sqlalchemy import insert, select  # noqa: E402
+from sqlalchemy import Integer, insert, select, text  # noqa: E402
 from whoosh import index as whoosh_index  # noqa: E402
 from whoosh import sorting  # noqa: E402
 from whoosh.analysis import StemmingAnalyzer  # noqa: E402
@@ -64,6 +81,7 @@ from whoosh.fields import ID, KEYWORD, TEXT, Schema  # noqa: E402
 from whoosh.qparser import MultifieldParser  # noqa: E402
 from whoosh.query import And, Or, Query, Term  # noqa: E402
 
+from config import normalise_database_url  # noqa: E402
 from lessons.policy import SHARED_STATUSES  # noqa: E402
 from lessons.rules import DOMAINS, FUNCTIONS, STATUSES  # noqa: E402
 
@@ -71,7 +89,8 @@ DEFAULT_N = 100_000
 DEFAULT_SEED = 1944
 DEFAULT_QUERIES = 200
 DEFAULT_UPDATES = 20
-SUBMITS = 10  # new lessons submitted, each timed until a search finds it
+SUBMITS = 10  # new lessons submitted (at most; no more than --updates), each timed until
+# a search finds it
 WARMUP_QUERIES = 6
 PER_PAGE = 10
 PROGRESS_EVERY = 5_000
@@ -872,8 +891,9 @@ def _lesson_rows(corpus: Corpus, tag_ids: dict[str, int]) -> Iterator[dict[str, 
         yield batch
 
 
-def _insert_corpus(corpus: Corpus) -> None:
-    """Reference data, users, tags and lessons through core inserts, one commit per batch."""
+def _insert_corpus(corpus: Corpus, reference: bool = True) -> None:
+    """Reference data (unless the migrations made it), users, tags and lessons through
+    core inserts, one commit per batch."""
     from werkzeug.security import generate_password_hash
 
     from lessons.extensions import db
@@ -889,10 +909,11 @@ def _insert_corpus(corpus: Corpus) -> None:
     from lessons.models.user import UserRole
     from lessons.reference import group_rows, nation_rows
 
-    groups, members = group_rows()  # as tests/conftest.py seed_reference_data
-    db.session.execute(insert(Nation), nation_rows())
-    db.session.execute(insert(NationGroup), groups)
-    db.session.execute(insert(nation_group_members), members)
+    if reference:
+        groups, members = group_rows()  # as tests/conftest.py seed_reference_data
+        db.session.execute(insert(Nation), nation_rows())
+        db.session.execute(insert(NationGroup), groups)
+        db.session.execute(insert(nation_group_members), members)
     password_hash = generate_password_hash(PASSWORD, method="pbkdf2:sha256:1000")
     now = datetime(2025, 1, 1)
     db.session.execute(insert(User.__table__), [
@@ -917,6 +938,29 @@ def _insert_corpus(corpus: Corpus) -> None:
         db.session.commit()
         done += len(batch["lessons"])
         progress(done)
+    _align_sequences()
+
+
+def _align_sequences() -> None:
+    """PostgreSQL hands out ids from sequences, which rows inserted with their own ids
+    leave at 1: move each past the highest id, or the first lesson a service creates
+    would collide with lesson 1. (SQLite takes the highest id plus one by itself.)"""
+    from lessons.extensions import db
+
+    if db.engine.dialect.name != "postgresql":
+        return
+    quote = db.engine.dialect.identifier_preparer.quote
+    for table in db.metadata.sorted_tables:
+        columns = list(table.primary_key.columns)
+        if len(columns) != 1 or not isinstance(columns[0].type, Integer):
+            continue
+        sequence = db.session.scalar(text("SELECT pg_get_serial_sequence(:t, :c)"),
+                                     {"t": table.name, "c": columns[0].name})
+        if sequence:
+            db.session.execute(text(
+                f"SELECT setval(:s, (SELECT COALESCE(MAX({quote(columns[0].name)}), 0) + 1 "
+                f"FROM {quote(table.name)}), false)"), {"s": sequence})
+    db.session.commit()
 
 
 def _close_muster_searchers() -> None:
@@ -951,14 +995,15 @@ def _update_targets(corpus: Corpus, count: int) -> list[dict[str, Any]]:
     return targets
 
 
-def _new_lessons(corpus: Corpus, count: int) -> list[dict[str, Any]]:
-    """Lessons beyond the corpus (same generator), as their authors would submit them."""
+def _new_lessons(corpus: Corpus, count: int, first: int = 0) -> list[dict[str, Any]]:
+    """Lessons beyond the corpus (same generator), from its ``first`` one on, as their
+    authors would submit them."""
     fields = ("title", "observation", "discussion", "conclusion", "recommendation", "kind",
               "friction", "workaround", "limits", "permanence", "source_event", "location",
               "observed_on", "tags", "domains", "functions", "nations", "releasable_to")
     by_id = {user.id: user.username for user in corpus.users}
     made = []
-    for i in range(corpus.n, corpus.n + count):
+    for i in range(corpus.n + first, corpus.n + first + count):
         lesson = corpus.lesson(i)
         data = {name: lesson[name] for name in fields}
         data["author"] = by_id[lesson["author_id"]]
@@ -1054,15 +1099,68 @@ def _restore_built(corpus: Corpus, workdir: Path, figures: EngineFigures) -> boo
     return True
 
 
+@dataclass
+class Database:
+    """Where Muster's side runs: its SQLAlchemy URL and kind (``sqlite``/``postgresql``)."""
+
+    url: str
+    kind: str
+    name: str | None = None  # the PostgreSQL database made for this run
+
+
+@contextmanager
+def fresh_database(url: str | None, workdir: Path) -> Iterator[Database]:
+    """A new, empty database: SQLite in ``workdir``, or a new PostgreSQL database
+    ``muster_bench_<random>`` on the server ``url`` names, dropped at the end whatever
+    happens (as ``bench/load.py``). The database the URL names is only connected to, to
+    create and drop the new one: nothing is written to it."""
+    if not url:
+        yield Database(f"sqlite:///{workdir / 'bench.db'}", "sqlite")
+        return
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    given = make_url(normalise_database_url(url))
+    if given.get_backend_name() != "postgresql":
+        raise SystemExit(f"--database-url must be PostgreSQL, not {given.get_backend_name()}")
+    name = f"muster_bench_{secrets.token_hex(4)}"
+    admin = given.set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield Database(given.set(database=name).render_as_string(hide_password=False),
+                       "postgresql", name)
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        say(f"dropped the database {name}")
+
+
+def _create_schema(database: Database) -> bool:
+    """SQLite: the models' tables (``create_all``, fast; the reference data is inserted
+    with the corpus). PostgreSQL: the migrations, as a deployment gets them (they bring
+    the reference data). Returns whether the reference data is still to be inserted."""
+    from lessons.extensions import db
+
+    if database.kind == "sqlite":
+        db.create_all()
+        return True
+    from flask_migrate import upgrade
+
+    upgrade()
+    return False
+
+
 def run_muster(corpus: Corpus, queries: list[BenchQuery], warmups: list[BenchQuery],
-               updates: int, workdir: Path, reuse: bool = False) -> EngineFigures:
+               updates: int, workdir: Path, database: Database, reuse: bool = False,
+               hosts: int = 1) -> EngineFigures:
     from lessons import search
     from lessons.extensions import db
     from lessons.models import Lesson, User
     from lessons.services.lessons import create_lesson, update_lesson
 
     figures = EngineFigures()
-    app = _muster_app(workdir)
+    app = _muster_app(database.url, workdir / "index")
     user_ids = {u.username: u.id for u in corpus.users}
     try:
         if reuse and _restore_built(corpus, workdir, figures):
@@ -1070,10 +1168,11 @@ def run_muster(corpus: Corpus, queries: list[BenchQuery], warmups: list[BenchQue
                 f" ({figures.build_docs_per_s:.0f} docs/s when built)")
         else:
             with app.app_context():
-                db.create_all()
-                say(f"Muster: inserting {corpus.n:,} lessons into SQLite (core inserts)")
+                reference = _create_schema(database)
+                say(f"Muster: inserting {corpus.n:,} lessons into {database.kind} "
+                    "(core inserts)")
                 started = time.perf_counter()
-                _insert_corpus(corpus)
+                _insert_corpus(corpus, reference)
                 figures.extra["insert_s"] = round(time.perf_counter() - started, 1)
                 say(f"Muster: reindex ({corpus.n:,} lessons)")
                 started = time.perf_counter()
@@ -1125,8 +1224,9 @@ def run_muster(corpus: Corpus, queries: list[BenchQuery], warmups: list[BenchQue
                 figures.update_ms.append(_ms_until_found(analyst, word, started, figures))
                 _send_response(app, figures)
         figures.extra["update_commit_p50_ms"] = round(percentile(commit_ms, 50), 1)
-        say(f"Muster: {SUBMITS} new lessons, each submitted until a search finds it")
-        for k, data in enumerate(_new_lessons(corpus, SUBMITS)):
+        submits = min(SUBMITS, updates)
+        say(f"Muster: {submits} new lessons, each submitted until a search finds it")
+        for k, data in enumerate(_new_lessons(corpus, submits)):
             word = _update_word(updates + k)
             with app.test_request_context():
                 author = db.session.get(User, user_ids[data.pop("author")])
@@ -1136,8 +1236,16 @@ def run_muster(corpus: Corpus, queries: list[BenchQuery], warmups: list[BenchQue
                 figures.submit_ms.append(_ms_until_found(author, word, started, figures))
                 _send_response(app, figures)
         figures.extra["index_mb"] = round(folder_mb(workdir / "index"), 1)
-        say("Muster: memory of a fresh app process running the query mix")
-        figures.extra["app_process"] = _probe_app_process(queries, user_ids, workdir)
+        _close_muster_searchers()
+        if hosts > 1:
+            figures.extra["hosts"] = run_hosts(corpus, queries, warmups, updates, workdir,
+                                               database, hosts)
+            figures.extra["app_process"] = figures.extra["hosts"][0].probe
+        else:
+            say("Muster: memory of a fresh app process running the query mix")
+            figures.extra["app_process"] = _probe_app_process(
+                queries, warmups, user_ids, database.url, workdir / "index",
+                workdir / PROBE_FILE)
     finally:
         _close_muster_searchers()
         with app.app_context():
@@ -1146,25 +1254,255 @@ def run_muster(corpus: Corpus, queries: list[BenchQuery], warmups: list[BenchQue
     return figures
 
 
-def _muster_app(workdir: Path):
+def _muster_app(database_url: str, index_dir: Path, **overrides: object):
     from lessons import create_app
 
-    return create_app("testing", SQLALCHEMY_DATABASE_URI=f"sqlite:///{workdir / 'bench.db'}",
-                      INDEX_DIR=str(workdir / "index"))
+    return create_app("testing", SQLALCHEMY_DATABASE_URI=database_url,
+                      INDEX_DIR=str(index_dir), **overrides)
+
+
+# --- several hosts --------------------------------------------------------------------
+HOSTS_DIR = "hosts"
+HOST_DEADLINE_S = 30.0  # an edit not found on a host by then counts as a failure
+HOST_READY_S = 180.0  # the first edit waits this long for every indexer to start
+WORKER_STOP_S = 30.0
+
+
+@dataclass
+class HostFigures:
+    """One host's side of the multi-host phase."""
+
+    number: int
+    index_dir: Path
+    edit_ms: list[float] = field(default_factory=list)  # host 1's edit until found here
+    submit_ms: list[float] = field(default_factory=list)  # host 1's new lesson, likewise
+    failures: int = 0
+    lag_at_end: int | None = None
+    index_mb: float | None = None
+    probe: dict[str, Any] = field(default_factory=dict)
+
+
+class HostWorker:
+    """``flask --app wsgi search worker`` for one host: its own process, its own
+    ``MUSTER_INDEX_DIR``, the shared database; its log goes to a file."""
+
+    def __init__(self, host: HostFigures, database_url: str, log: Path) -> None:
+        self.log = log
+        env = {**os.environ, "MUSTER_ENV": "development", "DATABASE_URL": database_url,
+               "MUSTER_INDEX_DIR": str(host.index_dir), "MUSTER_SEARCH_INDEXER": "background",
+               "SECRET_KEY": secrets.token_hex(32), "PYTHONUNBUFFERED": "1"}
+        self._log_file = log.open("wb")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "flask", "--app", "wsgi", "search", "worker"], cwd=ROOT,
+            env=env, stdout=self._log_file, stderr=subprocess.STDOUT)
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def rss_mb(self) -> float | None:
+        try:
+            pages = int(Path(f"/proc/{self.process.pid}/statm").read_text().split()[1])
+        except (OSError, ValueError, IndexError):
+            return None
+        return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+    def terminate(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+
+    def stop(self) -> None:
+        """SIGTERM (the worker finishes its round), then SIGKILL."""
+        if self.process.poll() is None:
+            self.terminate()
+            try:
+                self.process.wait(WORKER_STOP_S)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._log_file.close()
+
+    def tail(self) -> str:
+        try:
+            return self.log.read_text(errors="replace")[-1500:]
+        except OSError:
+            return ""
+
+
+def _make_host_indexes(workdir: Path, count: int) -> list[HostFigures]:
+    """Host 1 keeps the built index; hosts 2.. get copies without its INDEX_ID, so each
+    registers under a name of its own (as README says to do when copying an index)."""
+    from lessons.search.index import INDEX_ID_FILE
+
+    hosts = [HostFigures(1, workdir / "index")]
+    root = workdir / HOSTS_DIR
+    shutil.rmtree(root, ignore_errors=True)
+    for number in range(2, count + 1):
+        target = root / f"host{number}" / "index"
+        shutil.copytree(workdir / "index", target)
+        (target / INDEX_ID_FILE).unlink(missing_ok=True)
+        hosts.append(HostFigures(number, target))
+    return hosts
+
+
+def _visible_everywhere(apps: list, hosts: list[HostFigures], user_id: int, word: str,
+                        wanted: int | None, started: float, deadline: float
+                        ) -> list[float | None]:
+    """Milliseconds from ``started`` until each host's search finds ``word`` (None where
+    it did not within ``deadline`` seconds). A host is searched once its index position
+    (a file read) has reached the change's log number ``wanted``: searching every host
+    non-stop would take the CPU its indexer needs."""
+    from lessons import search
+    from lessons.extensions import db
+    from lessons.models import User
+    from lessons.search.index import IndexStore
+
+    stores = [IndexStore(host.index_dir) for host in hosts]
+    found: list[float | None] = [None] * len(hosts)
+    waiting = set(range(len(hosts)))
+    while waiting and time.perf_counter() - started < deadline:
+        for k in sorted(waiting):
+            position = stores[k].position()
+            if wanted is not None and (position is None or position.last_id < wanted):
+                continue
+            with apps[k].test_request_context():
+                user = db.session.get(User, user_id)
+                total = search.search_lessons(user, word, per_page=PER_PAGE).total
+            if total:
+                found[k] = (time.perf_counter() - started) * 1000
+                waiting.discard(k)
+        if waiting:
+            time.sleep(0.002)
+    return found
+
+
+def run_hosts(corpus: Corpus, queries: list[BenchQuery], warmups: list[BenchQuery],
+              updates: int, workdir: Path, database: Database, count: int
+              ) -> list[HostFigures]:
+    """Several hosts on the one database, each with its indexer process: host 1's edits
+    and new lessons timed until each host's search finds them; then each host's query
+    mix and memory in a fresh process."""
+    from lessons import search
+    from lessons.extensions import db
+    from lessons.models import Lesson, User
+    from lessons.search import changelog
+    from lessons.services.lessons import create_lesson, update_lesson
+
+    say(f"Hosts: {count} indexes on the one {database.kind} database, each with its own "
+        "`flask --app wsgi search worker` process")
+    hosts = _make_host_indexes(workdir, count)
+    apps = [_muster_app(database.url, host.index_dir, SEARCH_INDEXER="background")
+            for host in hosts]
+    user_ids = {u.username: u.id for u in corpus.users}
+    workers: list[HostWorker] = []
+    try:
+        for host in hosts:
+            workers.append(HostWorker(host, database.url,
+                                      workdir / f"worker-host{host.number}.log"))
+        targets = _update_targets(corpus, updates)
+        base = 10_000  # words of their own: the single-host phase used 0..updates+submits
+
+        def edit(target: dict[str, Any], word: str) -> tuple[int, float, int | None]:
+            analyst_id = user_ids[f"{target['originator_nation'].lower()}.analyst"]
+            with apps[0].test_request_context():
+                analyst = db.session.get(User, analyst_id)
+                observation = db.session.scalar(
+                    select(Lesson.observation).where(Lesson.id == target["id"]))
+                started = time.perf_counter()
+                update_lesson(analyst, target["public_id"],
+                              {"observation": f"{observation} {word}"})
+                return analyst_id, started, changelog.last_written()
+
+        say("  waiting for every host's indexer (a first edit, not timed)")
+        analyst_id, started, wanted = edit(targets[0], _update_word(base - 1))
+        ready = _visible_everywhere(apps, hosts, analyst_id, _update_word(base - 1), wanted,
+                                    started, HOST_READY_S)
+        if None in ready or not all(worker.alive() for worker in workers):
+            for host, worker in zip(hosts, workers, strict=True):
+                say(f"  host {host.number} worker log:\n{worker.tail()}")
+            raise RuntimeError("not every host's indexer applied the first edit within "
+                               f"{HOST_READY_S:g} s")
+        say("  ready: " + ", ".join(f"host {h.number} {ms:.0f} ms"
+                                    for h, ms in zip(hosts, ready, strict=True)))
+
+        say(f"  {updates} edits through host 1, each until every host's search finds it")
+        for k, target in enumerate(targets):
+            word = _update_word(base + k)
+            analyst_id, started, wanted = edit(target, word)
+            seen = _visible_everywhere(apps, hosts, analyst_id, word, wanted, started,
+                                       HOST_DEADLINE_S)
+            for host, ms in zip(hosts, seen, strict=True):
+                if ms is None:
+                    host.failures += 1
+                else:
+                    host.edit_ms.append(ms)
+        submits = min(SUBMITS, updates)
+        say(f"  {submits} new lessons through host 1, each until every host's search "
+            "finds it")
+        for k, data in enumerate(_new_lessons(corpus, submits, first=submits)):
+            word = _update_word(base + updates + k)
+            author_id = user_ids[data.pop("author")]
+            data["observation"] += f" {word}"
+            with apps[0].test_request_context():
+                author = db.session.get(User, author_id)
+                started = time.perf_counter()
+                create_lesson(author, data, submit=True)
+                wanted = changelog.last_written()
+            seen = _visible_everywhere(apps, hosts, author_id, word, wanted, started,
+                                       HOST_DEADLINE_S)
+            for host, ms in zip(hosts, seen, strict=True):
+                if ms is None:
+                    host.failures += 1
+                else:
+                    host.submit_ms.append(ms)
+        for host, app, worker in zip(hosts, apps, workers, strict=True):
+            with app.app_context():
+                host.lag_at_end = search.status().pending
+                host.probe["worker_rss_mb"] = _round(worker.rss_mb())
+        with apps[0].app_context():
+            _head, registered = search.indexes()
+        folders = {str(host.index_dir.resolve()) for host in hosts}
+        say(f"  registered indexes: {len(registered)} "
+            f"({sum(1 for r in registered if r.folder in folders)} of them these hosts'), "
+            "lag at the end: " + ", ".join(f"host {h.number} {h.lag_at_end}" for h in hosts))
+    finally:
+        for worker in workers:
+            worker.terminate()  # all at once: each takes a moment to finish its round
+        for worker in workers:
+            worker.stop()
+        _close_muster_searchers()
+        for app in apps:
+            with app.app_context():
+                db.session.remove()
+                db.engine.dispose()
+    for host in hosts:
+        say(f"  host {host.number}: its query mix in a fresh process")
+        indexer_rss = host.probe.get("worker_rss_mb")
+        host.probe = _probe_app_process(queries, warmups, user_ids, database.url,
+                                        host.index_dir,
+                                        workdir / f"probe-host{host.number}.json")
+        host.probe["worker_rss_mb"] = indexer_rss
+        host.index_mb = round(folder_mb(host.index_dir), 1)
+    return hosts
 
 
 PROBE_FILE = "probe-queries.json"
 
 
-def _probe_app_process(queries: list[BenchQuery], user_ids: dict[str, int],
-                       workdir: Path) -> dict[str, float | None]:
+def _probe_app_process(queries: list[BenchQuery], warmups: list[BenchQuery],
+                       user_ids: dict[str, int], database_url: str, index_dir: Path,
+                       spec: Path) -> dict[str, Any]:
     """This process's memory holds the generator, the bulk insert and the reindex; an
     app worker's does not. So a fresh process (this script with ``--probe``) runs the
-    query mix against the same database and index and reports its own memory."""
-    (workdir / PROBE_FILE).write_text(json.dumps([
-        {"text": q.text, "page": q.page, "user_id": user_ids[q.searcher]} for q in queries]))
+    query mix against the same database and the given index, and reports its own memory
+    and search times."""
+    def entries(items: list[BenchQuery]) -> list[dict[str, Any]]:
+        return [{"text": q.text, "page": q.page, "user_id": user_ids[q.searcher]}
+                for q in items]
+
+    spec.write_text(json.dumps({"database_url": database_url, "index_dir": str(index_dir),
+                                "warmups": entries(warmups), "queries": entries(queries)}))
     done = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--probe",
-                           str(workdir)], capture_output=True, text=True, timeout=3600,
+                           str(spec)], capture_output=True, text=True, timeout=3600,
                           check=False)
     if done.returncode != 0:
         say(f"  probe failed: {done.stderr.strip()[-500:]}")
@@ -1172,31 +1510,37 @@ def _probe_app_process(queries: list[BenchQuery], user_ids: dict[str, int],
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def probe(workdir: Path) -> dict[str, float | None]:
-    """(In the fresh process.) Memory before the first search, and after the mix with the
-    searcher still open."""
+def probe(spec_file: Path) -> dict[str, Any]:
+    """(In the fresh process.) Memory before the first search and after the mix with the
+    searcher still open; each query's time after the warm-ups, as in the main run."""
     from lessons import search
     from lessons.extensions import db
     from lessons.models import User
 
-    app = _muster_app(workdir)
-    spec = json.loads((workdir / PROBE_FILE).read_text())
+    spec = json.loads(spec_file.read_text())
+    app = _muster_app(spec["database_url"], Path(spec["index_dir"]))
     with app.app_context():
         db.session.execute(select(1))
         before = current_rss_mb()
+    times: list[float] = []
     try:
-        for query in spec:
+        for k, query in enumerate(spec["warmups"] + spec["queries"]):
             with app.test_request_context():
                 user = db.session.get(User, query["user_id"])
+                started = time.perf_counter()
                 search.search_lessons(user, query["text"], page=query["page"],
                                       per_page=PER_PAGE)
+                if k >= len(spec["warmups"]):
+                    times.append((time.perf_counter() - started) * 1000)
         after = current_rss_mb()
     finally:
         _close_muster_searchers()
         with app.app_context():
             db.engine.dispose()
     return {"rss_before_search_mb": _round(before), "rss_with_searcher_mb": _round(after),
-            "peak_rss_mb": _round(peak_rss_mb())}
+            "peak_rss_mb": _round(peak_rss_mb()),
+            "search_p50_ms": _round(percentile(times, 50)),
+            "search_p95_ms": _round(percentile(times, 95))}
 
 
 # --- raw Whoosh -----------------------------------------------------------------------
@@ -1411,7 +1755,10 @@ def report(args: argparse.Namespace, muster: EngineFigures, raw: EngineFigures |
         f"and reindex included: {muster_peak:.0f} MB)")
     say(f"a fresh app process after the query mix, searcher open: "
         f"{_fmt(app_process.get('rss_with_searcher_mb'), 0, 0)} MB "
-        f"({_fmt(app_process.get('rss_before_search_mb'), 0, 0)} MB before its first search)")
+        f"({_fmt(app_process.get('rss_before_search_mb'), 0, 0)} MB before its first search;"
+        f" its searches p50 {_fmt(app_process.get('search_p50_ms'), 0)} / p95 "
+        f"{_fmt(app_process.get('search_p95_ms'), 0)} ms)")
+    per_host = report_hosts(muster.extra.get("hosts") or [], args)
     return {
         "n": args.n,
         "build_docs_per_s": round(muster.build_docs_per_s, 1),
@@ -1446,8 +1793,59 @@ def report(args: argparse.Namespace, muster: EngineFigures, raw: EngineFigures |
         "raw_index_mb": raw.extra.get("index_mb") if raw else None,
         "zero_hit_queries": sum(1 for t in muster.searches if not t.total),
         "raw_zero_hit_queries": sum(1 for t in raw.searches if not t.total) if raw else None,
+        "database": args.database_kind,
+        "hosts": args.hosts,
+        "per_host": per_host,
+        "app_search_p50_ms": app_process.get("search_p50_ms"),
+        "app_search_p95_ms": app_process.get("search_p95_ms"),
         "machine": machine(),
+        "load_average": [round(x, 2) for x in os.getloadavg()],
     }
+
+
+def report_hosts(hosts: list[HostFigures], args: argparse.Namespace) -> dict[str, Any]:
+    """The multi-host phase's table; its figures by host number (JSON keys "1", "2"...)."""
+    if not hosts:
+        return {}
+    say()
+    say(f"{len(hosts)} hosts on one {args.database_kind} database, each with its own indexer "
+        f"process; edits and new lessons committed through host 1, timed until each "
+        f"host's search finds them (ms); each host's query mix in a fresh process")
+    say(f"{'host':<6}{'search p50':>11}{'p95':>8}{'edit p50':>10}{'p95':>8}{'max':>8}"
+        f"{'new p50':>9}{'max':>8}{'missed':>7}{'lag':>5}{'app MB':>8}{'indexer MB':>11}"
+        f"{'index MB':>10}")
+    figures: dict[str, Any] = {}
+    for host in hosts:
+        row = {
+            "search_p50_ms": host.probe.get("search_p50_ms"),
+            "search_p95_ms": host.probe.get("search_p95_ms"),
+            "edit_visible_p50_ms": _round(percentile(host.edit_ms, 50)
+                                          if host.edit_ms else None),
+            "edit_visible_p95_ms": _round(percentile(host.edit_ms, 95)
+                                          if host.edit_ms else None),
+            "edit_visible_max_ms": _round(max(host.edit_ms, default=None)),
+            "submit_visible_p50_ms": _round(percentile(host.submit_ms, 50)
+                                            if host.submit_ms else None),
+            "submit_visible_max_ms": _round(max(host.submit_ms, default=None)),
+            "visible_failures": host.failures,
+            "lag_at_end": host.lag_at_end,
+            "app_rss_with_searcher_mb": host.probe.get("rss_with_searcher_mb"),
+            "app_rss_before_search_mb": host.probe.get("rss_before_search_mb"),
+            "indexer_rss_mb": host.probe.get("worker_rss_mb"),
+            "index_mb": host.index_mb,
+        }
+        figures[str(host.number)] = row
+        say(f"{host.number:<6}{_fmt(row['search_p50_ms'], 11)}{_fmt(row['search_p95_ms'], 8)}"
+            f"{_fmt(row['edit_visible_p50_ms'], 10)}{_fmt(row['edit_visible_p95_ms'], 8)}"
+            f"{_fmt(row['edit_visible_max_ms'], 8)}{_fmt(row['submit_visible_p50_ms'], 9)}"
+            f"{_fmt(row['submit_visible_max_ms'], 8)}{host.failures:>7}"
+            f"{row['lag_at_end'] if row['lag_at_end'] is not None else '-':>5}"
+            f"{_fmt(row['app_rss_with_searcher_mb'], 8, 0)}"
+            f"{_fmt(row['indexer_rss_mb'], 11, 0)}{_fmt(row['index_mb'], 10)}")
+    if any(host.failures for host in hosts):
+        say(f"WARNING: some edits or new lessons were not found on every host within "
+            f"{HOST_DEADLINE_S:g} s (column missed)")
+    return figures
 
 
 def _round(value: float | None) -> float | None:
@@ -1470,6 +1868,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "an earlier run of the same --n and --seed kept them, start "
                              "from a copy instead of rebuilding (the build figures are "
                              "then that run's)")
+    parser.add_argument("--database-url", default="",
+                        help="PostgreSQL server to run Muster's side on: a new database "
+                             "muster_bench_<random> is created there and dropped at the "
+                             "end (default: SQLite in the work folder)")
+    parser.add_argument("--hosts", type=int, default=1,
+                        help="index consumers on the one database, each with its own "
+                             "index folder and `flask search worker` process (2 or more "
+                             "adds the multi-host phase)")
     parser.add_argument("--probe", type=Path, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--skip-raw", action="store_true",
                         help="measure Muster only (raw Whoosh takes 10 to 20 min at 100k)")
@@ -1478,6 +1884,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--n, --queries and --updates must be positive")
     if args.reuse and args.workdir is None:
         parser.error("--reuse needs --workdir")
+    if args.reuse and args.database_url:
+        parser.error("--reuse keeps an SQLite build; it cannot be used with --database-url")
+    if not 1 <= args.hosts <= 16:
+        parser.error("--hosts must be from 1 to 16")
+    args.database_kind = "postgresql" if args.database_url else "sqlite"
     return args
 
 
@@ -1489,22 +1900,31 @@ def main(argv: list[str] | None = None) -> int:
     temporary = args.workdir is None
     workdir = Path(tempfile.mkdtemp(prefix="muster-bench-")) if temporary else args.workdir
     workdir.mkdir(parents=True, exist_ok=True)
-    for stale in ("bench.db", "bench.db-wal", "bench.db-shm", "index", "raw"):
+    for stale in ("bench.db", "bench.db-wal", "bench.db-shm", "index", "raw", HOSTS_DIR):
         target = workdir / stale  # a kept workdir from an earlier run
         if target.is_dir():
             shutil.rmtree(target)
         elif target.exists():
             target.unlink()
+    # A SIGTERM ends the run through the finally clauses: the workers stop and the
+    # PostgreSQL database made for the run is dropped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
         say(f"Muster search benchmark: n={args.n:,} seed={args.seed} queries={args.queries} "
-            f"updates={args.updates} workdir={workdir}")
+            f"updates={args.updates} hosts={args.hosts} database={args.database_kind} "
+            f"workdir={workdir}")
         corpus = Corpus(args.seed, args.n)
         queries, warmups = make_queries(corpus, args.queries)
         counts = defaultdict(int)
         for query in queries:
             counts[query.kind] += 1
         say("query mix: " + ", ".join(f"{kind} {count}" for kind, count in counts.items()))
-        muster = run_muster(corpus, queries, warmups, args.updates, workdir, args.reuse)
+        with fresh_database(args.database_url, workdir) as database:
+            if database.name:
+                say(f"database: {database.name}, made for this run on the server "
+                    "--database-url names (dropped at the end)")
+            muster = run_muster(corpus, queries, warmups, args.updates, workdir, database,
+                                args.reuse, args.hosts)
         muster_peak = peak_rss_mb()
         raw = None if args.skip_raw else run_raw(corpus, queries, warmups, args.updates,
                                                   workdir)

@@ -1,14 +1,18 @@
-"""The search benchmark (bench/search_bench.py): a small run end to end, and its corpus.
+"""The search benchmark (bench/search_bench.py): small runs end to end, and its corpus.
 
 The full run (100k lessons, about 20 minutes) is by hand; these prove the script still
 runs against the current search service, prints the figures the README quotes, and
-generates the same valid corpus and distinct queries from the same seed.
+generates the same valid corpus and distinct queries from the same seed; that its
+multi-host phase (``--hosts 2``: two index folders, two ``flask search worker``
+processes) sees every edit on every host; and, given a PostgreSQL server
+(``TEST_DATABASE_URL``), that ``--database-url`` runs in a database of its own and drops it.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -27,17 +31,21 @@ FIGURES = ("n", "build_docs_per_s", "update_ms", "search_p50_ms", "search_p95_ms
 TIMEOUT_S = 120  # about 30 s on two busy cores; a hang must not stall the suite
 
 
+def run_bench(*args: str, **env: str) -> tuple[dict, str]:
+    """A run's last stdout line, parsed, and its whole stdout."""
+    done = subprocess.run(
+        [sys.executable, str(BENCH), *args],
+        env={**os.environ, "MUSTER_ENV": "testing", **env}, capture_output=True, text=True,
+        timeout=TIMEOUT_S, check=False)
+    assert done.returncode == 0, (done.stdout[-2000:], done.stderr[-3000:])
+    return json.loads(done.stdout.strip().splitlines()[-1]), done.stdout
+
+
 @pytest.fixture(scope="module")
 def figures(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """One smoke run's last stdout line, parsed (the run is shared by the tests below)."""
     workdir = tmp_path_factory.mktemp("bench")
-    done = subprocess.run(
-        [sys.executable, str(BENCH), "--n", "300", "--queries", "40",
-         "--workdir", str(workdir)],
-        env={**os.environ, "MUSTER_ENV": "testing"}, capture_output=True, text=True,
-        timeout=TIMEOUT_S, check=False)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return run_bench("--n", "300", "--queries", "40", "--workdir", str(workdir))[0]
 
 
 @pytest.fixture(scope="module")
@@ -93,3 +101,89 @@ def test_queries_are_distinct_and_cover_every_class(bench: ModuleType) -> None:
     assert len(texts) == len(set(texts)) == 200
     assert {q.kind for q in queries} == {name for name, _ in bench.QUERY_CLASSES}
     assert not {q.text.lower() for q in warmups} & set(texts)
+
+
+SMALL_HOSTS_RUN = ("--n", "150", "--queries", "8", "--updates", "2", "--hosts", "2",
+                   "--skip-raw")
+# One writer process builds 150 lessons sooner than two start.
+SMALL_ENV = {"MUSTER_REINDEX_PROCS": "1"}
+
+
+def assert_every_host_saw_every_edit(figures: dict) -> None:
+    assert figures["hosts"] == 2
+    assert set(figures["per_host"]) == {"1", "2"}
+    for number, host in figures["per_host"].items():
+        assert host["visible_failures"] == 0, number  # every edit found on every host
+        assert host["lag_at_end"] == 0, number
+        assert 0 < host["edit_visible_p50_ms"] <= host["edit_visible_p95_ms"] \
+            <= host["edit_visible_max_ms"], number
+        assert 0 < host["submit_visible_p50_ms"] <= host["submit_visible_max_ms"], number
+        assert 0 < host["search_p50_ms"] <= host["search_p95_ms"], number
+        assert host["app_rss_with_searcher_mb"] > 0 and host["indexer_rss_mb"] > 0, number
+        assert host["index_mb"] > 0, number
+
+
+def test_two_hosts_on_sqlite_each_find_every_edit(tmp_path: Path) -> None:
+    """Two index folders, each followed by its own worker process: edits committed
+    through host 1 are found by both hosts' searches, and each registers on its own."""
+    figures, stdout = run_bench(*SMALL_HOSTS_RUN, "--workdir", str(tmp_path), **SMALL_ENV)
+    assert figures["database"] == "sqlite"
+    assert_every_host_saw_every_edit(figures)
+    assert "registered indexes: 2 (2 of them these hosts')" in stdout
+    one, two = ((folder / "INDEX_ID").read_text().split()[0]
+                for folder in (tmp_path / "index", tmp_path / "hosts" / "host2" / "index"))
+    assert one != two  # the copy registered under a name of its own
+
+
+def _database_names(url: str) -> set[str]:
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    from config import normalise_database_url
+
+    admin = make_url(normalise_database_url(url)).set(drivername="postgresql")
+    with psycopg.connect(admin.render_as_string(hide_password=False)) as conn:
+        return {row[0] for row in conn.execute("SELECT datname FROM pg_database")}
+
+
+def _tables(url: str) -> set[str]:
+    from sqlalchemy import create_engine, inspect
+
+    from config import normalise_database_url
+
+    engine = create_engine(normalise_database_url(url))
+    try:
+        return set(inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
+
+
+needs_postgresql = pytest.mark.skipif(
+    not os.environ.get("TEST_DATABASE_URL"),
+    reason="needs a PostgreSQL server: set TEST_DATABASE_URL (the bench makes a database "
+           "of its own there with --database-url, and drops it)")
+
+
+@needs_postgresql
+def test_database_url_runs_in_a_database_of_its_own_and_drops_it(tmp_path: Path) -> None:
+    url = os.environ["TEST_DATABASE_URL"]
+    tables_before = _tables(url)
+    figures, stdout = run_bench(*SMALL_HOSTS_RUN, "--workdir", str(tmp_path),
+                                "--database-url", url, **SMALL_ENV)
+    assert figures["database"] == "postgresql"
+    assert_every_host_saw_every_edit(figures)
+    made = re.search(r"database: (muster_bench_[0-9a-f]{8}),", stdout)
+    assert made, stdout[:2000]
+    assert f"dropped the database {made.group(1)}" in stdout
+    assert made.group(1) not in _database_names(url)
+    assert _tables(url) == tables_before  # nothing written to the database the URL names
+
+
+@needs_postgresql
+def test_the_database_made_for_a_run_is_dropped_when_the_run_fails(bench: ModuleType,
+                                                                    tmp_path: Path) -> None:
+    url = os.environ["TEST_DATABASE_URL"]
+    with pytest.raises(RuntimeError), bench.fresh_database(url, tmp_path) as database:
+        assert database.kind == "postgresql" and database.name in _database_names(url)
+        raise RuntimeError("the run failed")
+    assert database.name not in _database_names(url)
