@@ -33,7 +33,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -377,17 +377,22 @@ class IndexStore:
         return read_position(self.root / generation)
 
     @contextmanager
-    def rebuild_lock(self, blocking: bool = True) -> Iterator[bool]:
-        """The one rebuild at a time on this host; yields False (not held) when another
-        process holds it and ``blocking`` is False."""
+    def _host_lock(self, name: str, blocking: bool) -> Iterator[bool]:
+        """A file lock in the index folder, held by one process of this host at a time
+        (released by the OS if the process dies); yields False when another holds it and
+        ``blocking`` is False."""
         self.root.mkdir(parents=True, exist_ok=True)
-        lock = FileStorage(str(self.root)).lock("REBUILD_LOCK")
+        lock = FileStorage(str(self.root)).lock(name)
         held = lock.acquire(blocking=blocking)
         try:
             yield held
         finally:
             if held:
                 lock.release()
+
+    def rebuild_lock(self, blocking: bool = True) -> AbstractContextManager[bool]:
+        """The one rebuild at a time on this host (``REBUILD_LOCK``)."""
+        return self._host_lock("REBUILD_LOCK", blocking)
 
     @contextmanager
     def writer(self, ix: FileIndex | None = None, merge: bool = False,
@@ -454,18 +459,10 @@ class IndexStore:
     def reindexing(self) -> bool:
         return self.reindex_flag.exists()
 
-    @contextmanager
-    def indexer_lock(self, blocking: bool = False) -> Iterator[bool]:
+    def indexer_lock(self, blocking: bool = False) -> AbstractContextManager[bool]:
         """The one background indexer on this host (``flask search worker`` or a serving
-        process's thread); yields False when another process holds it."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        lock = FileStorage(str(self.root)).lock("INDEXER_LOCK")
-        held = lock.acquire(blocking=blocking)
-        try:
-            yield held
-        finally:
-            if held:
-                lock.release()
+        process's thread; ``INDEXER_LOCK``)."""
+        return self._host_lock("INDEXER_LOCK", blocking)
 
     def prune_generations(self) -> None:
         live = self.current_generation()
