@@ -349,20 +349,20 @@ class IndexStore:
         path) gets a name of its own there, or two indexes would report as one."""
         path = self.root / INDEX_ID_FILE
         here = f"{socket.gethostname()} {self.root.resolve()}"
-        try:
-            name, _, made_for = path.read_text("utf-8").strip().partition(" ")
-            if name and made_for == here:
-                return name
-        except FileNotFoundError:
-            pass
-        self.root.mkdir(parents=True, exist_ok=True)
-        with self._create_lock():
+
+        def made_here() -> str | None:
             try:
                 name, _, made_for = path.read_text("utf-8").strip().partition(" ")
-                if name and made_for == here:
-                    return name
             except FileNotFoundError:
-                pass
+                return None
+            return name if name and made_for == here else None
+
+        if found := made_here():
+            return found
+        self.root.mkdir(parents=True, exist_ok=True)
+        with self._create_lock():
+            if found := made_here():  # another process made it meanwhile
+                return found
             name = secrets.token_hex(8)
             tmp = self.root / f"{INDEX_ID_FILE}.{os.getpid()}.tmp"
             tmp.write_text(f"{name} {here}", "utf-8")
