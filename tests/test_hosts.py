@@ -116,8 +116,12 @@ def test_a_lesson_created_through_either_host_is_found_through_both_within_a_sec
         people, make_host):
     hosts = [make_host("a"), make_host("b")]
     for host in hosts:
+        with host.app.app_context():
+            search.sync()  # each host's index exists, as on a host that has been serving
         host.start()
     readers = [host.client("gb.an") for host in hosts]
+    for reader in readers:
+        assert not found(reader, "zqhost0")  # each reader's searcher is open already
     for n, host in enumerate(hosts):
         word = f"zqhost{n}"
         create_through(host.client("gb.author"), word)
