@@ -45,7 +45,7 @@ from lessons.search.schema import FACETS
 __all__ = [
     "FACETS", "GLOSSARY_SOURCE", "PER_PAGE_CHOICES", "Drift", "Facet", "FacetValue",
     "IndexBehind", "IndexBusy", "IndexMissing", "IndexReport", "IndexStatus", "ReindexReport",
-    "SearchPage", "TooBroad", "after_commit", "batch", "check", "clean_filters",
+    "SearchPage", "TooBroad", "after_commit", "batch", "check", "clean_filters", "current_glossary",
     "explain_scores", "indexes", "inline", "matching_ids", "new_history", "on_worker_start",
     "prune", "queue_lesson", "reindex", "search_lessons", "status", "sync", "visible_masks",
     "wait_for_own_changes", "warm", "warm_in_background"]
@@ -529,7 +529,7 @@ def _parse(text: str, glossary: Glossary | None) -> query.ParsedQuery:
 GLOSSARY_SOURCE = "muster.search.glossary"
 
 
-def _current_glossary() -> Glossary:
+def current_glossary() -> Glossary:
     """The glossary a caller gave no other: the app's glossary source (a callable in
     ``app.extensions[GLOSSARY_SOURCE]``, registered by the layer that owns glossaries,
     so this package needs nothing of it), or none at all."""
@@ -557,7 +557,7 @@ def search_lessons(user: User, text: str, page: int = 1, per_page: int = 20,
     orders only the allowed documents. Hits are reloaded from the database and passed
     through ``can_view`` again, in rank order, and snippets are cut from the database's
     current text. ``glossary`` defaults to the app's glossary source (the admins' current
-    glossary, registered by the search page's blueprint; see ``_current_glossary``).
+    glossary, registered by the search page's blueprint; see ``current_glossary``).
 
     Raises ``TooBroad`` for a query that would cost more than one search may, or that
     runs past the time budget (``SEARCH_TIME_BUDGET`` seconds; see ``limits``).
@@ -566,7 +566,7 @@ def search_lessons(user: User, text: str, page: int = 1, per_page: int = 20,
                                                   limits.DEFAULT_TIME_BUDGET))
     text = (text or "").strip()[:MAX_QUERY_LENGTH]
     if glossary is None:
-        glossary = _current_glossary()
+        glossary = current_glossary()
     chosen = clean_filters(filters)
     sort = sort if sort in SORTS else "relevance"
     page = min(max(page, 1), MAX_PAGE)
@@ -679,7 +679,7 @@ def explain_scores(user: User, text: str, glossary: Glossary | None = None,
     best first: the ranking's own figures, for tuning and for checking that they are
     the visible collection's alone. Reads only."""
     if glossary is None:
-        glossary = _current_glossary()
+        glossary = current_glossary()
     parsed = _parse((text or "").strip()[:MAX_QUERY_LENGTH], glossary)
     generation, searcher = store().searcher_with_generation()
     leaves = masks.leaves(searcher, generation)

@@ -337,6 +337,22 @@ def _mask_to_bools(mask: int, size: int) -> np.ndarray:
     return np.unpackbits(data, count=size, bitorder="little").astype(bool)
 
 
+def leaf_index(leaves_: list[Leaf], docnum: int) -> int:
+    """The position in ``leaves_`` of the segment holding global document ``docnum``."""
+    for i in range(len(leaves_) - 1, -1, -1):
+        if docnum >= leaves_[i].offset:
+            return i
+    raise ValueError(docnum)
+
+
+def any_term(leaf: Leaf, fieldname: str, values: Iterable[str]) -> int:
+    """The segment's documents holding any of ``values`` in ``fieldname``."""
+    mask = 0
+    for value in values:
+        mask |= leaf.term(fieldname, value)
+    return mask
+
+
 def popcount(masks: Iterable[int]) -> int:
     return sum(mask.bit_count() for mask in masks)
 
@@ -354,5 +370,6 @@ def facet_counts(leaves_: list[Leaf], fieldname: str, base: list[int]) -> dict[s
     return counts
 
 
-__all__ = ["FACETS", "Leaf", "VisibleWords", "facet_counts", "ids_to_mask", "leaves",
+__all__ = ["FACETS", "Leaf", "VisibleWords", "any_term", "facet_counts", "ids_to_mask",
+           "leaf_index", "leaves",
            "mask_to_ids", "popcount", "term_mask"]

@@ -121,7 +121,7 @@ def _scored(user: User, title: str, text: str, limit: int, exclude_id: int | Non
         allowed = [mask & ~leaf.term("lesson_id", str(exclude_id)) if mask else 0
                    for leaf, mask in zip(leaves, allowed, strict=True)]
     if statuses is not None:
-        allowed = [_any_of(leaf, "status", statuses) & mask if mask else 0
+        allowed = [masks.any_term(leaf, "status", statuses) & mask if mask else 0
                    for leaf, mask in zip(leaves, allowed, strict=True)]
     if not any(allowed):
         return []
@@ -147,7 +147,7 @@ def _scored(user: User, title: str, text: str, limit: int, exclude_id: int | Non
     for docnum, score in hits:
         share = 0.0
         if coverage:
-            i = _leaf_of(leaves, docnum)
+            i = masks.leaf_index(leaves, docnum)
             bit = 1 << (docnum - leaves[i].offset)
             share = min(1.0, sum(1 for held in holding.values() if held[i] & bit) / out_of)
         found.append((int(searcher.stored_fields(docnum)["lesson_id"]), score, share))
@@ -158,20 +158,6 @@ def _union(parts) -> int:
     mask = 0
     for part in parts:
         mask |= part
-    return mask
-
-
-def _leaf_of(leaves: list[masks.Leaf], docnum: int) -> int:
-    for i in range(len(leaves) - 1, -1, -1):
-        if docnum >= leaves[i].offset:
-            return i
-    raise ValueError(docnum)
-
-
-def _any_of(leaf: masks.Leaf, fieldname: str, values: tuple[str, ...]) -> int:
-    mask = 0
-    for value in values:
-        mask |= leaf.term(fieldname, value)
     return mask
 
 

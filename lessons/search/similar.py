@@ -21,10 +21,7 @@ from __future__ import annotations
 
 import re
 
-from flask import current_app
-
-from lessons.search import GLOSSARY_SOURCE, TooBroad, masks, query, rank, store, visible_masks
-from lessons.search.glossary import Glossary
+from lessons.search import TooBroad, current_glossary, masks, query, rank, store, visible_masks
 
 __all__ = ["SHORT_WORDS", "is_short", "scored"]
 
@@ -58,7 +55,7 @@ def scored(user, text: str, limit: int, exclude_id: int | None = None,
     if not plain or limit <= 0:
         return []
     try:
-        parsed = query.parse(plain, _glossary())
+        parsed = query.parse(plain, current_glossary())
     except TooBroad:
         return []
     generation, searcher = store().searcher_with_generation()
@@ -72,7 +69,7 @@ def scored(user, text: str, limit: int, exclude_id: int | None = None,
         allowed = [mask & ~leaf.term("lesson_id", str(exclude_id)) if mask else 0
                    for leaf, mask in zip(leaves, allowed, strict=True)]
     if statuses is not None:
-        allowed = [mask & _any_of(leaf, "status", statuses) if mask else 0
+        allowed = [mask & masks.any_term(leaf, "status", statuses) if mask else 0
                    for leaf, mask in zip(leaves, allowed, strict=True)]
     if not any(allowed):
         return []
@@ -89,7 +86,7 @@ def scored(user, text: str, limit: int, exclude_id: int | None = None,
     whole = sum(weights) or 1.0
     found = []
     for doc, score in hits:
-        leaf = _leaf_of(leaves, doc)
+        leaf = leaves[masks.leaf_index(leaves, doc)]
         bit = 1 << (doc - leaf.offset)
         held = sum(weight for clause, weight in zip(clauses, weights, strict=True)
                    if any(leaf.term(field, word) & bit for field, word, _ in clause))
@@ -97,21 +94,3 @@ def scored(user, text: str, limit: int, exclude_id: int | None = None,
     return found
 
 
-def _glossary() -> Glossary:
-    """The app's glossary, as the search page uses it (none when no source is set)."""
-    source = current_app.extensions.get(GLOSSARY_SOURCE)
-    return source() if source is not None else Glossary([])
-
-
-def _leaf_of(leaves: list[masks.Leaf], doc: int) -> masks.Leaf:
-    for leaf in reversed(leaves):
-        if doc >= leaf.offset:
-            return leaf
-    raise ValueError(doc)
-
-
-def _any_of(leaf: masks.Leaf, fieldname: str, values: tuple[str, ...]) -> int:
-    mask = 0
-    for value in values:
-        mask |= leaf.term(fieldname, value)
-    return mask
