@@ -534,7 +534,7 @@ def catch_up_problem(position: Position | None, where: changelog.Head) -> str:
     return ""
 
 
-def apply_pending(store: IndexStore, limit: int | None = None) -> int:
+def apply_pending(store: IndexStore) -> int:
     """Apply the log's changes this index has not seen; return how many log rows.
 
     The position is read again under the writer lock, so two processes applying at once
@@ -551,7 +551,7 @@ def apply_pending(store: IndexStore, limit: int | None = None) -> int:
     if problem:
         raise IndexBehind(problem)
     applied = 0
-    while position.last_id < where.last_id and (limit is None or applied < limit):
+    while position.last_id < where.last_id:
         try:
             with store.writer(ix) as writer:
                 position = store.position(generation)  # under the lock
