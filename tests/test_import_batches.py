@@ -7,7 +7,9 @@ the same file again is safe."""
 from __future__ import annotations
 
 import json
+import os
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -267,3 +269,90 @@ def test_a_lesson_changed_after_the_check_stops_the_import_there(
 def test_the_batch_size_is_bounded(runner, people, tmp_path, size):
     result = run(runner, write(tmp_path / "in.jsonl", [record(1)]), "--batch-size", size)
     assert result.exit_code == 2 and "--batch-size" in result.output
+
+
+def _segments(app) -> int:
+    with app.app_context():
+        _, ix = search.store().open()
+        return len(ix._segments())
+
+
+def test_a_process_of_its_own_indexes_each_batch_while_the_next_is_stored(
+        app, runner, people, tmp_path, monkeypatch, login_as):
+    """Storing and indexing overlap: by the time the third batch is stored, another
+    process has already made the first batch searchable (the index's position passed
+    it), and at the end every lesson is found."""
+    from lessons.search import index
+
+    real_apply, real_store = index.apply_pending, exchange._store_batch
+    appliers = tmp_path / "appliers"
+
+    def apply_noting_who(store):
+        applied = real_apply(store)
+        if applied:
+            with appliers.open("a") as out:
+                out.write(f"{os.getpid()}\n")
+        return applied
+
+    seen_before_third: list[int] = []
+
+    def store_batch(batch, *args):
+        if batch[0].record.line == 5:  # the third batch of two lines
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                position = search.store().position()
+                if position is not None and position.last_id >= 2:
+                    break
+                time.sleep(0.02)
+            seen_before_third.append(search.store().position().last_id)
+        return real_store(batch, *args)
+
+    monkeypatch.setattr(index, "apply_pending", apply_noting_who)
+    monkeypatch.setattr(exchange, "_store_batch", store_batch)
+    result = run(runner, write(tmp_path / "in.jsonl", [record(n) for n in range(1, 7)]),
+                 "--batch-size", "2")
+    assert result.exit_code == 0, result.output
+    assert seen_before_third and seen_before_third[0] >= 2
+    assert {int(pid) for pid in appliers.read_text().split()} - {os.getpid()}
+    assert found_by_search(login_as) == 6
+    with app.app_context():
+        assert search.check().clean
+
+
+def test_a_follower_that_fails_leaves_the_command_to_index_the_rest(
+        app, runner, people, tmp_path, monkeypatch, login_as, caplog):
+    from lessons.search import indexer
+
+    def broken(self, stop):
+        raise RuntimeError("the follower fell over (injected)")
+
+    monkeypatch.setattr(indexer.Indexer, "follow", broken)
+    result = run(runner, write(tmp_path / "in.jsonl", [record(n) for n in range(1, 6)]),
+                 "--batch-size", "2")
+    assert result.exit_code == 0, result.output
+    assert found_by_search(login_as) == 5
+    assert "follower ended with status 1" in caplog.text
+    with app.app_context():
+        assert search.check().clean
+
+
+def test_a_large_catch_up_is_written_by_several_processes(
+        app, runner, people, tmp_path, monkeypatch, login_as):
+    """From PARALLEL_APPLY_MIN changes on, one index commit holds a segment per writer
+    process; new and updated lessons alike come out right."""
+    from lessons.search import index
+
+    monkeypatch.setattr(index, "PARALLEL_APPLY_MIN", 3)
+    assert run(runner, write(tmp_path / "one.jsonl", [record(1)])).exit_code == 0
+    before = _segments(app)
+    path = write(tmp_path / "in.jsonl", [record(n) for n in range(1, 6)])
+    assert run(runner, path).exit_code == 0
+    assert _segments(app) == before + 2  # four new lessons: two writer processes' segments
+    changed = write(tmp_path / "changed.jsonl",
+                    [record(n, title=f"Convoy {WORD} lesson of the {NAMES[n]} revised")
+                     for n in range(1, 6)])
+    assert run(runner, changed).exit_code == 0
+    assert found_by_search(login_as) == 5
+    assert found_by_search(login_as, "revised") == 5
+    with app.app_context():
+        assert search.check().clean

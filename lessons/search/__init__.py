@@ -45,7 +45,8 @@ from lessons.search.schema import FACETS
 __all__ = [
     "FACETS", "GLOSSARY_SOURCE", "PER_PAGE_CHOICES", "Drift", "Facet", "FacetValue",
     "IndexBehind", "IndexBusy", "IndexMissing", "IndexReport", "IndexStatus", "ReindexReport",
-    "SearchPage", "TooBroad", "after_commit", "batch", "check", "clean_filters", "current_glossary",
+    "SearchPage", "TooBroad", "after_commit", "applied_alongside", "batch", "check",
+    "clean_filters", "current_glossary",
     "explain_scores", "indexes", "inline", "matching_ids", "new_history", "on_worker_start",
     "prune", "queue_lesson", "reindex", "search_lessons", "status", "sync", "visible_masks",
     "wait_for_own_changes", "warm", "warm_in_background"]
@@ -148,6 +149,18 @@ def batch() -> Iterator[None]:
             index_store = store()
             _apply_aside(index_store)
             _merge_later(index_store)
+
+
+@contextmanager
+def applied_alongside() -> Iterator[bool]:
+    """For a bulk load committing many batches inside ``batch()``: a process of its own
+    applies each batch to this host's index as it lands, while the load stores the next
+    (``indexer.alongside``); the ``batch()`` around it applies whatever is left. Yields
+    whether such a process runs."""
+    from lessons.search import indexer
+
+    with indexer.alongside(current_app._get_current_object()) as running:
+        yield running
 
 
 def _merge_later(index_store: index.IndexStore) -> None:

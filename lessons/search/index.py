@@ -73,6 +73,11 @@ CHARS_PER_POSTING = 11
 POOL_BYTES_PER_POSTING = 190
 SMALL_SEGMENT_DOCS = 1000
 APPLY_BATCH = 2000  # log rows per index commit while catching up
+# A catch-up of at least this many changes (a bulk import's batch, an indexer back from a
+# pause) is analysed and written by ``reindex_procs`` writer processes, each writing a
+# segment of its own; fewer go through one writer, as starting processes costs more than
+# it saves.
+PARALLEL_APPLY_MIN = 500
 # Small segments (one per edit) are merged once this many have gathered, after the
 # response where there is one (``search.after_commit``), so an edit does not wait for it;
 # a commit merges them itself past MAX_SEGMENTS_PILED_UP (nobody else did).
@@ -396,17 +401,26 @@ class IndexStore:
 
     @contextmanager
     def writer(self, ix: FileIndex | None = None, merge: bool = False,
-               timeout: float | None = None) -> Iterator[SegmentWriter]:
+               timeout: float | None = None, procs: int = 1,
+               documents: int = 0) -> Iterator[SegmentWriter]:
         """The index's single writer, committed on success, cancelled on error.
 
         Commits do not merge (a single edit then costs one small segment's flush), unless
         ``merge`` asks for it or small segments have piled up past the point where
-        someone should have merged them (``merge_small``)."""
+        someone should have merged them (``merge_small``). With ``procs`` above 1 the
+        about ``documents`` added are analysed and written by that many processes, one
+        segment each (still one commit, under the one lock)."""
         if ix is None:
             _, ix = self.open()
         timeout = self.writer_timeout if timeout is None else timeout
+        parallel = {}
+        if procs > 1:
+            # Documents go to the processes in job files of ``batchsize``: several per
+            # process, so that they share the work evenly.
+            parallel = {"procs": procs, "multisegment": True,
+                        "batchsize": max(1, min(100, documents // (4 * procs)))}
         try:
-            writer = ix.writer(timeout=timeout, delay=0.05, compound=False)
+            writer = ix.writer(timeout=timeout, delay=0.05, compound=False, **parallel)
         except LockError as exc:
             raise IndexBusy(f"index writer busy for {timeout:g} s") from exc
         try:
@@ -552,8 +566,10 @@ def apply_pending(store: IndexStore) -> int:
         raise IndexBehind(problem)
     applied = 0
     while position.last_id < where.last_id:
+        pending = min(where.last_id - position.last_id, APPLY_BATCH)  # the log is gapless
+        procs = _procs(store) if pending >= PARALLEL_APPLY_MIN else 1
         try:
-            with store.writer(ix) as writer:
+            with store.writer(ix, procs=procs, documents=pending) as writer:
                 position = store.position(generation)  # under the lock
                 db.session.rollback()
                 rows = changelog.after(position.last_id, APPLY_BATCH)
@@ -571,6 +587,11 @@ def apply_pending(store: IndexStore) -> int:
     if applied:
         _register(store, generation, position, applied=True)
     return applied
+
+
+def _procs(store: IndexStore) -> int:
+    """Writer processes for bulk work: the configured number, at most one per CPU."""
+    return max(1, min(store.reindex_procs, os.cpu_count() or 1))
 
 
 class _NothingNew(Exception):
@@ -678,7 +699,7 @@ def _rebuild(store: IndexStore, progress: Callable[[int, int], None] | None
         # it; whatever is numbered later is applied after the swap (twice at worst).
         where = changelog.head()
         ids = list(db.session.scalars(select(Lesson.id).order_by(Lesson.id)))
-        procs = max(1, min(store.reindex_procs, os.cpu_count() or 1))
+        procs = _procs(store)
         # Whoosh sorts a segment's postings in memory up to the pool's limit and spills
         # them all to pickled runs past it, which halves the build rate: each writer
         # (one per process) is committed as its own segment before its pool fills.

@@ -16,8 +16,11 @@ was pruned past it, or a restore changed the history) is rebuilt here, not in a 
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from flask import Flask
@@ -85,6 +88,24 @@ class Indexer:
                 db.session.remove()
         return done
 
+    def follow(self, stop: threading.Event) -> None:
+        """Rounds until ``stop`` is set and a round then finds nothing left to apply (a
+        bulk command's own follower, ``alongside``). A busy writer is waited for; any
+        other error ends it, leaving the rest to the command's own apply."""
+        from lessons.search.index import IndexBusy
+
+        while True:
+            stopping = stop.is_set()
+            try:
+                done = self.round()
+            except IndexBusy:
+                stop.wait(BUSY_PAUSE_SECONDS)
+                continue
+            if stopping and not done.applied:
+                return
+            if not done.applied:
+                stop.wait(self.poll)
+
     def run(self, stop: threading.Event) -> None:
         """Rounds until ``stop`` is set; errors are logged and retried, never fatal."""
         while not stop.is_set():
@@ -138,3 +159,48 @@ def start_standby(app: Flask) -> threading.Thread:
             _standby[id(app)] = thread
             thread.start()
     return thread
+
+
+@contextmanager
+def alongside(app: Flask) -> Iterator[bool]:
+    """While the body commits a bulk load batch by batch, a process of its own applies
+    each batch to this host's index, so storing one batch and indexing the one before
+    overlap (a second core at work instead of an idle one). On exit, waits until that
+    process has applied everything committed, then ends it.
+
+    Yields False, starting nothing, where no process can share the work: one CPU, or a
+    database only this process can see (SQLite in memory). The caller's own apply after
+    the body catches up whatever remains either way (a follower that failed included).
+    The process is forked: it shares the app's configuration and takes fresh database
+    connections of its own.
+    """
+    from lessons.extensions import db
+
+    with app.app_context():
+        private = db.engine.url.get_backend_name() == "sqlite" and db.engine.url.database in (
+            None, "", ":memory:")
+    if (multiprocessing.cpu_count() < 2 or private
+            or "fork" not in multiprocessing.get_all_start_methods()):
+        yield False
+        return
+    context = multiprocessing.get_context("fork")
+    stop = context.Event()
+    process = context.Process(target=_follow, args=(app, stop), name="search-alongside",
+                              daemon=True)
+    process.start()
+    try:
+        yield True
+    finally:
+        stop.set()
+        process.join()
+        if process.exitcode:
+            log.warning("search index follower ended with status %s; the command applies "
+                        "what is left itself", process.exitcode)
+
+
+def _follow(app: Flask, stop: threading.Event) -> None:
+    from lessons.extensions import db
+
+    with app.app_context():
+        db.engine.dispose(close=False)  # the parent's connections stay the parent's
+    Indexer(app).follow(stop)

@@ -745,6 +745,23 @@ def import_records(records: Iterable[tuple[int, dict[str, Any] | None, LineError
         return report
     batched = batch_size is not None and not dry_run
     batches = list(_chunks(planned, batch_size if batched else max(len(planned), 1))) or [[]]
+    if len(batches) < 2:
+        return _store_batches(batches, report, submitter, groups, dry_run=dry_run,
+                              batched=batched, migration=migration, source=source,
+                              progress=progress)
+    # Indexing a batch costs about four times storing it: a process of its own indexes
+    # each batch while the next one is stored.
+    with search.batch(), search.applied_alongside():
+        return _store_batches(batches, report, submitter, groups, dry_run=dry_run,
+                              batched=batched, migration=migration, source=source,
+                              progress=progress)
+
+
+def _store_batches(batches: list[list[Planned]], report: ImportReport, submitter: User,
+                   groups: Groups, *, dry_run: bool, batched: bool, migration: bool,
+                   source: str, progress: Callable[[int, int], None] | None
+                   ) -> ImportReport:
+    total = sum(len(batch) for batch in batches)
     done = 0
     for number, batch in enumerate(batches, start=1):
         try:
@@ -767,7 +784,7 @@ def import_records(records: Iterable[tuple[int, dict[str, Any] | None, LineError
         search.after_commit()
         done += len(batch)
         if progress is not None:
-            progress(done, len(planned))
+            progress(done, total)
     return report
 
 
