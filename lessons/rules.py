@@ -41,6 +41,9 @@ STATUS_LABELS = {
     "withdrawn": "Withdrawn", "archived": "Archived",
 }
 ACTION_STATUSES = ("open", "done")
+# Lessons another lesson may link to: all but those their authors withdrew (still theirs
+# to read, but no longer a lesson anyone stands behind).
+LINKABLE_STATUSES = tuple(status for status in STATUSES if status != "withdrawn")
 ROLES = ("contributor", "analyst", "planner", "admin")
 
 TITLE_MAX = 300

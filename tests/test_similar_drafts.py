@@ -276,3 +276,16 @@ def test_hidden_lessons_change_no_recommendation_for_a_short_objective(
     assert all(login_as("gb.planner").get(f"/lessons/{lesson.public_id}").status_code == 404
                for lesson in hidden)
     assert seen() == before
+
+
+@pytest.mark.parametrize("path", ["short", "long"])
+def test_a_withdrawn_lesson_is_never_offered_as_similar(people, make_lesson, login_as, path):
+    """Its author can still open their withdrawn lesson, but it is no lesson to link a new
+    one to: the similar-lessons step leaves it out, on both rankings."""
+    withdrawn = make_lesson("gb.other", "withdrawn", **MEANT)
+    meant = validated(make_lesson, MEANT)
+    fields = ({"title": DRAFT, **EMPTY} if path == "short"
+              else {"title": MEANT["title"], **{k: MEANT[k] for k in EMPTY}})
+    client = login_as("gb.other")
+    assert client.get(f"/lessons/{withdrawn.public_id}").status_code == 200
+    assert similar_listed(preview(client, **fields).text) == [meant.public_id]

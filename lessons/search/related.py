@@ -34,6 +34,7 @@ from sqlalchemy import select
 from lessons import policy
 from lessons.extensions import db
 from lessons.models import Lesson, User
+from lessons.rules import LINKABLE_STATUSES
 from lessons.search import masks, rank, similar, store, visible_masks
 from lessons.search.schema import CONTENT, CONTENT_PARTS, TITLE, TITLE_BOOST
 
@@ -71,7 +72,8 @@ def similar_lessons(user: User, title: str, text: str, limit: int = 5,
                     exclude_id: int | None = None) -> list[Lesson]:
     """Up to ``limit`` lessons ``user`` may see most like a lesson being written with
     ``title`` and ``text``, best first, leaving out the lesson ``exclude_id`` (the one
-    being edited). Empty when there is nothing to compare. Reads only."""
+    being edited) and withdrawn lessons (they are offered as lessons to link to). Empty
+    when there is nothing to compare. Reads only."""
     return _like(user, title or "", text or "", limit, exclude_id=exclude_id)
 
 
@@ -92,10 +94,11 @@ def _like(user: User, title: str, text: str, limit: int,
     limit = max(0, min(limit, LIMIT_MAX))
     whole = f"{title}\n\n{text}".strip()
     if similar.is_short(whole):
-        ids = [lesson_id for lesson_id, _, _ in similar.scored(user, whole, limit,
-                                                                exclude_id)]
+        ids = [lesson_id for lesson_id, _, _ in similar.scored(
+            user, whole, limit, exclude_id, statuses=LINKABLE_STATUSES)]
     else:
-        ids = [lesson_id for lesson_id, _, _ in _scored(user, title, text, limit, exclude_id)]
+        ids = [lesson_id for lesson_id, _, _ in _scored(
+            user, title, text, limit, exclude_id, statuses=LINKABLE_STATUSES)]
     if not ids:
         return []
     found = {lesson.id: lesson for lesson in db.session.scalars(
