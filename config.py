@@ -34,6 +34,11 @@ def _csv(value: str) -> list[str]:
     return [part.strip() for part in value.split(",") if part.strip()]
 
 
+def _env(name: str) -> str:
+    """``MUSTER_<name>``, else ``<name>`` (the mail settings' common spelling), stripped."""
+    return (os.environ.get(f"MUSTER_{name}") or os.environ.get(name) or "").strip()
+
+
 def proxy_count_setting() -> tuple[str | None, str | None]:
     """The trusted-proxy count and, when it cannot be believed, why not.
 
@@ -128,6 +133,21 @@ class Config:
     LOGIN_FAILURES_ALLOWED = 5
     LOGIN_BACKOFF_SECONDS = 30
     LOGIN_BACKOFF_MAX_SECONDS = 15 * 60
+    # Notifications by e-mail (plain SMTP, `flask notify send`): none without a server.
+    MAIL_SERVER = _env("MAIL_SERVER")
+    MAIL_PORT = _env("MAIL_PORT") or "25"
+    MAIL_USE_STARTTLS = _env("MAIL_USE_STARTTLS").lower() in ("1", "true", "yes", "on")
+    MAIL_USERNAME = _env("MAIL_USERNAME")
+    MAIL_PASSWORD = _env("MAIL_PASSWORD")
+    MAIL_FROM = _env("MAIL_FROM") or "muster@localhost"
+    MAIL_TIMEOUT = 10.0
+    # Where e-mails link to (e.g. https://muster.example); no links without it.
+    BASE_URL = os.environ.get("MUSTER_BASE_URL", "").strip().rstrip("/")
+    # A failed e-mail is tried again after NOTIFY_RETRY_SECONDS, doubled each time, at
+    # most NOTIFY_MAX_ATTEMPTS times; digests go at most once per NOTIFY_DIGEST_HOURS.
+    NOTIFY_RETRY_SECONDS = 60
+    NOTIFY_MAX_ATTEMPTS = 5
+    NOTIFY_DIGEST_HOURS = 24
 
 
     @classmethod
@@ -173,6 +193,8 @@ class TestingConfig(Config):
     LOGIN_RATE_LIMIT = API_RATE_LIMIT = "100000 per minute"
     IMPORT_RATE_LIMIT = EXPORT_RATE_LIMIT = "100000 per minute"
     LOGIN_FAILURES_ALLOWED = 1000
+    # No e-mail unless a test starts its own SMTP server and names it.
+    MAIL_SERVER = ""
 
 
 class ProductionConfig(Config):

@@ -509,7 +509,25 @@ def restore_command(file: str, yes: bool) -> None:
                f"rebuilt ({report.indexed} lesson(s)).")
 
 
+@users_cli.command("set-email")
+@click.argument("username")
+@click.argument("email", default="")
+def set_email_command(username: str, email: str) -> None:
+    """Set where USERNAME's notifications are e-mailed (no EMAIL: in the app only)."""
+    from lessons.services import notifications
+
+    user = _user(username)
+    try:
+        notifications.save_preferences(user, notifications.preferences(user), email)
+    except ValidationFailed as exc:
+        _fail(exc.errors)
+    click.echo(f"{user.username}: e-mail {user.email or 'none'}.")
+
+
 def register_cli(app: Flask) -> None:
+    from lessons.notify_cli import notify_cli
+
+    app.cli.add_command(notify_cli)
     app.cli.add_command(users_cli)
     app.cli.add_command(demo_cli)
     app.cli.add_command(search_cli)

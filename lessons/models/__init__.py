@@ -16,6 +16,7 @@ from lessons.models.idempotency import IdempotentRequest
 from lessons.models.lesson import Lesson, RemedialAction, Tag
 from lessons.models.link import LessonLink
 from lessons.models.nation import Nation, NationGroup
+from lessons.models.notification import Notification, NotificationPreference
 from lessons.models.token import ApiToken, StagedImport
 from lessons.models.user import User
 
@@ -23,6 +24,7 @@ __all__ = [
     "ApiToken", "AuditRecord", "ChangeLog", "ChangeLogHead", "Exercise", "ExerciseLesson",
     "ExerciseLessonStep", "ExerciseNation", "GlossaryGroup", "GlossaryState",
     "IdempotentRequest", "Lesson", "LessonLink",
-    "Milestone", "Nation", "NationGroup", "Objective", "ReleaseRequest", "RemedialAction",
+    "Milestone", "Nation", "NationGroup", "Notification", "NotificationPreference",
+    "Objective", "ReleaseRequest", "RemedialAction",
     "SearchIndex", "StagedImport", "Tag", "User",
 ]

@@ -28,6 +28,8 @@ class User(UserMixin, db.Model):
     display_name: Mapped[str] = mapped_column(String(120))
     nation_code: Mapped[str] = mapped_column(ForeignKey("nations.code"))
     unit: Mapped[str] = mapped_column(String(200), default="")
+    # Where notifications are e-mailed (none: in the app only).
+    email: Mapped[str | None] = mapped_column(String(254))
     password_hash: Mapped[str] = mapped_column(String(256))
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)

@@ -16,6 +16,7 @@ from sqlalchemy import Select, and_, func, or_, select, text
 from lessons import policy
 from lessons.extensions import db
 from lessons.models import AuditRecord, Exercise, Lesson, User
+from lessons.services import notifications
 
 SUBJECT_MAX = 64
 
@@ -49,6 +50,7 @@ def record(action: str, *, actor: User | None, lesson: Lesson | None = None,
         address=client_address(),
     )
     db.session.add(entry)
+    notifications.on_audit(entry, actor=actor, lesson=lesson, exercise=exercise)
     return entry
 
 

@@ -13,7 +13,17 @@ PUBLIC_ENDPOINTS = frozenset({"auth.login", "static", "api_docs.index", "health.
 
 def register_blueprints(app: Flask) -> None:
     from lessons.api import register_api
-    from lessons.views import account, admin, auth, exercises, lessons, main, reviews, search
+    from lessons.views import (
+        account,
+        admin,
+        auth,
+        exercises,
+        lessons,
+        main,
+        notifications,
+        reviews,
+        search,
+    )
     from lessons.views.health import bp as health_bp
 
     app.register_blueprint(auth.bp)
@@ -24,6 +34,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(reviews.bp)
     app.register_blueprint(admin.bp)
     app.register_blueprint(account.bp)
+    app.register_blueprint(notifications.bp)
     app.register_blueprint(health_bp)
     register_api(app)
 
