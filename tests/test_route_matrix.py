@@ -193,6 +193,13 @@ TABLE: dict[str, Access] = {
     "account.change_password": Access("login", act=INPUT),
     "account.create_token": Access("login", act=INPUT),
     "account.revoke_token": Access("token:own"),
+    # Notifications are the caller's own: no id in the path. Marking one read names it in
+    # the form (none here: 400); marking all read and the settings' empty form (422) change
+    # nothing another user could see.
+    "notifications.index": Access("login"),
+    "notifications.read": Access("login", act=INPUT),
+    "notifications.read_all": Access("login"),
+    "notifications.settings": Access("login", act={"GET": OK, "POST": INPUT}),
     "api.list_lessons": Access("login"),
     "api.list_exercises": Access("login"),
     "api.create_lesson": Access("contributor", act=OK, json={
