@@ -415,7 +415,8 @@ def test_an_outcome_through_the_api_needs_evidence_and_makes_the_lesson_learned(
         app, api, make_lesson):
     lesson = make_lesson("gb.author", "validated", analyst="gb.an", releasable_to=["USA"])
     planner = api("gb.planner")
-    exercise = planner.post("/exercises", EXERCISE).get_json()
+    started = (date.today() - timedelta(days=1)).isoformat()  # outcomes from the start
+    exercise = planner.post("/exercises", {**EXERCISE, "starts_on": started}).get_json()
     path = f"/exercises/{exercise['id']}/lessons/{lesson.public_id}"
     planner.post(f"/exercises/{exercise['id']}/lessons",
                  {"lesson_id": lesson.public_id, "purpose": "inject"})

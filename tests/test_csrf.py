@@ -489,7 +489,8 @@ def planning(app: Flask, make_user, make_lesson) -> tuple[str, str]:
         soon = date.today() + timedelta(days=30)
         exercise = exercise_service.create_exercise(planner, {
             "name": "Exercise CSRF", "type": "cpx", "nations": ["GBR", "USA"],
-            "starts_on": soon, "ends_on": soon + timedelta(days=5),
+            "starts_on": date.today() - timedelta(days=1),  # under way: outcomes allowed
+            "ends_on": soon + timedelta(days=5),
             "objectives": ["Exchange liaison officers"], "planners": ["us.planner"],
             "milestones": {"initial_planning_conference": date.today()}})
         public_id = exercise.public_id

@@ -451,7 +451,7 @@ def test_the_link_moves_one_step_at_a_time_each_step_recorded(app, people, creat
 
 def test_an_outcome_needs_evidence(app, people, create, login_as, make_lesson):
     lesson = make_lesson("gb.author", "validated", analyst="gb.an")
-    public_id = create()
+    public_id = create(starts_on=day(-1))
     client = login_as("gb.planner")
     attach(client, public_id, lesson.public_id)
     walk(client, public_id, lesson.public_id)
@@ -465,7 +465,7 @@ def test_an_outcome_needs_evidence(app, people, create, login_as, make_lesson):
 def test_effective_from_a_planner_of_the_originator_makes_the_lesson_learned_at_once(
         app, people, create, login_as, make_lesson):
     lesson = make_lesson("gb.author", "validated", analyst="gb.an", releasable_to=["USA", "AUS"])
-    public_id = create()
+    public_id = create(starts_on=day(-1))
     client = login_as("gb.planner")
     attach(client, public_id, lesson.public_id)
     walk(client, public_id, lesson.public_id)
@@ -489,7 +489,7 @@ def test_effective_from_a_planner_of_the_originator_makes_the_lesson_learned_at_
 def test_effective_from_another_nation_waits_for_the_originator_analyst(
         app, people, create, login_as, make_lesson):
     lesson = make_lesson("gb.author", "validated", analyst="gb.an", releasable_to=["USA"])
-    public_id = create(planners="gb.planner, us.planner")
+    public_id = create(planners="gb.planner, us.planner", starts_on=day(-1))
     us = login_as("us.planner")
     attach(us, public_id, lesson.public_id)
     walk(us, public_id, lesson.public_id)
@@ -519,7 +519,7 @@ def test_effective_from_another_nation_waits_for_the_originator_analyst(
 def test_the_originator_analyst_declines_with_a_reason_and_the_lesson_stays_open(
         app, people, create, login_as, make_lesson):
     lesson = make_lesson("gb.author", "validated", analyst="gb.an", releasable_to=["USA"])
-    public_id = create(planners="gb.planner, us.planner")
+    public_id = create(planners="gb.planner, us.planner", starts_on=day(-1))
     us = login_as("us.planner")
     attach(us, public_id, lesson.public_id)
     walk(us, public_id, lesson.public_id)
@@ -541,7 +541,7 @@ def test_not_effective_keeps_the_lesson_open_and_starts_a_follow_up_within_its_r
         app, people, create, login_as, make_lesson):
     lesson = make_lesson("gb.author", "validated", analyst="gb.an", releasable_to=["USA"],
                          tags=["liaison"])
-    public_id = create()
+    public_id = create(starts_on=day(-1))
     client = login_as("gb.planner")
     attach(client, public_id, lesson.public_id)
     walk(client, public_id, lesson.public_id)

@@ -57,7 +57,8 @@ def pending_outcome(app, people, make_lesson):
     soon = date.today() + timedelta(days=30)
     with app.app_context():
         exercise = exercises.create_exercise(user("gb.planner"), {
-            "name": "Exercise QUIET HARE", "starts_on": soon, "ends_on": soon,
+            "name": "Exercise QUIET HARE", "starts_on": date.today() - timedelta(days=1),
+            "ends_on": soon,  # under way: outcomes allowed
             "nations": ["GBR", "USA"], "planners": ["us.planner"]})
         planner = user("us.planner")
         attachments.attach_lesson(planner, exercise.public_id, lesson.public_id,

@@ -8,6 +8,7 @@ from typing import Any
 from flask_wtf import FlaskForm
 from wtforms import (
     DateField,
+    Field,
     FieldList,
     Form,
     FormField,
@@ -28,6 +29,8 @@ from lessons.rules import (
     MILESTONE_LABELS,
     NOTE_MAX,
     OBJECTIVE_MAX,
+    OBJECTIVES_MAX,
+    PLANNERS_MAX,
     PURPOSE_LABELS,
     SHORT_MAX,
     STANDARD_MILESTONES,
@@ -39,6 +42,19 @@ BLANK_MILESTONES = 2
 
 def _date(label: str) -> DateField:
     return DateField(label, validators=[Optional()], format="%Y-%m-%d")
+
+
+class UsernameListField(Field):
+    """Usernames from any number of inputs sharing one name: ticked boxes of the picker,
+    or a comma-separated list as scripts and older pages post it. Trimmed, lower-cased,
+    repeats dropped; whether each may plan is the service's one check, not the form's."""
+
+    def process_formdata(self, valuelist: list[str]) -> None:
+        names = (name.strip().lower() for value in valuelist for name in value.split(","))
+        self.data = list(dict.fromkeys(name for name in names if name))
+
+    def _value(self) -> str:
+        return ", ".join(self.data or [])
 
 
 class ObjectiveRow(Form):
@@ -84,9 +100,28 @@ class ExerciseForm(VersionedForm, FlaskForm):
     milestones = FormField(StandardMilestones)
     custom_milestones = FieldList(FormField(CustomMilestoneRow),
                                   min_entries=BLANK_MILESTONES, max_entries=40)
-    planners = StringField("Planners", render_kw={"maxlength": 2000},
-                           description="Usernames of the planners who may edit this exercise, "
-                                       "comma separated.")
+    planners = UsernameListField(
+        "Planners", description=f"Who may edit this exercise (at most {PLANNERS_MAX}): "
+                                "active planners of the participating nations.")
+
+    #: Submit buttons that only re-render the form (no JavaScript needed): one more
+    #: objective box, or the planner picker for the nations chosen so far.
+    RERENDER = ("add_objective", "refresh_planners")
+
+    def rerender_only(self, formdata: Any) -> str | None:
+        """Which re-render button was pressed, if one was (nothing is saved then)."""
+        return next((name for name in self.RERENDER if name in formdata), None)
+
+    def add_objective_box(self) -> None:
+        """One more empty objective box, up to the rule's limit."""
+        if len(self.objectives) < OBJECTIVES_MAX:
+            self.objectives.append_entry()
+
+    def candidate_nations(self) -> list[str]:
+        """The nations the form names so far (participants and lead), for the picker."""
+        return [*(self.nations.data or []), *([self.lead_nation.data.strip().upper()]
+                                              if self.lead_nation.data else [])]
+
     def contract_data(self) -> dict[str, Any]:
         """The submitted values keyed by contract key, for the exercise services."""
         milestones: dict[str, Any] = {slug: getattr(self.milestones.form, slug).data
@@ -103,7 +138,7 @@ class ExerciseForm(VersionedForm, FlaskForm):
             "objectives": [{"id": row.form.id.data or "", "text": row.form.text.data or ""}
                            for row in self.objectives],
             "tags": self.tags.data or "", "milestones": milestones,
-            "planners": [p for p in (self.planners.data or "").split(",") if p.strip()],
+            "planners": list(self.planners.data or []),
         }
 
 

@@ -197,8 +197,9 @@ def update_link(user: User, exercise_id: str, lesson_id: str, data: Mapping[str,
     ``user`` belongs to the originator nation and the lesson is validated or
     action-assigned; otherwise it is marked pending for an originator analyst. Raises
     ``PreconditionFailed`` (``expected_version`` is not the link's), ``InvalidTransition``
-    for anything but the next step, ``NotAllowed`` for non-planners, ``ValidationFailed``
-    for bad values or missing evidence. A ``to`` equal to the current status is no move.
+    for anything but the next step or for an outcome before the exercise starts,
+    ``NotAllowed`` for non-planners, ``ValidationFailed`` for bad values or missing
+    evidence. A ``to`` equal to the current status is no move.
     """
     exercise = _load_exercise(user, exercise_id)
     link = attached_link(user, exercise, lesson_id)
@@ -207,6 +208,8 @@ def update_link(user: User, exercise_id: str, lesson_id: str, data: Mapping[str,
     moving = to is not None and to != link.status
     if moving:
         check_step(link, to)
+        if to in OUTCOMES:
+            exercise_service.check_outcomes_open(exercise)
         problem = check_note(evidence, label="evidence" if to in OUTCOMES else "note",
                              required=to in OUTCOMES)
         if problem:

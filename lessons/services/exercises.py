@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from lessons import policy
-from lessons.errors import NotAllowed, ValidationFailed
+from lessons.errors import InvalidTransition, NotAllowed, ValidationFailed
 from lessons.extensions import db
 from lessons.models import (
     AuditRecord,
@@ -29,6 +29,7 @@ from lessons.models import (
     User,
 )
 from lessons.models.base import new_public_id, utcnow
+from lessons.models.user import UserRole
 from lessons.rules import (
     LINK_STATUSES,
     PLANNERS_MAX,
@@ -40,7 +41,7 @@ from lessons.rules import (
 )
 from lessons.services import audit
 from lessons.services.lessons import _tag_objects, check_version, locked
-from lessons.services.nations import expand, known_codes
+from lessons.services.nations import expand, known_codes, nation_codes
 
 EXERCISE_SCALARS = ("name", "type", "lead_nation", "starts_on", "ends_on", "location",
                     "description")
@@ -133,6 +134,36 @@ PLANNER_RULE = ("A planner must be an active user with the planner role, of a na
                 "taking part in the exercise.")
 
 
+# How many eligible planners the form's picker lists (every nation's planners of a large
+# coalition stay well below it); anyone beyond it can still be named by username.
+PLANNER_CHOICES_MAX = 500
+
+
+def planner_candidates(user: User, nations: Iterable[str],
+                       keep: Iterable[User] = ()) -> list[User]:
+    """Whom the planners picker offers ``user`` for an exercise of ``nations`` (codes or
+    groups, as typed or stored): the active planners of those nations, which are the
+    users ``_planner_users`` accepts, plus ``keep`` (the planners already named, whom
+    the exercise page shows its participants anyway), by nation then name.
+
+    Only participating nations are consulted, so the picker names nobody of a nation
+    outside the exercise; a username typed by hand still meets the one message of
+    ``_planner_users``. Empty for a user who may not plan exercises."""
+    if not policy.can_create_exercise(user):
+        return []
+    codes = sorted((set(expand(normalise_codes(list(nations)))) | {user.nation_code})
+                   & nation_codes())
+    found = list(db.session.scalars(
+        select(User).where(User.active.is_(True), User.nation_code.in_(codes),
+                           User.role_rows.any(UserRole.role == "planner"))
+        .order_by(User.nation_code, User.display_name, User.username)
+        .limit(PLANNER_CHOICES_MAX)))
+    listed = {u.id for u in found}
+    extra = [u for u in keep if u.id not in listed]
+    return sorted([*found, *extra], key=lambda u: (u.nation_code, u.display_name.lower(),
+                                                   u.username))
+
+
 def _planner_users(usernames: list[str], exercise_nations: list[str]) -> list[User]:
     if len(usernames) > PLANNERS_MAX:
         raise ValidationFailed({"planners": f"At most {PLANNERS_MAX} planners."})
@@ -150,6 +181,43 @@ def _planner_users(usernames: list[str], exercise_nations: list[str]) -> list[Us
     if not usernames:
         raise ValidationFailed({"planners": "An exercise needs at least one planner."})
     return [found[name] for name in usernames]
+
+
+def milestones_in_order(exercise: Exercise) -> list[Milestone]:
+    """Standard and custom milestones together in date order (what the calendar says);
+    undated ones after, standard before custom. Stored positions keep the standard
+    sequence, so the API's and older pages' order does not change under them."""
+    standard = {name: index for index, name in enumerate(STANDARD_MILESTONES)}
+
+    def key(milestone: Milestone) -> tuple:
+        place = standard.get(milestone.name, len(standard))
+        return (milestone.due_on is None, milestone.due_on or date.max, place,
+                milestone.position, milestone.name)
+
+    return sorted(exercise.milestones, key=key)
+
+
+def outcomes_open(exercise: Exercise) -> bool:
+    """Whether outcomes may be recorded: from the exercise's start date (the execution
+    phase; the API calls the exercise ``under_way`` from then), not before. An outcome
+    says what happened when a fix was tried, which cannot be known before that."""
+    return exercise.starts_on <= today()
+
+
+def check_outcomes_open(exercise: Exercise) -> None:
+    """Refuse an outcome before the exercise starts (409, like any step out of turn)."""
+    if not outcomes_open(exercise):
+        raise InvalidTransition(
+            f"The exercise starts on {exercise.starts_on.isoformat()}; an outcome can be "
+            "recorded only from then (its execution phase), not before.")
+
+
+def can_decide_outcome(user: User, link: ExerciseLesson) -> bool:
+    """Whether the exercise page offers ``user`` the confirm/decline of ``link``'s waiting
+    outcome: the analysts ``attachments.decide_outcome`` accepts (of the lesson's
+    originator nation; not its author where separation of duties applies)."""
+    decides = getattr(policy, "can_confirm_outcome", policy.can_decide_for_originator)
+    return link.confirmation == "pending" and decides(user, link.lesson)
 
 
 def _attached_count(**where: Any) -> int:

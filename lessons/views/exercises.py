@@ -27,6 +27,7 @@ from lessons.forms.exercises import (
     BLANK_OBJECTIVES,
     AttachForm,
     ByTagForm,
+    DecisionForm,
     EmptyForm,
     ExerciseForm,
     ReleaseRequestForm,
@@ -37,6 +38,7 @@ from lessons.rules import (
     DOMAINS,
     KINDS,
     LINK_STEPS,
+    OBJECTIVES_MAX,
     OUTCOMES,
     STANDARD_MILESTONES,
     milestone_label,
@@ -65,12 +67,13 @@ def _exercise_form(exercise: Exercise | None = None) -> ExerciseForm:
         if not form.is_submitted():
             form.lead_nation.data = current_user.nation_code
             form.nations.data = [current_user.nation_code]
-            form.planners.data = current_user.username
+            form.planners.data = [current_user.username]
         return form
     values = service.exercise_values(exercise)
-    custom = {k: v for k, v in values["milestones"].items() if k not in STANDARD_MILESTONES}
+    # Custom milestones by date, as the calendar has them (undated last).
+    custom = {m.name: m.due_on for m in service.milestones_in_order(exercise)
+              if m.name not in STANDARD_MILESTONES}
     data = {**values, "tags": ", ".join(values["tags"]),
-            "planners": ", ".join(values["planners"]),
             "milestones": {k: v for k, v in values["milestones"].items()
                            if k in STANDARD_MILESTONES},
             "objectives": values["objectives"] + [{"id": "", "text": ""}] * BLANK_OBJECTIVES,
@@ -84,6 +87,8 @@ def new():
     if not policy.can_create_exercise(current_user):
         abort(403, "Only planners can create exercises.")
     form = _exercise_form()
+    if form.is_submitted() and form.rerender_only(request.form):
+        return _form_page(form, None)
     if form.validate_on_submit():
         try:
             exercise = service.create_exercise(current_user, form.contract_data())
@@ -92,8 +97,26 @@ def new():
         else:
             flash("Exercise created.", "success")
             return redirect(url_for("exercises.detail", public_id=exercise.public_id))
-    status = 422 if form.is_submitted() else 200
-    return render_template("exercises/form.html", form=form, exercise=None), status
+    return _form_page(form, None, status=422 if form.is_submitted() else 200)
+
+
+def _form_page(form: ExerciseForm, exercise: Exercise | None, *, status: int = 200,
+               **extra):
+    """The plan/edit form. A re-render button (one more objective box, the planner list
+    for the nations typed so far) posts here too: it shows the form again with what was
+    typed, one box more where asked, and stores nothing (200, no error messages)."""
+    if form.is_submitted() and form.rerender_only(request.form) == "add_objective":
+        form.add_objective_box()
+    if form.is_submitted():
+        nations = form.candidate_nations()
+    else:
+        nations = list(exercise.nations) if exercise else [current_user.nation_code]
+    keep = list(exercise.planners) if exercise else [current_user]
+    return render_template(
+        "exercises/form.html", form=form, exercise=exercise,
+        planner_choices=service.planner_candidates(current_user, nations, keep),
+        chosen_planners=set(form.planners.data or []),
+        objectives_max=OBJECTIVES_MAX, **extra), status
 
 
 def _apply_exercise_errors(form: ExerciseForm, errors: dict[str, str]) -> None:
@@ -122,6 +145,10 @@ def _detail_page(exercise: Exercise, *, status: int = 200,
         requests=packets.requests_for(current_user, exercise),
         timeline=_timeline(exercise), today=service.today(), steps=LINK_STEPS,
         outcomes=OUTCOMES, step_form=StepForm(formdata=None), empty_form=EmptyForm(),
+        outcomes_open=service.outcomes_open(exercise),
+        deciders={link.lesson_id for link in links if link.confirmation == "pending"
+                  and service.can_decide_outcome(current_user, link)},
+        decision_form=DecisionForm(formdata=None),
         step_errors=step_errors or {}, milestone_label=milestone_label), status
 
 
@@ -129,7 +156,8 @@ def _timeline(exercise: Exercise) -> dict:
     """Milestones placed on a line from the earliest date shown to the latest, with today
     marked: percentages for the no-JavaScript bar, days for the table beside it."""
     today = service.today()
-    dated = sorted((m for m in exercise.milestones if m.due_on), key=lambda m: m.due_on)
+    ordered = service.milestones_in_order(exercise)
+    dated = [m for m in ordered if m.due_on]
     points = [m.due_on for m in dated] + [exercise.starts_on, exercise.ends_on, today]
     first, last = min(points), max(points)
     span = max((last - first).days, 1)
@@ -142,7 +170,7 @@ def _timeline(exercise: Exercise) -> dict:
         "exercise_at": (at(exercise.starts_on), at(exercise.ends_on)),
         "milestones": [{"milestone": m, "label": milestone_label(m.name), "at": at(m.due_on),
                         "days": (m.due_on - today).days} for m in dated],
-        "undated": [milestone_label(m.name) for m in exercise.milestones if not m.due_on],
+        "undated": [milestone_label(m.name) for m in ordered if not m.due_on],
     }
 
 
@@ -151,6 +179,8 @@ def edit(public_id: str):
     exercise = service.get_exercise(current_user, public_id)
     policy.require_edit_exercise(current_user, exercise)
     form = ExerciseForm() if request.method == "POST" else _exercise_form(exercise)
+    if form.is_submitted() and form.rerender_only(request.form):
+        return _form_page(form, exercise)
     expected = form.posted_version() if form.is_submitted() else None
     if form.validate_on_submit():
         try:
@@ -163,13 +193,11 @@ def edit(public_id: str):
             # number, and let a second save be a deliberate choice. Nothing was stored.
             exercise = service.get_exercise(current_user, public_id)
             form.version.data = str(exercise.version)
-            return render_template("exercises/form.html", form=form, exercise=exercise,
-                                   conflict=True), 409
+            return _form_page(form, exercise, status=409, conflict=True)
         else:
             flash("Changes saved.", "success")
             return redirect(url_for("exercises.detail", public_id=public_id))
-    status = 422 if form.is_submitted() else 200
-    return render_template("exercises/form.html", form=form, exercise=exercise), status
+    return _form_page(form, exercise, status=422 if form.is_submitted() else 200)
 
 
 # --- recommendations and attaching -----------------------------------------------------------
@@ -186,8 +214,9 @@ def recommended(public_id: str):
 def _attach_choices(form: AttachForm, exercise: Exercise) -> None:
     form.objective.choices = [SelectChoice("", "—")] + [
         SelectChoice(o.public_id, f"{o.position}. {o.text[:90]}") for o in exercise.objectives]
-    form.milestone.choices = [SelectChoice(m.name, milestone_label(m.name))
-                              for m in exercise.milestones]
+    form.milestone.choices = [SelectChoice(m.name, milestone_label(m.name)
+                                           + (f" ({m.due_on.isoformat()})" if m.due_on else ""))
+                              for m in service.milestones_in_order(exercise)]
 
 
 @bp.get("/attach")
@@ -213,15 +242,25 @@ def attach(public_id: str):
         form.objective.data = request.args.get("objective", "")
     if form.validate_on_submit():
         try:
-            attachments.attach_lesson(current_user, public_id, lesson.public_id, form.data)
+            link = attachments.attach_lesson(current_user, public_id, lesson.public_id,
+                                             form.data)
         except ValidationFailed as exc:
             apply_errors(form, exc.errors)
         else:
-            flash("Lesson attached as proposed.", "success")
+            flash(_attached_message(link), "success")
             return redirect(url_for("exercises.detail", public_id=public_id) + "#lessons")
     status = 422 if form.is_submitted() else 200
     return render_template("exercises/attach.html", exercise=exercise, lesson=lesson,
                            form=form, link=None), status
+
+
+def _attached_message(link: ExerciseLesson) -> str:
+    """Says when the lesson reaches a packet: ``packets.PACKET_STATUSES`` leaves proposed
+    lessons out until a planner accepts them."""
+    where = (f"the {milestone_label(link.milestone.name)} read-ahead packet"
+             if link.milestone else "a read-ahead packet")
+    return (f"Lesson attached as proposed. It enters {where} once a planner marks it "
+            "accepted.")
 
 
 @bp.route("/<public_id>/lessons/<lesson_id>/edit", methods=["GET", "POST"])
@@ -309,7 +348,8 @@ def by_tag(public_id: str):
             apply_errors(form, exc.errors)
         else:
             flash(f"{len(links)} lesson{'' if len(links) == 1 else 's'} tagged "
-                  f"\u201c{tag}\u201d attached as proposed.", "success")
+                  f"\u201c{tag}\u201d attached as proposed; each enters the read-ahead "
+                  "packet once a planner marks it accepted.", "success")
             return redirect(url_for("exercises.detail", public_id=public_id) + "#lessons")
     status = 422 if form.is_submitted() else 200
     return render_template("exercises/by_tag.html", exercise=exercise, form=form, tag=tag,
@@ -338,7 +378,7 @@ def packet(public_id: str):
                if r.status == "pending"}
     return render_template("exercises/packet.html", packet=result, exercise=exercise,
                            can_edit=policy.can_edit_exercise(current_user, exercise),
-                           pending=pending,
+                           pending=pending, milestones=service.milestones_in_order(exercise),
                            request_form=ReleaseRequestForm(formdata=None),
                            milestone_label=milestone_label)
 
