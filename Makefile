@@ -80,6 +80,9 @@ serve: $(VENV)/.installed-prod
 	@$(BIN)/python config.py
 	FLASK_SKIP_DOTENV=1 $(FLASK) db upgrade
 	@if [ -n "$(DEMO)" ]; then FLASK_SKIP_DOTENV=1 $(FLASK) demo load --if-empty; fi
+	@# Notification e-mails go from a process of their own (requests never send mail).
+	@if [ -n "$$MUSTER_MAIL_SERVER$$MAIL_SERVER" ]; then \
+		FLASK_SKIP_DOTENV=1 $(FLASK) notify send --every 60 & fi
 	exec $(BIN)/gunicorn -c gunicorn.conf.py wsgi:app
 
 migrate: $(VENV)/.installed-prod
