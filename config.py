@@ -99,6 +99,11 @@ class Config:
     SEARCH_INDEX_FORGET_HOURS = os.environ.get("MUSTER_INDEX_FORGET_HOURS", "168")
     # Marking labels offered on lessons; the first is the default.
     CLASSIFICATIONS = _csv(os.environ.get("MUSTER_CLASSIFICATIONS", "UNCLASSIFIED"))
+    # Nations whose analysts may validate, reject or confirm the outcome of a lesson they
+    # wrote themselves (a nation with a single analyst); each such review is audited as
+    # a self-review. Empty: nobody reviews their own lesson.
+    SELF_REVIEW_NATIONS = [code.upper() for code in
+                           _csv(os.environ.get("MUSTER_SELF_REVIEW_NATIONS", ""))]
     # Werkzeug's scrypt: memory-hard and salted. Tests lower the cost (see TestingConfig).
     PASSWORD_HASH_METHOD = "scrypt"
     LESSONS_PER_PAGE = 20

@@ -7,10 +7,13 @@ search index filter, so the three cannot drift; tests check that they agree.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
+from flask import current_app, has_app_context
 from flask_login import AnonymousUserMixin
 from sqlalchemy import ColumnElement, false, true
 
@@ -172,9 +175,63 @@ def require_manage_actions(user: UserLike, lesson: Lesson) -> None:
                          "and only once the lesson is submitted and until it is archived.")
 
 
+# --- separation of duties ---------------------------------------------------------------
+# Nations allowed self-review for the current context only (the demo data, whose nations
+# have one analyst each); the setting SELF_REVIEW_NATIONS is the operators' way.
+_SELF_REVIEW_HERE: ContextVar[frozenset[str]] = ContextVar("self_review_here",
+                                                           default=frozenset())
+
+
+def self_review_nations() -> frozenset[str]:
+    """Nations whose analysts may decide on lessons they wrote themselves: a nation with
+    a single analyst would otherwise have nobody to validate that analyst's lessons."""
+    configured = current_app.config.get("SELF_REVIEW_NATIONS", ()) if has_app_context() else ()
+    return frozenset(configured) | _SELF_REVIEW_HERE.get()
+
+
+@contextmanager
+def self_review_for(nations: Iterable[str]) -> Iterator[None]:
+    """Allow self-review for ``nations`` inside the block (this context only), audited as
+    such like the setting's: for loaders of sample data with one analyst per nation."""
+    token = _SELF_REVIEW_HERE.set(_SELF_REVIEW_HERE.get() | frozenset(nations))
+    try:
+        yield
+    finally:
+        _SELF_REVIEW_HERE.reset(token)
+
+
+def is_self_review(user: UserLike, lesson: Lesson) -> bool:
+    """Would ``user`` be reviewing their own work? The author is the submitter: only the
+    author submits (``workflow.TRANSITIONS``)."""
+    return is_author(user, lesson)
+
+
+def self_review_allowed(user: UserLike, lesson: Lesson) -> bool:
+    user = _real_user(user)
+    return user is not None and lesson.originator_nation in self_review_nations() \
+        and user.nation_code == lesson.originator_nation
+
+
+def self_review_flag(user: UserLike, lesson: Lesson) -> str:
+    """What the audit record says when an author decides on their own lesson under the
+    exception (empty otherwise), so such reviews can be found and checked."""
+    if is_self_review(user, lesson) and self_review_allowed(user, lesson):
+        return f"self-review allowed for {lesson.originator_nation}"
+    return ""
+
+
+def _separated_refusal(user: UserLike, lesson: Lesson, what: str) -> NotAllowed | None:
+    if is_self_review(user, lesson) and not self_review_allowed(user, lesson):
+        return NotAllowed(f"You wrote this lesson, so you may not {what} it: another analyst "
+                          f"of {lesson.originator_nation} must (separation of duties).")
+    return None
+
+
 def _is_actor(user: UserLike, lesson: Lesson, transition: Transition) -> bool:
     if transition.actor == "author":
         return is_author(user, lesson)
+    if transition.separated and _separated_refusal(user, lesson, "") is not None:
+        return False
     return is_analyst_for(user, lesson)
 
 
@@ -195,6 +252,10 @@ def check_transition(user: UserLike, lesson: Lesson, to: str) -> Transition:
         raise InvalidTransition(
             f"The lesson's status is {STATUS_LABELS[lesson.status].lower()}; it cannot be "
             f"moved to {STATUS_LABELS[to].lower()}.")
+    if transition.separated and is_analyst_for(user, lesson):
+        refusal = _separated_refusal(user, lesson, transition.label.lower())
+        if refusal is not None:
+            raise refusal
     if not _is_actor(user, lesson, transition):
         who = "its author" if transition.actor == "author" else (
             f"an analyst of {lesson.originator_nation}")
@@ -275,13 +336,29 @@ def outcome_moves_at_once(user: UserLike, lesson: Lesson) -> bool:
     makes the lesson learned at once; from another nation it waits for an originator
     analyst (docs/ARCHITECTURE.md, section 3)."""
     user = _real_user(user)
-    return user is not None and user.nation_code == lesson.originator_nation
+    # The author's own outcome waits for another analyst, like their validation would.
+    return (user is not None and user.nation_code == lesson.originator_nation
+            and _separated_refusal(user, lesson, "") is None)
 
 
 def can_decide_for_originator(user: UserLike, lesson: Lesson) -> bool:
     """Confirming an exercise outcome and deciding a release request are the originator
     analysts' calls, like validation and REL TO."""
     return can_view(user, lesson) and is_analyst_for(user, lesson)
+
+
+def can_confirm_outcome(user: UserLike, lesson: Lesson) -> bool:
+    """Deciding an exercise outcome on a lesson is a review of it: an originator analyst
+    other than its author (separation of duties, with the same exception)."""
+    return can_decide_for_originator(user, lesson) and _separated_refusal(
+        user, lesson, "") is None
+
+
+def require_confirm_outcome(user: UserLike, lesson: Lesson) -> None:
+    """403 for the author of the lesson (the caller has checked the analyst's nation)."""
+    refusal = _separated_refusal(user, lesson, "confirm the exercise outcome of")
+    if refusal is not None:
+        raise refusal
 
 
 def can_write_observation_for(user: UserLike, exercise: Exercise) -> bool:

@@ -23,6 +23,9 @@ class Transition:
     needs: Need
     audit_action: str  # the verb recorded in the audit trail
     label: str  # the button a user presses
+    # A review decision: never taken by the lesson's own author (separation of duties),
+    # save in a nation whose settings allow self-review (``policy.self_review_allowed``).
+    separated: bool = False
 
 
 TRANSITIONS: dict[str, Transition] = {
@@ -35,9 +38,9 @@ TRANSITIONS: dict[str, Transition] = {
         Transition("draft", frozenset({"submitted"}), "analyst", "comment",
                    "returned", "Return to author"),
         Transition("validated", frozenset({"submitted"}), "analyst", None,
-                   "validated", "Validate"),
+                   "validated", "Validate", separated=True),
         Transition("rejected", frozenset({"submitted"}), "analyst", "reason",
-                   "rejected", "Reject"),
+                   "rejected", "Reject", separated=True),
         Transition("action_assigned", frozenset({"validated"}), "analyst", "open_action",
                    "action_assigned", "Mark action assigned"),
         Transition("learned", frozenset({"validated", "action_assigned"}), "analyst",

@@ -176,6 +176,7 @@ def _check_analyst_sees_the_outcome_and_release_request_waiting(login_as) -> Non
 def test_counts_follow_the_work_done(app, demo, login_as, make_lesson):
     """Mutating checks sharing one load of the demo data; each looks at entries the
     others do not change."""
+    app.config["SELF_REVIEW_NATIONS"] = ["GBR", "USA"]  # one analyst per demo nation
     _check_deciding_a_release_request(app, login_as)
     _check_contributor_returned_drafts_and_recently_validated(app, login_as, make_lesson)
     _check_overdue_actions_of_my_nation(app, login_as, make_lesson)
@@ -303,6 +304,7 @@ def _check_overdue_actions_of_my_nation(app: Flask, login_as, make_lesson) -> No
 
 # --- nothing leaks --------------------------------------------------------------------------
 def test_counts_never_include_lessons_the_user_may_not_see(app, demo, login_as, make_lesson):
+    app.config["SELF_REVIEW_NATIONS"] = ["USA"]  # one analyst per demo nation
     clients = {name: login_as(name) for name in DEMO_USERNAMES}
     before = {name: home_entries(c) for name, c in clients.items()}
     yesterday = exercise_service.today() - timedelta(days=1)

@@ -30,11 +30,12 @@ def test_mine_lists_my_lessons_in_every_status_and_nobody_elses(people, make_les
 
 
 def test_to_review_lists_submitted_lessons_of_the_analysts_nation(people, make_lesson,
-                                                                 login_as):
+                                                                 login_as, make_user):
+    make_user("us.author", "USA", ("contributor",))  # not the analyst: nobody reviews their own
     make_lesson("gb.author", "submitted", title="GBR submitted", releasable_to=["FVEY"])
     make_lesson("gb.author", "validated", analyst="gb.an", title="GBR validated")
     make_lesson("gb.author", "draft", title="GBR draft")
-    make_lesson("us.an", "submitted", title="USA submitted", releasable_to=["FVEY"])
+    make_lesson("us.author", "submitted", title="USA submitted", releasable_to=["FVEY"])
     assert _titles(login_as("gb.an").get("/lessons?tab=review").text) == ["GBR submitted"]
     assert _titles(login_as("us.an").get("/lessons?tab=review").text) == ["USA submitted"]
 

@@ -99,5 +99,6 @@ def transition_lesson(public_id: str):
     expected = if_match(required=False)
     data = body(TransitionIn)
     lesson = service.transition_lesson(caller(), public_id, data.to, data.text(),
-                                       expected_version=expected)
+                                       expected_version=expected,
+                                       releasable_to=data.releasable_to)
     return _lesson_response(lesson)

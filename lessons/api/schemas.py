@@ -160,13 +160,19 @@ class LessonPatch(LessonFields):
 class TransitionIn(_In):
     """A move along the status table, with what the table asks for it: a ``comment``
     (return to author), a ``reason`` (reject, archive) or ``evidence`` (learned); or any
-    of them as ``note``."""
+    of them as ``note`` (optional for a validation, kept in its audit record). Validate,
+    reject and outcome decisions are never the lesson's author's (403)."""
 
     to: Literal[STATUSES]
     note: Note = ""
     comment: Note = ""
     reason: Note = ""
     evidence: Note = ""
+    releasable_to: Annotated[list[Code], Field(max_length=NATIONS_MAX)] | None = Field(
+        default=None, description="Validation only: the REL TO the lesson gets as it is "
+                                  "validated, nation or group codes. It may only widen the "
+                                  "current REL TO (422 otherwise; narrowing is an edit). "
+                                  "Left out: unchanged.")
 
     def text(self) -> str:
         return next((value for value in (self.note, self.comment, self.reason, self.evidence)

@@ -120,6 +120,14 @@ class LinkForm(FlaskForm):
 class TransitionForm(FlaskForm):
     to = HiddenField()
     note = TextAreaField("Comment", render_kw={"maxlength": NOTE_MAX})
+    # The validate form only: the REL TO the lesson gets as it is validated (it may only
+    # widen; the service checks). ``widen`` says the choices were on the form, so that
+    # every box unticked reads as a choice, and a form without them changes nothing.
+    releasable_to = CodeListField("Releasable to")
+    widen = HiddenField()
+
+    def chosen_release(self) -> list[str] | None:
+        return (self.releasable_to.data or []) if self.widen.data == "1" else None
 
 
 class ActionForm(FlaskForm):

@@ -260,7 +260,8 @@ def _advance(user: User, exercise: Exercise, link: ExerciseLesson, to: str,
                  comment=note)
     if to == "effective" and lesson.status in LEARNABLE:
         if policy.outcome_moves_at_once(user, lesson):
-            _make_learned(user, lesson, note)
+            flag = policy.self_review_flag(user, lesson)
+            _make_learned(user, lesson, f"({flag}) {note}" if flag else note)
             link.confirmation = "confirmed"
             return True
         link.confirmation = "pending"
@@ -306,7 +307,7 @@ def pending_confirmations(user: User) -> list[ExerciseLesson]:
                Lesson.originator_nation == user.nation_code,
                Lesson.status.in_(sorted(LEARNABLE)), policy.visible_lessons(user))
         .order_by(ExerciseLesson.updated_at, ExerciseLesson.id).limit(500))
-    return [link for link in links if policy.can_decide_for_originator(user, link.lesson)]
+    return [link for link in links if policy.can_confirm_outcome(user, link.lesson)]
 
 
 def decide_outcome(user: User, exercise_id: str, lesson_id: str, *, confirm: bool,
@@ -336,6 +337,7 @@ def decide_outcome(user: User, exercise_id: str, lesson_id: str, *, confirm: boo
         if link.confirmation != "pending" or not policy.can_view_exercise(user, link.exercise):
             raise NotFound("No outcome is waiting for confirmation here.")
         raise NotAllowed(f"Only an analyst of {lesson.originator_nation} can confirm this.")
+    policy.require_confirm_outcome(user, lesson)
     if link.confirmation != "pending":
         # Only an outcome that waited on this nation is ever confirmed or declined, so
         # saying which tells its analyst nothing new.
@@ -345,6 +347,9 @@ def decide_outcome(user: User, exercise_id: str, lesson_id: str, *, confirm: boo
     if problem:
         raise ValidationFailed({"note": problem})
     note = note.strip()
+    flag = policy.self_review_flag(user, lesson)
+    if flag:
+        note = f"({flag}) {note}".strip()
     if confirm:
         if lesson.status not in LEARNABLE:
             raise InvalidTransition(f"The lesson is {lesson.status.replace('_', ' ')}; it "

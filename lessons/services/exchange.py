@@ -48,6 +48,7 @@ from lessons.services.lessons import (
     normalise_values,
 )
 from lessons.services.nations import all_groups, known_codes, nation_codes
+from lessons.workflow import TRANSITIONS
 
 log = logging.getLogger(__name__)
 
@@ -589,6 +590,9 @@ def _audit_lesson(stored: _Stored, submitter: User) -> None:
         comment = f"migration (status and originator taken as is); {comment}"
     elif len(stored.walk) > 1:
         comment += "; status " + " → ".join(stored.walk)
+        if any(TRANSITIONS[to].separated for to in stored.walk[1:]):
+            flag = policy.self_review_flag(submitter, lesson)
+            comment += f" ({flag})" if flag else ""
     audit.record("imported", actor=submitter, lesson=lesson,
                  from_status=stored.previous_status, to_status=lesson.status,
                  changes=None if stored.new else stored.changed, comment=comment)

@@ -36,6 +36,7 @@ from lessons.rules import (
     KINDS,
     LINKS_MAX,
     LINKS_ON_CREATE_MAX,
+    NATIONS_MAX,
     STATUSES,
     check_action,
     check_lesson,
@@ -271,7 +272,8 @@ def update_lesson(user: User, public_id: str, data: Mapping[str, Any], *,
     return lesson
 
 
-def _move(user: User, lesson: Lesson, to: str, note: str) -> None:
+def _move(user: User, lesson: Lesson, to: str, note: str,
+          changes: list[str] | None = None) -> None:
     transition = policy.check_transition(user, lesson, to)
     if transition.needs == "required_fields":
         _check(lesson_values(lesson), submitting=True)
@@ -288,8 +290,12 @@ def _move(user: User, lesson: Lesson, to: str, note: str) -> None:
     previous = lesson.status
     lesson.status = to
     lesson.version += 1
+    comment = note.strip()
+    if transition.separated:
+        flag = policy.self_review_flag(user, lesson)
+        comment = f"({flag}) {comment}".strip() if flag else comment
     audit.record(transition.audit_action, actor=user, lesson=lesson, from_status=previous,
-                 to_status=to, comment=note.strip())
+                 to_status=to, comment=comment, changes=changes or None)
     if to == "archived":
         _decline_release_requests(user, lesson, note.strip())
 
@@ -311,20 +317,66 @@ def _decline_release_requests(user: User, lesson: Lesson, reason: str) -> None:
                          lesson=lesson, comment=", ".join(request.nations))
 
 
+# The move that may widen REL TO in the same step: the analyst who validates a lesson
+# often finds that more partners should see it.
+WIDENING_MOVE = "validated"
+
+
 def transition_lesson(user: User, public_id: str, to: str, note: str = "", *,
-                      expected_version: int | None = None) -> Lesson:
+                      expected_version: int | None = None,
+                      releasable_to: list[str] | None = None) -> Lesson:
     """Move a lesson along the status table; commits the move and its audit record.
 
+    ``releasable_to`` (validation only; ``None``: unchanged) is the REL TO the lesson is
+    to have once validated; it may only widen the current one (narrowing stays an edit,
+    with its own audit). The move and the wider REL TO are one version and one audit
+    record (the note as its comment, ``releasable_to`` among its changes).
+
     Raises ``NotFound`` (not visible), ``InvalidTransition`` (no such move from here),
-    ``NotAllowed`` (someone else's move) or ``ValidationFailed`` (a needed comment,
-    reason, evidence, open action or submit field is missing).
+    ``NotAllowed`` (someone else's move, or a review of one's own lesson) or
+    ``ValidationFailed`` (a needed comment, reason, evidence, open action or submit
+    field is missing; a REL TO that narrows, names unknown codes or comes with another
+    move).
     """
     lesson = _load(user, public_id, for_update=True)
     policy.require_view(user, lesson)
     check_version(lesson.version, expected_version)
-    _move(user, lesson, to, note)
+    changes: list[str] = []
+    try:
+        if releasable_to is not None:
+            policy.check_transition(user, lesson, to)  # who may move it comes first
+            wider = _widened_release(lesson, to, releasable_to)
+            if wider != sorted(lesson.releasable_to):
+                lesson.releasable_to = wider
+                changes.append("releasable_to")
+        _move(user, lesson, to, note, changes)
+    except ValidationFailed:
+        db.session.rollback()  # a wider REL TO set before a refused note is not kept
+        raise
     commit_lesson(lesson)
     return lesson
+
+
+def _widened_release(lesson: Lesson, to: str, wanted: list[str]) -> list[str]:
+    """The REL TO ``wanted`` names (groups expanded, the originator kept), if it keeps
+    every nation the lesson is releasable to now; ``ValidationFailed`` otherwise."""
+    if to != WIDENING_MOVE:
+        raise ValidationFailed({"releasable_to": "REL TO can change with validation only; "
+                                                 "edit the lesson to change it."})
+    codes = normalise_codes(wanted)
+    if len(codes) > NATIONS_MAX:
+        raise ValidationFailed({"releasable_to": f"At most {NATIONS_MAX} nations or groups."})
+    unknown = sorted(set(codes) - known_codes())
+    if unknown:
+        raise ValidationFailed({"releasable_to": f"Unknown nation or group: "
+                                                 f"{', '.join(unknown)}."})
+    wider = sorted(set(expand(codes)) | {lesson.originator_nation})
+    dropped = sorted(set(lesson.releasable_to) - set(wider))
+    if dropped:
+        raise ValidationFailed({"releasable_to": (
+            f"Validating can only widen REL TO; it would remove {', '.join(dropped)}. "
+            "To narrow REL TO, edit the lesson.")})
+    return wider
 
 
 def _action_values(data: Mapping[str, Any]) -> dict[str, Any]:
@@ -638,11 +690,14 @@ def _list_query(user: User, flt: LessonFilter) -> Select:
     if flt.tab == "mine":
         query = query.where(Lesson.author_id == user.id)
     elif flt.tab == "review":
-        # Only analysts have a review queue: submitted lessons of their own nation.
+        # Only analysts have a review queue: submitted lessons of their own nation, but
+        # not their own (separation of duties) unless their nation allows self-review.
         if not user.has_role("analyst"):
             query = query.where(Lesson.id.is_(None))
         query = query.where(Lesson.status == "submitted",
                             Lesson.originator_nation == user.nation_code)
+        if user.nation_code not in policy.self_review_nations():
+            query = query.where(Lesson.author_id != user.id)
     if flt.status:
         query = query.where(Lesson.status == flt.status)
     if flt.kind:
@@ -665,12 +720,48 @@ def _list_query(user: User, flt: LessonFilter) -> Select:
     return query
 
 
+# Every lesson list's order: newest change first (the review queue's "next" follows it).
+LIST_ORDER = (Lesson.updated_at.desc(), Lesson.id.desc())
+
+
 def list_lessons(user: User, flt: LessonFilter, page: int = 1,
                  per_page: int | None = None) -> Pagination:
     """One page of the lessons ``user`` may see, newest change first."""
     per_page = per_page or current_app.config["LESSONS_PER_PAGE"]
-    query = _list_query(user, flt).order_by(Lesson.updated_at.desc(), Lesson.id.desc())
+    query = _list_query(user, flt).order_by(*LIST_ORDER)
     return db.paginate(query, page=page, per_page=per_page, error_out=False, max_per_page=100)
+
+
+@dataclass(frozen=True)
+class QueuePlace:
+    """Where a lesson stood in the review queue (``LIST_ORDER``), taken before a
+    decision moves it out: the next lesson is the one listed after this place."""
+
+    updated_at: datetime
+    lesson_id: int
+
+    @classmethod
+    def of(cls, lesson: Lesson) -> QueuePlace:
+        return cls(lesson.updated_at, lesson.id)
+
+
+def next_to_review(user: User, after: QueuePlace | None = None) -> Lesson | None:
+    """The lesson after ``after`` in ``user``'s To review list, in that list's order,
+    else the list's first (the queue has been worked round to its top); ``None`` when
+    the list is empty. Built on the list's own query, so it never offers a lesson the
+    list would not show. Reads only."""
+    queue = _list_query(user, LessonFilter(tab="review"))
+    if after is not None:
+        later = queue.where(or_(
+            Lesson.updated_at < after.updated_at,
+            and_(Lesson.updated_at == after.updated_at, Lesson.id < after.lesson_id)),
+            Lesson.id != after.lesson_id)
+        found = db.session.scalars(later.order_by(*LIST_ORDER).limit(1)).first()
+        if found is not None and policy.can_view(user, found):
+            return found
+        queue = queue.where(Lesson.id != after.lesson_id)
+    found = db.session.scalars(queue.order_by(*LIST_ORDER).limit(1)).first()
+    return found if found is not None and policy.can_view(user, found) else None
 
 
 def count_lessons(user: User, flt: LessonFilter) -> int:

@@ -172,18 +172,23 @@ def _new_page(form: NewLessonForm, similar: list[Lesson], *, previewed: bool) ->
 
 
 def _detail_page(lesson: Lesson, *, status: int = 200, transition_errors=None,
-                 action_form: ActionForm | None = None, link_form: LinkForm | None = None):
+                 action_form: ActionForm | None = None, link_form: LinkForm | None = None,
+                 transition_form: TransitionForm | None = None):
     linked = service.linked_lessons(current_user, lesson)
+    if transition_form is None:
+        transition_form = TransitionForm(formdata=None)
+        transition_form.releasable_to.data = list(lesson.releasable_to)
     return render_template(
         "lessons/detail.html",
         lesson=lesson,
         history=service.history(current_user, lesson),
         transitions=policy.allowed_transitions(current_user, lesson),
         transition_errors=transition_errors or {},
+        own_review=_own_review_refused(lesson),
         can_edit=policy.can_edit(current_user, lesson),
         can_manage_actions=policy.can_manage_actions(current_user, lesson),
         action_form=action_form or ActionForm(),
-        transition_form=TransitionForm(),
+        transition_form=transition_form,
         action_status_form=ActionStatusForm(),
         linked=linked,
         related=related.related_lessons(current_user, lesson, limit=RELATED_SHOWN),
@@ -193,6 +198,14 @@ def _detail_page(lesson: Lesson, *, status: int = 200, transition_errors=None,
         if lesson.status in ATTACHABLE_STATUSES else [],
         source_exercise=_source_exercise(lesson),
     ), status
+
+
+def _own_review_refused(lesson: Lesson) -> bool:
+    """An analyst looking at their own submitted lesson: the page says why it offers no
+    review buttons (separation of duties)."""
+    return (lesson.status == "submitted" and policy.is_analyst_for(current_user, lesson)
+            and policy.is_self_review(current_user, lesson)
+            and not policy.self_review_allowed(current_user, lesson))
 
 
 def _source_exercise(lesson: Lesson):
@@ -255,12 +268,17 @@ def transition(public_id: str):
     lesson = service.get_lesson(current_user, public_id)
     if not form.validate_on_submit():
         abort(400, "The form was incomplete or expired; reload the page and try again.")
+    place = service.QueuePlace.of(lesson)
+    to = form.to.data or ""
     try:
-        lesson = service.transition_lesson(current_user, public_id, form.to.data or "",
-                                           form.note.data or "")
+        lesson = service.transition_lesson(current_user, public_id, to, form.note.data or "",
+                                           releasable_to=form.chosen_release())
     except ValidationFailed as exc:
-        return _detail_page(lesson, status=422,
-                            transition_errors={form.to.data: _transition_messages(exc.errors)})
+        return _detail_page(service.get_lesson(current_user, public_id), status=422,
+                            transition_errors={to: _transition_messages(exc.errors)},
+                            transition_form=form)
+    if to in REVIEW_DECISIONS:
+        return _next_to_review(lesson, place)
     flash(f"Lesson is now {lesson.status.replace('_', ' ')}.", "success")
     if not policy.can_view(current_user, lesson):
         # A lesson returned to its author is a draft again, the author's alone: its page
@@ -269,11 +287,28 @@ def transition(public_id: str):
     return redirect(url_for("lessons.detail", public_id=public_id))
 
 
+# The decisions on a submitted lesson; after each, the analyst goes on to the next one.
+REVIEW_DECISIONS = {"validated": "Validated", "draft": "Returned to its author",
+                    "rejected": "Rejected"}
+
+
+def _next_to_review(lesson: Lesson, place: service.QueuePlace):
+    """After a decision, the next lesson of the analyst's To review list (in the list's
+    order, from where the decided one stood), or the list itself when none is left."""
+    done = f"{REVIEW_DECISIONS[lesson.status]}: \u201c{lesson.title}\u201d."
+    following = service.next_to_review(current_user, place)
+    if following is None:
+        flash(f"{done} Nothing else is waiting for your review.", "success")
+        return redirect(url_for("lessons.index", tab="review"))
+    flash(f"{done} Next to review: \u201c{following.title}\u201d.", "success")
+    return redirect(url_for("lessons.detail", public_id=following.public_id))
+
+
 def _transition_messages(errors: dict[str, str]) -> list[str]:
     """Messages for a refused move. A failed submit check names the lesson field at fault
     (the page shows no form fields to put it next to); a missing note or open action
     speaks for itself."""
-    return [message if key in ("note", "actions")
+    return [message if key in ("note", "actions", "releasable_to")
             else f"{key.replace('_', ' ').capitalize()}: {message}"
             for key, message in errors.items()]
 
