@@ -135,7 +135,7 @@ PLANNER_RULE = ("A planner must be an active user with the planner role, of a na
 
 
 # How many eligible planners the form's picker lists (every nation's planners of a large
-# coalition stay well below it); anyone beyond it can still be named by username.
+# coalition stay well below it); beyond it, the API still takes any username.
 PLANNER_CHOICES_MAX = 500
 
 
