@@ -33,12 +33,12 @@ def test_a_planner_creates_an_exercise_with_five_objectives_and_picks_a_planner_
     make_user("gb.planner", "GBR", ("contributor", "planner"), display_name="Maj Planner")
     make_user("gb.deputy", "GBR", ("planner",), display_name="Capt Deputy")
     make_user("fr.planner", "FRA", ("planner",), display_name="Cdt Lemaire")
-    open_as = request.getfixturevalue("open_as")
-    open_pages = request.getfixturevalue("open_pages")
+    login = request.getfixturevalue("open_as")
+    pages = request.getfixturevalue("open_pages")
     start = date.today() + timedelta(days=40)
 
-    with saved_on_failure(open_pages, tmp_path):
-        planner = open_as("gb.planner")
+    with saved_on_failure(pages, tmp_path):
+        planner = login("gb.planner")
         planner.goto("/exercises/new")
         planner.locator("#name").fill("Exercise FIVE AIMS")
         planner.get_by_label("Starts on").fill(start.isoformat())

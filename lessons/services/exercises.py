@@ -216,8 +216,7 @@ def can_decide_outcome(user: User, link: ExerciseLesson) -> bool:
     """Whether the exercise page offers ``user`` the confirm/decline of ``link``'s waiting
     outcome: the analysts ``attachments.decide_outcome`` accepts (of the lesson's
     originator nation; not its author where separation of duties applies)."""
-    decides = getattr(policy, "can_confirm_outcome", policy.can_decide_for_originator)
-    return link.confirmation == "pending" and decides(user, link.lesson)
+    return link.confirmation == "pending" and policy.can_confirm_outcome(user, link.lesson)
 
 
 def _attached_count(**where: Any) -> int:
