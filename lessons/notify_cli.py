@@ -3,7 +3,7 @@ store them), once or in a loop beside the web server (``make serve``)."""
 
 from __future__ import annotations
 
-import time
+from time import sleep
 
 import click
 from flask.cli import AppGroup
@@ -37,4 +37,4 @@ def send_command(loop: bool, every: int | None) -> None:
             click.echo(f"failed: {error}", err=True)
         if not (loop or every):
             return
-        time.sleep(interval)
+        sleep(interval)

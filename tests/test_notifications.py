@@ -260,3 +260,27 @@ def test_pages_need_a_login(client):
     assert client.get("/notifications").status_code == 302
     assert client.post("/notifications/read-all").status_code == 302
     assert client.get("/account/notifications").status_code == 302
+
+
+def test_the_header_count_is_one_query_on_the_recipient_index(app, gb, make_lesson):
+    from sqlalchemy import event, inspect
+
+    from lessons.services import notifications
+
+    make_lesson("gb.writer", "submitted", title="Counted")
+    with app.app_context():
+        user = db.session.scalar(select(User).where(User.username == "gb.checker"))
+        statements: list[str] = []
+
+        def seen(_conn, _cursor, statement, *_args) -> None:
+            statements.append(statement)
+
+        event.listen(db.engine, "before_cursor_execute", seen)
+        try:
+            assert notifications.unread_count(user) == 1
+        finally:
+            event.remove(db.engine, "before_cursor_execute", seen)
+        assert len(statements) == 1
+        indexes = {tuple(ix["column_names"]) for ix in inspect(db.engine).get_indexes(
+            "notifications")}
+        assert ("recipient_id", "read_at") in indexes

@@ -280,3 +280,24 @@ def test_set_email_refuses_a_bad_address(people, runner):
     assert result.exit_code == 2 and "e-mail address" in result.output
     result = runner.invoke(args=["users", "set-email", "gb.writer"])
     assert result.exit_code == 0 and "e-mail none" in result.output
+
+
+def test_every_keeps_sending_until_stopped(people, make_lesson, runner, smtp, monkeypatch):
+    """``--every SECONDS`` sends what is due, sleeps, and looks again."""
+    import lessons.notify_cli
+
+    naps: list[float] = []
+
+    def nap(seconds: float) -> None:
+        naps.append(seconds)
+        if len(naps) == 1:
+            make_lesson("gb.writer", "submitted", title="Later")
+            return
+        raise KeyboardInterrupt  # the operator stops it
+
+    monkeypatch.setattr(lessons.notify_cli, "sleep", nap)
+    result = runner.invoke(args=["notify", "send", "--every", "5"])
+    assert naps == [5, 5]
+    assert len(smtp.to("gb.checker@example.org")) == 1  # of the lesson submitted meanwhile
+    assert runner.invoke(args=["notify", "send", "--every", "0"]).exit_code == 2
+    assert result.exit_code in (0, 1)
