@@ -402,3 +402,20 @@ def test_the_attach_form_says_when_a_lesson_enters_the_packet(
     assert f'data-lesson="{lesson.public_id}"' not in page_of(client, packet)
     assert step(client, public_id, lesson.public_id, "accepted").status_code == 302
     assert f'data-lesson="{lesson.public_id}"' in page_of(client, packet)
+
+
+def test_the_lessons_author_is_not_offered_the_decision_on_their_own_lesson(
+        app, people, make_user, create, login_as, make_lesson):
+    """Separation of duties: an analyst who wrote the lesson sees who must act instead."""
+    make_user("gb.an2", "GBR", ("analyst",), display_name="Second Analyst")
+    lesson = make_lesson("gb.an", "validated", analyst="gb.an2", releasable_to=["USA"])
+    public_id = create(nations=["GBR", "USA"], planners="gb.planner, us.planner",
+                       starts_on=day(-3))
+    us = login_as("us.planner")
+    attach(us, public_id, lesson.public_id)
+    walk(us, public_id, lesson.public_id)
+    assert step(us, public_id, lesson.public_id, "effective", "Worked.").status_code == 302
+    action = f'action="/reviews/outcomes/{public_id}/{lesson.public_id}"'
+    own = section(page_of(login_as("gb.an"), f"/exercises/{public_id}"), "lessons")
+    assert action not in own and "An analyst of GBR must confirm or decline it" in text_of(own)
+    assert action in page_of(login_as("gb.an2"), f"/exercises/{public_id}")
