@@ -284,3 +284,8 @@ def test_the_header_count_is_one_query_on_the_recipient_index(app, gb, make_less
         indexes = {tuple(ix["column_names"]) for ix in inspect(db.engine).get_indexes(
             "notifications")}
         assert ("recipient_id", "read_at") in indexes
+
+
+def test_the_account_page_links_to_the_settings(gb, login_as):
+    html = login_as("gb.writer").get("/account").get_data(as_text=True)
+    assert 'href="/account/notifications"' in html
