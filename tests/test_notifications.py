@@ -289,3 +289,17 @@ def test_the_header_count_is_one_query_on_the_recipient_index(app, gb, make_less
 def test_the_account_page_links_to_the_settings(gb, login_as):
     html = login_as("gb.writer").get("/account").get_data(as_text=True)
     assert 'href="/account/notifications"' in html
+
+
+def test_an_exercise_is_named_only_to_its_participants(app, people, create, make_user,
+                                                       login_as, make_lesson):
+    make_user("fr.author", "FRA", ("contributor",))
+    make_user("fr.an", "FRA", ("analyst",))
+    lesson = make_lesson("fr.author", "validated", analyst="fr.an", releasable_to=["USA"],
+                         title="Le lien radio")
+    public_id = create(planners="gb.planner, us.planner", name="Exercise HIDDEN NAME")
+    assert attach(login_as("us.planner"), public_id, lesson.public_id).status_code == 302
+    text = entries(login_as("fr.author"))
+    assert "Your lesson \u201cLe lien radio\u201d was taken up by an exercise." in text
+    assert "HIDDEN NAME" not in login_as("fr.author").get("/notifications").get_data(
+        as_text=True)
