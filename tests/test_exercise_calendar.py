@@ -419,3 +419,19 @@ def test_the_lessons_author_is_not_offered_the_decision_on_their_own_lesson(
     own = section(page_of(login_as("gb.an"), f"/exercises/{public_id}"), "lessons")
     assert action not in own and "An analyst of GBR must confirm or decline it" in text_of(own)
     assert action in page_of(login_as("gb.an2"), f"/exercises/{public_id}")
+
+
+def test_the_edit_form_adds_an_objective_box_without_saving(app, people, create, login_as):
+    public_id = create()
+    client = login_as("gb.planner")
+    data = exercise_form(version="1", **{"objectives-0-text": "Reworded, not yet saved",
+                                         "add_objective": "1"})
+    response = client.post(f"/exercises/{public_id}/edit", data=data)
+    assert response.status_code == 200
+    html = response.get_data(as_text=True)
+    assert 'name="objectives-3-text"' in html and "Reworded, not yet saved" in html
+    assert re.search(r'<input[^>]*name="version"[^>]*value="1"', html)  # still the base
+    with app.app_context():
+        exercise = db.session.scalar(select(Exercise))
+        assert exercise.version == 1
+        assert exercise.objectives[0].text == "Exchange liaison officers on day one"
