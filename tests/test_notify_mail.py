@@ -301,3 +301,20 @@ def test_every_keeps_sending_until_stopped(people, make_lesson, runner, smtp, mo
     assert len(smtp.to("gb.checker@example.org")) == 1  # of the lesson submitted meanwhile
     assert runner.invoke(args=["notify", "send", "--every", "0"]).exit_code == 2
     assert result.exit_code in (0, 1)
+
+
+def test_a_recipient_moved_to_another_nation_is_not_emailed(app, people, login_as,
+                                                            make_lesson, runner, smtp):
+    secret = make_lesson("gb.writer", "validated", analyst="gb.checker",
+                         title="Secret sauce", releasable_to=["USA"])
+    theirs = make_lesson("us.writer", "submitted", title="US lesson", releasable_to=["GBR"])
+    assert login_as("gb.checker").post(f"/lessons/{secret.public_id}/links",
+                                       data={"other": theirs.public_id}).status_code == 302
+    with app.app_context():
+        db.session.execute(update(Notification).values(email_mode="immediate"))
+        db.session.execute(update(User).where(User.username == "us.writer")
+                           .values(nation_code="FRA"))
+        db.session.commit()
+    send(runner)
+    assert smtp.to("us.writer@example.org") == []
+    assert ("my_lesson_linked", "skipped", 0) in states(app, "us.writer")
