@@ -17,7 +17,7 @@ from sqlalchemy import select
 from lessons.extensions import db
 from lessons.models import AuditRecord, ExerciseLesson, Lesson
 from tests.test_csrf import FormParser, csrf_app, csrf_client, form_on  # noqa: F401 - fixtures
-from tests.test_exercises import attach, create, step, walk  # noqa: F401 - fixtures
+from tests.test_exercises import attach, create, day, step, walk  # noqa: F401 - fixtures
 
 
 @pytest.fixture
@@ -135,7 +135,7 @@ def pending_outcome(app, people, create, login_as, make_lesson):  # noqa: F811
     """A lesson written by GBR analyst gb.an2 (validated by gb.an), whose effective
     outcome a USA planner recorded: it waits for a GBR analyst."""
     lesson = make_lesson("gb.an2", "validated", analyst="gb.an", releasable_to=["USA"])
-    exercise = create(planners="gb.planner, us.planner")
+    exercise = create(planners="gb.planner, us.planner", starts_on=day(-1))
     us = login_as("us.planner")
     attach(us, exercise, lesson.public_id)
     walk(us, exercise, lesson.public_id)
@@ -170,7 +170,7 @@ def test_the_author_may_not_confirm_the_outcome_of_their_own_lesson(app, pending
 def test_the_author_s_own_effective_outcome_waits_for_another_analyst(
         app, people, create, login_as, make_lesson):  # noqa: F811
     lesson = make_lesson("gb.planner", "validated", analyst="gb.an")
-    exercise = create(planners="gb.planner")
+    exercise = create(planners="gb.planner", starts_on=day(-1))
     planner = login_as("gb.planner")
     attach(planner, exercise, lesson.public_id)
     walk(planner, exercise, lesson.public_id)
