@@ -36,7 +36,8 @@ def fuzz_target(app, make_user, make_lesson):
     token for a user holding every role that changes things."""
     make_user("gb.planner", "GBR", ("contributor", "planner", "analyst"))
     make_user("us.author", "USA", ("contributor",))
-    lesson = make_lesson("gb.planner", "validated", analyst="gb.planner",
+    make_user("gb.an", "GBR", ("analyst",))  # nobody validates their own lesson
+    lesson = make_lesson("gb.planner", "validated", analyst="gb.an",
                          releasable_to=["USA"])
     make_lesson("us.author", "submitted")
     with app.app_context():

@@ -409,9 +409,10 @@ def build_world(app: Flask) -> World:
             v[(name, "lesson:edit")] = _lesson_variants(user, lessons, policy.can_edit)
             v[(name, "lesson:actions")] = _lesson_variants(user, lessons,
                                                            policy.can_manage_actions)
-            v[(name, "lesson:reject")] = _lesson_variants(
+            v[(name, "lesson:reject")] = _lesson_variants(  # not their own lesson
                 user, [lesson for lesson in lessons if lesson.status == "submitted"],
-                policy.is_analyst_for)
+                lambda u, lesson: "rejected" in {
+                    t.to for t in policy.allowed_transitions(u, lesson)})
             with_actions = [lesson for lesson in lessons if lesson.actions]
             first_action = {lesson.public_id: lesson.actions[0].status
                             for lesson in with_actions}
