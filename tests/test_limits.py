@@ -30,9 +30,10 @@ FAST = 3.0
 def corpus(make_user, make_lesson):
     """A few lessons whose words the wildcards below reach ("ra*", "co*")."""
     make_user("us.an", "USA", ("contributor", "analyst"))
+    make_user("us.an2", "USA", ("analyst",))  # nobody validates their own lesson
     for title in ("Radio fills did not match", "Convoys waited at the border",
                   "Coordination of fires was late"):
-        make_lesson("us.an", "validated", analyst="us.an", title=title,
+        make_lesson("us.an", "validated", analyst="us.an2", title=title,
                     observation=f"{title}: rations, radios and routes.")
 
 
