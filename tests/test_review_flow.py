@@ -402,3 +402,25 @@ def test_the_validate_form_needs_its_csrf_token(app, people, make_lesson, csrf_c
     response = client.post(f"{path}/transition", data=data)
     assert response.status_code == 302
     assert row(app, lesson.public_id) == ("validated", lesson.version + 1, ["GBR", "USA"])
+
+
+# --- imports ------------------------------------------------------------------------------------
+def test_an_import_may_not_validate_the_importer_s_own_lesson_unless_allowed_and_audited(
+        app, people, login_as):
+    from tests.test_import_policy import line, preview_and_confirm
+
+    analyst = login_as("gb.an")
+    gbr = {"originator_nation": "GBR", "nations": ["GBR"], "releasable_to": ["GBR"]}
+    preview, confirmed, _ = preview_and_confirm(analyst, line(
+        external_id="gb.an:OWN-1", status="validated", **gbr))
+    assert preview[1][0] == "rejected" and confirmed == 422
+    app.config["SELF_REVIEW_NATIONS"] = ["GBR"]
+    preview, confirmed, _ = preview_and_confirm(analyst, line(
+        external_id="gb.an:OWN-2", status="validated", **gbr))
+    assert preview == {1: ("created", "")} and confirmed == 302
+    with app.app_context():
+        comment = db.session.scalar(select(AuditRecord.comment).join(
+            Lesson, AuditRecord.lesson_id == Lesson.id).where(
+            Lesson.external_id == "gb.an:OWN-2", AuditRecord.action == "imported"))
+    assert comment.endswith("status draft → submitted → validated "
+                            "(self-review allowed for GBR)")

@@ -141,7 +141,9 @@ def test_the_upload_page_previews_then_imports_on_confirmation(app, people, logi
     existing = make_lesson("gb.author", "submitted")
     existing_external = external_id_of(app, existing.public_id)
     content = (spreadsheet.header_line()
-               + spreadsheet.row_line(record(external_id="gb.op:NEW-1", originator_nation=""))
+               # submitted: the importer may not validate a lesson they write themselves
+               + spreadsheet.row_line(record(external_id="gb.op:NEW-1", originator_nation="",
+                                             status="submitted"))
                + spreadsheet.row_line(record(external_id=existing_external,
                                              originator_nation="", title="Retitled"))
                + spreadsheet.row_line(record(external_id="BAD-1", kind="rumour",
