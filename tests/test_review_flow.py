@@ -213,18 +213,25 @@ def test_a_self_review_nation_confirms_its_own_outcome_audited(app, pending_outc
         (entry.action, entry.comment) for entry in audits(app, lesson_id)]
 
 
-def test_self_review_nations_is_read_from_the_environment(monkeypatch):
-    import importlib
+def test_self_review_nations_is_read_from_the_environment():
+    """In a fresh interpreter, as ``config.py`` reads the environment once at import."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
 
-    import config
+    def read(value: str | None) -> str:
+        env = {k: v for k, v in os.environ.items() if k != "MUSTER_SELF_REVIEW_NATIONS"}
+        if value is not None:
+            env["MUSTER_SELF_REVIEW_NATIONS"] = value
+        return subprocess.run(
+            [sys.executable, "-c", "from config import Config; "
+             "print(','.join(Config.SELF_REVIEW_NATIONS))"],
+            cwd=Path(__file__).resolve().parent.parent, env=env, capture_output=True,
+            text=True, check=True).stdout.strip()
 
-    monkeypatch.setenv("MUSTER_SELF_REVIEW_NATIONS", "nzl, ISL")
-    try:
-        assert importlib.reload(config).Config.SELF_REVIEW_NATIONS == ["NZL", "ISL"]
-        monkeypatch.delenv("MUSTER_SELF_REVIEW_NATIONS")
-        assert importlib.reload(config).Config.SELF_REVIEW_NATIONS == []
-    finally:
-        importlib.reload(config)
+    assert read("nzl, ISL") == "NZL,ISL"
+    assert read(None) == ""
 
 
 # --- validate with a note and a wider REL TO ----------------------------------------------------
