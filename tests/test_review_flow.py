@@ -431,3 +431,23 @@ def test_an_import_may_not_validate_the_importer_s_own_lesson_unless_allowed_and
             Lesson.external_id == "gb.an:OWN-2", AuditRecord.action == "imported"))
     assert comment.endswith("status draft → submitted → validated "
                             "(self-review allowed for GBR)")
+
+
+def test_a_refused_reject_leaves_the_validate_form_with_the_current_rel_to(
+        app, people, login_as, make_lesson):
+    lesson = make_lesson("gb.author", "submitted", releasable_to=["USA"])
+    response = move(login_as("gb.an"), lesson.public_id, "rejected", "")
+    assert response.status_code == 422
+    parser = FormParser()
+    parser.feed(response.text)
+    form = next(f for f in parser.forms if f.value("to") == "validated")
+    assert [v for k, v in form.fields if k == "releasable_to" and v] == ["USA"]
+    # A refused validation keeps what the analyst typed and ticked.
+    response = move(login_as("gb.an"), lesson.public_id, "validated", "Keep me.",
+                    widen="1", releasable_to=["AUS"])
+    assert response.status_code == 422
+    parser = FormParser()
+    parser.feed(response.text)
+    form = next(f for f in parser.forms if f.value("to") == "validated")
+    assert form.value("note") == "Keep me."
+    assert [v for k, v in form.fields if k == "releasable_to" and v] == ["AUS"]

@@ -274,7 +274,10 @@ def transition(public_id: str):
         lesson = service.transition_lesson(current_user, public_id, to, form.note.data or "",
                                            releasable_to=form.chosen_release())
     except ValidationFailed as exc:
-        return _detail_page(service.get_lesson(current_user, public_id), status=422,
+        lesson = service.get_lesson(current_user, public_id)
+        if form.chosen_release() is None:  # another move's form: REL TO as it stands
+            form.releasable_to.data = list(lesson.releasable_to)
+        return _detail_page(lesson, status=422,
                             transition_errors={to: _transition_messages(exc.errors)},
                             transition_form=form)
     if to in REVIEW_DECISIONS:
