@@ -80,10 +80,13 @@ serve: $(VENV)/.installed-prod
 	@$(BIN)/python config.py
 	FLASK_SKIP_DOTENV=1 $(FLASK) db upgrade
 	@if [ -n "$(DEMO)" ]; then FLASK_SKIP_DOTENV=1 $(FLASK) demo load --if-empty; fi
-	@# Notification e-mails go from a process of their own (requests never send mail).
+	@# Notification e-mails go from a process of their own (requests never send mail),
+	@# ended with gunicorn however it stops.
 	@if [ -n "$$MUSTER_MAIL_SERVER$$MAIL_SERVER" ]; then \
-		FLASK_SKIP_DOTENV=1 $(FLASK) notify send --every 60 & fi
-	exec $(BIN)/gunicorn -c gunicorn.conf.py wsgi:app
+		FLASK_SKIP_DOTENV=1 $(FLASK) notify send --every 60 & sender=$$!; \
+		trap 'kill $$sender 2>/dev/null' EXIT INT TERM; \
+		$(BIN)/gunicorn -c gunicorn.conf.py wsgi:app; \
+	else exec $(BIN)/gunicorn -c gunicorn.conf.py wsgi:app; fi
 
 migrate: $(VENV)/.installed-prod
 	MUSTER_ENV=development $(FLASK) db upgrade
