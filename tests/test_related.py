@@ -394,3 +394,21 @@ def test_the_link_limit_counts_only_links_the_editor_can_see(app, people, make_l
     assert response.status_code == 422
     assert "at most 1 links" in response.text
     assert len(links(app)) == 2
+
+
+def test_a_withdrawn_lesson_cannot_be_linked_to(app, people, make_lesson, login_as):
+    """Its author still reads it, but neither a new lesson's ticked links nor the link
+    form of a lesson page may point at it; nothing is stored."""
+    withdrawn = make_lesson("gb.other", "withdrawn", **COUPLINGS)
+    draft = make_lesson("gb.other", "draft", **RADIOS)
+    client = login_as("gb.other")
+    before = (count(app, Lesson), count(app, AuditRecord))
+    response = client.post("/lessons/new", data=form_data(
+        action="save", link_to=[withdrawn.public_id], **COUPLINGS_TWIN))
+    assert response.status_code == 422
+    assert "withdrawn" in response.text
+    assert (count(app, Lesson), count(app, AuditRecord)) == before
+    response = client.post(f"/lessons/{draft.public_id}/links",
+                           data={"other": withdrawn.public_id}, follow_redirects=True)
+    assert "A withdrawn lesson cannot be linked to." in response.text
+    assert links(app) == set()

@@ -34,6 +34,7 @@ from lessons.models.base import new_public_id, utcnow
 from lessons.rules import (
     ACTIONS_MAX,
     KINDS,
+    LINKABLE_STATUSES,
     LINKS_MAX,
     LINKS_ON_CREATE_MAX,
     NATIONS_MAX,
@@ -471,6 +472,8 @@ def linkable_lessons(user: User, public_ids: Iterable[str]) -> list[Lesson]:
     return [found[p] for p in order if p in found]
 
 
+# Its author may still read it, but nobody stands behind it any more.
+_WITHDRAWN_NOT_LINKABLE = "A withdrawn lesson cannot be linked to."
 _LINK_TARGET_UNAVAILABLE = ("A lesson you chose to link to is not available to you; "
                             "check the similar lessons again.")
 
@@ -488,6 +491,8 @@ def _link_targets(user: User, public_ids: Iterable[str],
     targets = linkable_lessons(user, wanted)
     if len(targets) != len(wanted):
         raise ValidationFailed({"link_to": _LINK_TARGET_UNAVAILABLE})
+    if any(target.status not in LINKABLE_STATUSES for target in targets):
+        raise ValidationFailed({"link_to": _WITHDRAWN_NOT_LINKABLE})
     if source is not None and source not in targets:
         targets.append(source)
     if targets:
@@ -564,6 +569,8 @@ def _check_link_cap(user: User, lesson: Lesson, other: Lesson) -> None:
 def _add_link(user: User, lesson: Lesson, other: Lesson) -> None:
     if other.id == lesson.id:
         raise ValidationFailed({"other": "A lesson cannot be linked to itself."})
+    if other.status not in LINKABLE_STATUSES:
+        raise ValidationFailed({"other": _WITHDRAWN_NOT_LINKABLE})
     db.session.add(LessonLink(lesson_id=lesson.id, linked_lesson_id=other.id,
                               created_by_id=user.id))
     # Audited on the linking side only: an entry on the other lesson would tell its
