@@ -76,7 +76,9 @@ LESSON_TEXT_FIELDS = (
     "friction", "workaround", "limits",
 )
 WORKAROUND_FIELDS = ("friction", "workaround", "limits", "permanence")
-REQUIRED_ON_SAVE = ("title", "observation")
+# A draft needs only its title (an author saves early and often); the rest is asked for
+# when the lesson is submitted (workflow.py: the submit transition's required_fields).
+REQUIRED_ON_SAVE = ("title",)
 REQUIRED_ON_SUBMIT = ("title", "observation", "recommendation")
 
 NATION_CODE = re.compile(r"^[A-Z][A-Z0-9]{2,9}$")
@@ -360,3 +362,10 @@ def check_attachment(data: Mapping[str, Any]) -> dict[str, str]:
     if len(note) > NOTE_MAX:
         errors["note"] = f"At most {NOTE_MAX:,} characters."
     return errors
+
+# Watched searches (saved searches whose new lessons are notified, once a day at most).
+WATCH_NAME_MAX = 100
+WATCHES_MAX = 20  # per user
+WATCH_QUERY_MAX = 2_000  # the stored search, as a normalised query string
+WATCH_CHECK_HOURS = 24
+WATCH_TITLES_MAX = 50  # titles one e-mail lists; the rest are counted

@@ -19,6 +19,7 @@ from lessons.models.nation import Nation, NationGroup
 from lessons.models.notification import Notification, NotificationPreference
 from lessons.models.token import ApiToken, StagedImport
 from lessons.models.user import User
+from lessons.models.watch import WatchedSearch, WatchedSearchHit
 
 __all__ = [
     "ApiToken", "AuditRecord", "ChangeLog", "ChangeLogHead", "Exercise", "ExerciseLesson",
@@ -26,5 +27,5 @@ __all__ = [
     "IdempotentRequest", "Lesson", "LessonLink",
     "Milestone", "Nation", "NationGroup", "Notification", "NotificationPreference",
     "Objective", "ReleaseRequest", "RemedialAction",
-    "SearchIndex", "StagedImport", "Tag", "User",
+    "SearchIndex", "StagedImport", "Tag", "User", "WatchedSearch", "WatchedSearchHit",
 ]

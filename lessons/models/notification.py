@@ -14,6 +14,7 @@ from lessons.models.base import new_public_id, utcnow
 from lessons.models.exercise import Exercise
 from lessons.models.lesson import Lesson
 from lessons.models.user import User
+from lessons.models.watch import WatchedSearch
 
 
 class Notification(db.Model):
@@ -41,6 +42,10 @@ class Notification(db.Model):
         ForeignKey("lessons.id", ondelete="CASCADE"))
     exercise_id: Mapped[int | None] = mapped_column(
         ForeignKey("exercises.id", ondelete="CASCADE"))
+    # The watched search a "watched_search" notification reports on (its lessons are in
+    # watched_search_hits); deleting the watch deletes its notifications.
+    watched_search_id: Mapped[int | None] = mapped_column(
+        ForeignKey("watched_searches.id", ondelete="CASCADE"))
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     read_at: Mapped[datetime | None] = mapped_column(DateTime)
     # E-mail: "immediate" or "digest" (the user's choice when it was made); its state is
@@ -59,6 +64,7 @@ class Notification(db.Model):
     other_lesson: Mapped[Lesson | None] = relationship(foreign_keys=[other_lesson_id],
                                                        lazy="select")
     exercise: Mapped[Exercise | None] = relationship(lazy="select")
+    watched_search: Mapped[WatchedSearch | None] = relationship(lazy="select")
 
 
 class NotificationPreference(db.Model):

@@ -55,6 +55,8 @@ EVENTS: dict[str, Event] = {
                                 "immediately"),
     "release_decided": Event("A release request for my exercise is decided (planners)",
                              "immediately"),
+    "watched_search": Event("A search I watch has new lessons (checked once a day)",
+                            "immediately"),
 }
 DELIVERIES = {"immediately": "Immediately", "digest": "Daily digest", "never": "Never"}
 EMAIL_MAX = 254
@@ -198,11 +200,14 @@ class Item:
     text: str
     url_path: str
     lesson_title: str = ""
+    details: list[str] = field(default_factory=list)  # lines the e-mail adds
 
 
 def _describe(n: Notification, user: User) -> Item | None:
     """The wording of ``n`` for ``user``, or ``None`` when it names a lesson they may not
     see now. An exercise is named only to its participants."""
+    if n.event == "watched_search":
+        return _describe_watch(n, user)
     lesson, other = n.lesson, n.other_lesson
     if lesson is None or not _may_see(user, lesson, other):
         return None
@@ -227,6 +232,32 @@ def _describe(n: Notification, user: User) -> Item | None:
     text = texts.get(n.event, lambda: f"{title}: {n.action.replace('_', ' ')}.")()
     return Item(public_id=n.public_id, created_at=n.created_at, read=n.read_at is not None,
                 text=text, url_path=f"/lessons/{lesson.public_id}", lesson_title=lesson.title)
+
+
+def _describe_watch(n: Notification, user: User) -> Item | None:
+    """A watched search's news: its name and the count of its new lessons ``user`` may
+    see now (the e-mail lists their titles); ``None`` when they may see none of them."""
+    from lessons.models import WatchedSearchHit
+    from lessons.rules import WATCH_TITLES_MAX
+    from lessons.services.watches import search_path
+
+    watch = n.watched_search
+    if watch is None or watch.owner_id != user.id:
+        return None
+    lessons = [lesson for lesson in db.session.scalars(
+        select(Lesson).join(WatchedSearchHit, WatchedSearchHit.lesson_id == Lesson.id)
+        .where(WatchedSearchHit.notification_id == n.id, policy.visible_lessons(user))
+        .order_by(Lesson.id)) if policy.can_view(user, lesson)]
+    if not lessons:
+        return None
+    count = len(lessons)
+    details = [f"- {lesson.title}" for lesson in lessons[:WATCH_TITLES_MAX]]
+    if count > WATCH_TITLES_MAX:
+        details.append(f"- and {count - WATCH_TITLES_MAX} more")
+    return Item(public_id=n.public_id, created_at=n.created_at, read=n.read_at is not None,
+                text=f"Your watched search \u201c{watch.name}\u201d has {count} new "
+                     f"lesson{'s' if count != 1 else ''}.",
+                url_path=search_path(watch), lesson_title=watch.name, details=details)
 
 
 def list_for(user: User, page: int = 1) -> tuple[Pagination, list[Item]]:
@@ -336,7 +367,8 @@ def _send_mail(to: str, subject: str, body: str) -> None:
 
 def _line(item: Item) -> str:
     base = current_app.config.get("BASE_URL", "")
-    return f"{item.text}\n  {base}{item.url_path}" if base else item.text
+    text = f"{item.text}\n  {base}{item.url_path}" if base else item.text
+    return "\n".join([text, *item.details])
 
 
 def _claim(n: Notification) -> bool:

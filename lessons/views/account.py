@@ -1,5 +1,5 @@
-"""The user's account page: password change and personal API tokens (create, list,
-revoke)."""
+"""The user's account page: password change, personal API tokens (create, list,
+revoke) and, on a page of their own, watched searches (list, rename, delete)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from flask_login import current_user
 from lessons import sessions
 from lessons.errors import ValidationFailed
 from lessons.forms.account import PasswordForm, RevokeForm, TokenForm
-from lessons.services import logins, tokens, users
+from lessons.forms.watches import DeleteWatchForm, WatchForm
+from lessons.services import logins, tokens, users, watches
 from lessons.views.helpers import apply_errors
 
 bp = Blueprint("account", __name__, url_prefix="/account")
@@ -77,3 +78,43 @@ def revoke_token(token_id: int):
     token = tokens.revoke_token(current_user, token_id)
     flash(f"Token \u201c{token.name}\u201d revoked: it no longer works.", "success")
     return redirect(url_for("account.index"))
+
+
+# --- watched searches ---------------------------------------------------------------------------
+def _watches_page(status: int = 200, errors: dict[str, list[str]] | None = None,
+                  typed: dict[str, str] | None = None):
+    return render_template(
+        "account/watches.html", watches=watches.list_watches(current_user),
+        search_path=watches.search_path, rename_form=WatchForm(formdata=None),
+        delete_form=DeleteWatchForm(), errors=errors or {}, typed=typed or {}), status
+
+
+@bp.get("/watches")
+def watch_list():
+    return _watches_page()
+
+
+@bp.post("/watches/<public_id>/rename")
+def rename_watch(public_id: str):
+    watch = watches.get_watch(current_user, public_id)  # 404 before reading the form
+    form = WatchForm()
+    if form.validate_on_submit():
+        try:
+            watches.rename_watch(current_user, watch.public_id, form.name.data or "")
+        except ValidationFailed as exc:
+            form.name.errors = [*form.name.errors, *exc.errors.values()]
+        else:
+            flash(f"Watch renamed \u201c{watch.name}\u201d.", "success")
+            return redirect(url_for("account.watch_list"))
+    return _watches_page(422, {watch.public_id: list(form.name.errors)},
+                         {watch.public_id: (form.name.data or "")[:200]})
+
+
+@bp.post("/watches/<public_id>/delete")
+def delete_watch(public_id: str):
+    watches.get_watch(current_user, public_id)  # 404 before reading the form
+    if not DeleteWatchForm().validate_on_submit():
+        return _watches_page(400)
+    name = watches.delete_watch(current_user, public_id)
+    flash(f"You no longer watch \u201c{name}\u201d.", "success")
+    return redirect(url_for("account.watch_list"))

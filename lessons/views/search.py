@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, render_template, request, stream_with_context, url_for
+from flask import (
+    Blueprint,
+    Response,
+    flash,
+    redirect,
+    render_template,
+    request,
+    stream_with_context,
+    url_for,
+)
 from flask_login import current_user
 
 from lessons import policy, search
-from lessons.errors import NotFound
+from lessons.errors import NotFound, ValidationFailed
+from lessons.forms.watches import WatchForm
 from lessons.models import Exercise
 from lessons.rules import ATTACHABLE_STATUSES, QUERY_MAX
-from lessons.services import exchange, spreadsheet
+from lessons.services import exchange, spreadsheet, watches
 from lessons.services import exercises as exercise_service
 from lessons.services import glossary as glossary_service
 from lessons.views.paging import page_arg
@@ -40,6 +50,10 @@ def _state() -> dict:
 
 @bp.get("")
 def index():
+    return _page()
+
+
+def _page(watch_form: WatchForm | None = None, failed_status: int | None = None):
     state = _state()
     page = page_arg(search.MAX_PAGE)
     status = 200
@@ -54,7 +68,28 @@ def index():
         status = exc.status
     return render_template("search/index.html", result=result,
                            per_page_choices=search.PER_PAGE_CHOICES, query_max=QUERY_MAX,
-                           attach_to=_attach_target(), attachable=ATTACHABLE_STATUSES), status
+                           attach_to=_attach_target(), attachable=ATTACHABLE_STATUSES,
+                           watch_form=watch_form or WatchForm(formdata=None),
+                           ), failed_status or status
+
+
+@bp.post("/watch")
+def watch():
+    """Watch the search the URL holds under the name posted: the owner is told once a
+    day of new lessons matching it (``flask notify send``)."""
+    form = WatchForm()
+    if form.validate_on_submit():
+        state = _state()
+        try:
+            saved = watches.save_watch(current_user, form.name.data or "", state["text"],
+                                       state["filters"], state["sort"])
+        except ValidationFailed as exc:
+            form.name.errors = [*form.name.errors, *exc.errors.values()]
+        else:
+            flash(f"You watch this search as \u201c{saved.name}\u201d: new lessons matching "
+                  "it are notified once a day.", "success")
+            return redirect(watches.search_path(saved))
+    return _page(form, 422)
 
 
 def _attach_target() -> Exercise | None:
