@@ -51,9 +51,17 @@ from lessons import policy
 from lessons.demo import DEMO_USERS
 from lessons.errors import NotFound
 from lessons.extensions import db
-from lessons.models import Exercise, ExerciseLesson, GlossaryGroup, Lesson, LessonLink, User
+from lessons.models import (
+    Exercise,
+    ExerciseLesson,
+    GlossaryGroup,
+    Lesson,
+    LessonLink,
+    User,
+    WatchedSearch,
+)
 from lessons.models.exercise import ReleaseRequest
-from lessons.services import attachments, imports, tokens
+from lessons.services import attachments, imports, tokens, watches
 from lessons.services import exercises as exercise_service
 from lessons.services import lessons as lesson_service
 from tests.conftest import login
@@ -187,12 +195,18 @@ TABLE: dict[str, Access] = {
     "lessons.index": Access("login"),
     "search.index": Access("login"),
     "search.export": Access("login"),
+    "search.watch": Access("login", act=INPUT),  # no name, no search: 422
     "exercises.index": Access("login"),
     "exercises.attach_start": Access("login", query=attach_start_query),  # redirects
     "account.index": Access("login"),
     "account.change_password": Access("login", act=INPUT),
     "account.create_token": Access("login", act=INPUT),
     "account.revoke_token": Access("token:own"),
+    # Watched searches are the caller's own: another user's answers like none at all. An
+    # empty rename is refused (422); an empty delete deletes the caller's spare watch.
+    "account.watch_list": Access("login"),
+    "account.rename_watch": Access("watch:own", act=INPUT),
+    "account.delete_watch": Access("watch:own"),
     # Notifications are the caller's own: no id in the path. Marking one read names it in
     # the form (none here: 400); marking all read and the settings' empty form (422) change
     # nothing another user could see.
@@ -386,6 +400,8 @@ def build_world(app: Flask) -> World:
         group_id = db.session.scalars(select(GlossaryGroup.id).order_by(GlossaryGroup.id)).first()
         spare = {name: tokens.create_token(u, "matrix spare")[0].id for name, u in users.items()}
         secrets = {name: tokens.create_token(u, "matrix")[1] for name, u in users.items()}
+        watched = {name: watches.save_watch(u, "matrix", "radios", {}, "relevance").public_id
+                   for name, u in users.items()}
         staged = {name: _stage_import(u) for name, u in users.items()
                   if imports.may_open(u)}
         staged = {name: token for name, token in staged.items() if token}
@@ -439,6 +455,9 @@ def build_world(app: Flask) -> World:
             v[(name, "token:own")] = [("act", {"token_id": str(spare[name])}),
                                       ("hidden", {"token_id": str(spare[other])}),
                                       ("missing", {"token_id": str(MISSING_INT)})]
+            v[(name, "watch:own")] = [("act", {"public_id": watched[name]}),
+                                      ("hidden", {"public_id": watched[other]}),
+                                      ("missing", {"public_id": MISSING})]
             admin = policy.can_admin(user)
             v[(name, "group:admin")] = [("act" if admin else "norole",
                                          {"group_id": str(group_id)}),
@@ -501,6 +520,16 @@ def _decision_variants(user: User, items: list, values: Callable, takes_part: Ca
 
 def _restorers(world: World, name: str, v: dict[tuple[str, str], list[Variant]]) -> None:
     """Put back what an authorised empty POST removes, for the routes that remove things."""
+    watched = dict(v[(name, "watch:own")])["act"]["public_id"]
+
+    def rewatch(watched=watched):
+        user = db.session.scalar(select(User).where(User.username == name))
+        if db.session.scalar(select(WatchedSearch.id)
+                             .where(WatchedSearch.public_id == watched)) is None:
+            again = watches.save_watch(user, "matrix", "radios", {}, "relevance")
+            again.public_id = watched  # the id the rest of the matrix names
+            db.session.commit()
+    world.restore[(name, "account.delete_watch")] = rewatch
     link = dict(v[(name, "lessonlink:edit")]).get("act")
     if link:
         def relink(link=link):
