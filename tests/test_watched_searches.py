@@ -229,3 +229,32 @@ def test_the_owners_choice_of_never_stores_no_notification(app, people, login_as
                 title="Radios failed at night")
     send(runner)
     assert notices(app, "us.watcher") == []
+
+
+def test_a_lesson_is_reported_once_it_becomes_the_owners_to_see(app, people, login_as,
+                                                                make_lesson, runner, smtp):
+    """Written after the watch but shared with the owner's nation only later (submitted
+    from draft): reported at the first check after that, and only once."""
+    client = login_as("us.watcher")
+    watch(client, "Radios")
+    lesson = make_lesson("gb.writer", "draft", title="Radios late to the party",
+                         releasable_to=["USA"])  # a draft: not yet USA's to see
+    send(runner)
+    assert notices(app, "us.watcher") == []
+
+    def a_day_later() -> None:
+        with app.app_context():
+            db.session.execute(update(WatchedSearch).values(
+                last_checked_at=utcnow() - timedelta(hours=25)))
+            db.session.commit()
+
+    response = login_as("gb.writer").post(f"/lessons/{lesson.public_id}/transition",
+                                          data={"to": "submitted"})
+    assert response.status_code == 302
+    a_day_later()
+    send(runner)
+    assert len(notices(app, "us.watcher")) == 1
+    assert "Radios late to the party" in body(smtp.to("us.watcher@example.org")[-1])
+    a_day_later()
+    send(runner)
+    assert len(notices(app, "us.watcher")) == 1  # reported once

@@ -30,7 +30,8 @@ class WatchedSearch(db.Model):
     query_string: Mapped[str] = mapped_column(String(WATCH_QUERY_MAX))
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     last_checked_at: Mapped[datetime | None] = mapped_column(DateTime)
-    # The highest lesson id already looked at: lessons above it are new at the next check.
+    # The newest lesson id when the watch was saved (the high-water mark): lessons above
+    # it that the owner may see are new until a notification of this watch reports them.
     last_lesson_id: Mapped[int] = mapped_column(Integer, default=0)
 
     owner: Mapped[User] = relationship(lazy="select")

@@ -155,25 +155,30 @@ def check_due(now: datetime | None = None) -> int:
     mail_on = bool(current_app.config.get("MAIL_SERVER"))
     for watch in due:
         # Claimed by a conditional UPDATE: two senders at once check a watch once.
-        newest = db.session.scalar(select(func.max(Lesson.id))) or 0
         claimed = db.session.execute(
             update(WatchedSearch)
             .where(WatchedSearch.id == watch.id,
-                   WatchedSearch.last_lesson_id == watch.last_lesson_id,
                    (WatchedSearch.last_checked_at.is_(None))
                    | (WatchedSearch.last_checked_at <= since))
-            .values(last_checked_at=now, last_lesson_id=max(newest, watch.last_lesson_id))
+            .values(last_checked_at=now)
             .execution_options(synchronize_session=False))
         if not claimed.rowcount:
             db.session.rollback()
             continue
-        owner, above = watch.owner, watch.last_lesson_id
+        owner = watch.owner
         text, filters, _sort = parse(watch.query_string)
         try:
             ids = search.matching_ids(owner, text, filters=filters)
         except search.TooBroad:
             ids = []
-        new = sorted(i for i in ids if above < i <= newest)
+        # New: written after the watch was saved and not reported yet. A lesson the owner
+        # could not see at an earlier check (a draft, or not yet released to their nation)
+        # is reported at the first check after it becomes theirs to see.
+        reported = set(db.session.scalars(
+            select(WatchedSearchHit.lesson_id)
+            .join(Notification, Notification.id == WatchedSearchHit.notification_id)
+            .where(Notification.watched_search_id == watch.id)))
+        new = sorted(i for i in ids if i > watch.last_lesson_id and i not in reported)
         delivery = notifications.preferences(owner).get(EVENT, "immediately")
         if new and delivery != "never":
             notice = Notification(
