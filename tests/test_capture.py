@@ -227,7 +227,9 @@ INVALID = {
         {"discussion": "d" * 50_001}, "save", "discussion",
         "At most 50,000 characters (this has 50,001)."),
     "missing_title": ({"title": "  "}, "save", "title", "Required."),
-    "missing_observation": ({"observation": ""}, "save", "observation", "Required."),
+    # A draft needs only its title; the observation is asked for on submitting.
+    "submit_without_observation": ({"observation": ""}, "submit", "observation",
+                                   "Required before the lesson can be submitted."),
     "submit_without_recommendation": (
         {"recommendation": ""}, "submit", "recommendation",
         "Required before the lesson can be submitted."),

@@ -149,8 +149,9 @@ class LessonCreate(LessonFields):
     """A new lesson: a draft, or submitted for review at once with ``"submit": true``."""
 
     title: Annotated[str, StringConstraints(min_length=1, max_length=TITLE_MAX)]
-    observation: Annotated[str, StringConstraints(min_length=1, max_length=TEXT_MAX)]
-    submit: bool = False
+    submit: bool = Field(default=False, description=(
+        "A draft needs only a title; submitting also needs observation and recommendation "
+        "(and, for a workaround, friction and workaround): 422 when one is missing."))
 
 
 class LessonPatch(LessonFields):
