@@ -72,6 +72,10 @@ def test_leaving_a_changed_form_asks_first(request, make_user, tmp_path):
             dialog.dismiss()  # stay on the page
 
         author.on("dialog", answer)
+        author.get_by_role("link", name="Lessons", exact=True).first.click()
+        author.wait_for_url("**/lessons")  # unchanged: leaves without asking
+        assert asked == []
+        author.goto("/lessons/new")
         author.get_by_label("Observation (required to submit)").fill("Something happened")
         author.get_by_role("link", name="Lessons", exact=True).first.click()
         author.wait_for_timeout(500)

@@ -218,3 +218,11 @@ def test_the_admin_new_user_form_has_the_summary_too(people, login_as):
     response = login_as("gb.admin").post("/admin/users/new", data={"username": ""})
     assert response.status_code == 422
     assert "username" in summary_links(response.text)
+
+
+def test_the_openapi_document_says_a_draft_needs_only_a_title(app, people, client):
+    headers = {"Authorization": f"Bearer {api_token(app, 'gb.author')}"}
+    document = client.get("/api/v1/openapi.json", headers=headers).json
+    created = document["components"]["schemas"]["LessonCreate"]
+    assert created["required"] == ["title"]
+    assert "A draft needs only a title" in created["properties"]["submit"]["description"]
