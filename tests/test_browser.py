@@ -138,10 +138,10 @@ def test_lesson_is_written_validated_and_shared_only_as_released(
         author = open_as("gb.author")
         nav = author.get_by_role("navigation", name="Main")
         nav.get_by_role("link", name="Write a lesson").click()
-        author.get_by_label("Title", exact=True).fill(TITLE)
-        author.get_by_label("Observation", exact=True).fill(
+        author.get_by_label("Title (required)", exact=True).fill(TITLE)
+        author.get_by_label("Observation (required to submit)", exact=True).fill(
             "The AUS liaison officers had no account on the division chat server.")
-        author.get_by_label("Recommendation", exact=True).fill(
+        author.get_by_label("Recommendation (required to submit)", exact=True).fill(
             "Request partner accounts at the initial planning conference.")
         author.get_by_role("group", name="Releasable to").get_by_label("FVEY").check()
         author.get_by_role("button", name="Submit for review").click()
