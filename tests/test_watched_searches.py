@@ -258,3 +258,28 @@ def test_a_lesson_is_reported_once_it_becomes_the_owners_to_see(app, people, log
     a_day_later()
     send(runner)
     assert len(notices(app, "us.watcher")) == 1  # reported once
+
+
+def test_a_watch_notice_whose_lessons_are_no_longer_visible_is_neither_shown_nor_counted(
+        app, people, login_as, make_lesson, runner, smtp):
+    from lessons.models import Lesson
+    from lessons.models.lesson import LessonRelease
+
+    client = login_as("us.watcher")
+    watch(client, "Radios")
+    lesson = make_lesson("gb.writer", "validated", analyst="gb.checker",
+                         releasable_to=["USA"], title="Radios failed at night")
+    app.config["MAIL_SERVER"] = ""  # in the app only
+    send(runner)
+    assert len(notices(app, "us.watcher")) == 1
+    page = client.get("/notifications").text
+    assert "Notifications (1)" in page and "has 1 new lesson." in page
+    with app.app_context():  # the release to USA withdrawn
+        lesson_id = db.session.scalar(select(Lesson.id)
+                                      .where(Lesson.public_id == lesson.public_id))
+        db.session.execute(LessonRelease.__table__.delete().where(
+            LessonRelease.lesson_id == lesson_id, LessonRelease.nation_code == "USA"))
+        db.session.commit()
+    page = client.get("/notifications").text
+    assert "Notifications (1)" not in page
+    assert "Radios" not in page and "new lesson" not in page

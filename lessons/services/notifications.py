@@ -175,10 +175,17 @@ def _may_see(user: User, lesson: Lesson | None, other: Lesson | None) -> bool:
 # --- reading them in the app ------------------------------------------------------------------
 def _visible_to(user: User) -> ColumnElement[bool]:
     """Notifications about lessons ``user`` may see now (the one policy, in SQL)."""
+    from lessons.models import WatchedSearchHit
+
     visible = select(Lesson.id).where(policy.visible_lessons(user))
+    # A watched search's notice counts while one of its lessons is visible.
+    watch_news = (select(WatchedSearchHit.lesson_id)
+                  .where(WatchedSearchHit.notification_id == Notification.id,
+                         WatchedSearchHit.lesson_id.in_(visible)))
     return and_(or_(Notification.lesson_id.is_(None), Notification.lesson_id.in_(visible)),
                 or_(Notification.other_lesson_id.is_(None),
-                    Notification.other_lesson_id.in_(visible)))
+                    Notification.other_lesson_id.in_(visible)),
+                or_(Notification.watched_search_id.is_(None), watch_news.exists()))
 
 
 def unread_count(user: User) -> int:
