@@ -226,3 +226,17 @@ def test_the_openapi_document_says_a_draft_needs_only_a_title(app, people, clien
     created = document["components"]["schemas"]["LessonCreate"]
     assert created["required"] == ["title"]
     assert "A draft needs only a title" in created["properties"]["submit"]["description"]
+
+
+def test_linking_to_a_hidden_lesson_is_summarised_without_naming_it(
+        app, people, login_as, make_lesson):
+    hidden = make_lesson("us.author", "submitted", title="Only for American eyes")
+    response = login_as("gb.author").post("/lessons/new", data={
+        "title": "Mine", "action": "save", "classification": "UNCLASSIFIED",
+        "link_to": hidden.public_id})
+    assert response.status_code == 422
+    links = summary_links(response.text)
+    assert set(links) == {"similar"}  # the fieldset the ticks are in
+    assert 'id="similar"' in response.text
+    assert "Only for American eyes" not in response.text
+    assert stored(app, "Mine") is None
