@@ -51,8 +51,7 @@ class LessonForm(FlaskForm):
     observation = _text("Observation", "What happened: facts, not opinions.")
     discussion = _text("Discussion", "Why it happened and what it affected.")
     conclusion = _text("Conclusion", "What the observation means.")
-    recommendation = _text("Recommendation", "What should change, and who should change it. "
-                                              "Required to submit.")
+    recommendation = _text("Recommendation", "What should change, and who should change it.")
     kind = SelectField("Kind", choices=_choices(KIND_LABELS), default="lesson")
     friction = _text("Friction", "The partnering problem the workaround gets around.")
     workaround = _text("Workaround", "What the unit actually did.")
