@@ -240,3 +240,17 @@ def test_linking_to_a_hidden_lesson_is_summarised_without_naming_it(
     assert 'id="similar"' in response.text
     assert "Only for American eyes" not in response.text
     assert stored(app, "Mine") is None
+
+
+def test_the_edit_form_saves_on_enter_too_and_marks_what_the_status_needs(
+        people, login_as, make_lesson, make_user):
+    make_user("gb.an", "GBR", ("analyst",))
+    draft = make_lesson("gb.author")
+    page = login_as("gb.author").get(f"/lessons/{draft.public_id}/edit").text
+    form = page[page.index('class="lesson-form"'):]
+    first = re.search(r"<button[^>]*>([^<]*)</button>", form)
+    assert 'type="submit"' in first.group(0) and first.group(1) == "Save changes"
+    assert label_of(page, "observation") == "Observation (required to submit)"
+    submitted = make_lesson("gb.author", "submitted")
+    page = login_as("gb.an").get(f"/lessons/{submitted.public_id}/edit").text
+    assert label_of(page, "observation") == "Observation (required)"  # past draft: every save
