@@ -187,7 +187,8 @@ def test_a_bad_line_in_a_late_batch_rejects_the_whole_file(app, runner, people, 
                                                            login_as, bad, reason):
     """Checked as a whole before anything is stored: format, fields, the policy and the
     status walk (an analyst's own import, not a migration)."""
-    items = [record(n) for n in range(1, 6)] + [bad]
+    # An analyst submits their own lessons by import; validating them is another's job.
+    items = [record(n, status="submitted") for n in range(1, 6)] + [bad]
     result = run(runner, write(tmp_path / "in.jsonl", items), "--batch-size", "2",
                  migration=False)
     assert result.exit_code == 1, result.output
@@ -200,7 +201,8 @@ def test_a_bad_line_in_a_late_batch_rejects_the_whole_file(app, runner, people, 
 
 def test_skip_invalid_stores_the_good_lines_in_batches(app, runner, people, tmp_path,
                                                        login_as):
-    items = [record(1), "[1]", record(2), record(3), record(4, title="")]
+    items = [record(1, status="submitted"), "[1]", record(2, status="submitted"),
+             record(3, status="submitted"), record(4, title="", status="submitted")]
     result = run(runner, write(tmp_path / "in.jsonl", items), "--batch-size", "2",
                  "--skip-invalid", migration=False)
     assert result.exit_code == 0, result.output
@@ -212,12 +214,13 @@ def test_skip_invalid_stores_the_good_lines_in_batches(app, runner, people, tmp_
 
 
 def test_an_analysts_batched_import_keeps_every_behaviour(app, runner, people, tmp_path):
-    """Policy walks, audit records per lesson and version bumps, batch after batch."""
-    path = write(tmp_path / "in.jsonl", [record(n) for n in range(1, 6)])
+    """Policy walks, audit records per lesson and version bumps, batch after batch (the
+    analyst submits their own lessons: validating them is another analyst's move)."""
+    path = write(tmp_path / "in.jsonl", [record(n, status="submitted") for n in range(1, 6)])
     assert run(runner, path, "--batch-size", "2", migration=False).exit_code == 0
     changed = write(tmp_path / "changed.jsonl",
-                    [record(n, discussion=f"Permits took {n} days.") if n % 2 else record(n)
-                     for n in range(1, 6)])
+                    [record(n, status="submitted", discussion=f"Permits took {n} days.")
+                     if n % 2 else record(n, status="submitted") for n in range(1, 6)])
     result = run(runner, changed, "--batch-size", "2", migration=False)
     assert "Imported 0 new, 3 updated, 2 unchanged" in result.output, result.output
     with app.app_context():
@@ -230,8 +233,7 @@ def test_an_analysts_batched_import_keeps_every_behaviour(app, runner, people, t
         assert lessons["gb.an:BATCH-001"].releasable_to == ["AUS", "CAN", "GBR", "NZL", "USA"]
     imported = audit_actions(app, "imported")
     assert len(imported) == 8
-    assert imported[0].comment == ("external id gb.an:BATCH-001; status draft → submitted "
-                                   "→ validated")
+    assert imported[0].comment == "external id gb.an:BATCH-001; status draft → submitted"
     assert imported[-1].changes == ["discussion"] and imported[-1].version == 2
 
 
