@@ -303,3 +303,24 @@ def test_an_exercise_is_named_only_to_its_participants(app, people, create, make
     assert "Your lesson \u201cLe lien radio\u201d was taken up by an exercise." in text
     assert "HIDDEN NAME" not in login_as("fr.author").get("/notifications").get_data(
         as_text=True)
+
+
+def test_two_saves_of_the_settings_at_once_both_land_and_store_one_choice_each(app, gb):
+    """Two tabs saving the settings page at the same moment: neither is a 500, and each
+    event keeps one stored choice (the later save's)."""
+    from lessons.models import NotificationPreference
+    from lessons.services.notifications import EVENTS
+    from tests.http_client import Http, race, serving
+
+    choices = [{event: delivery for event in EVENTS} for delivery in ("never", "digest")]
+    with serving(app) as address:
+        tabs = [Http(address).login("gb.writer") for _ in choices]
+        replies = race(*[lambda tab=tab, chosen=chosen: tab.send(
+            "POST", "/account/notifications", form={**chosen, "email": ""})
+            for tab, chosen in zip(tabs, choices, strict=True)])
+    assert [reply.status for reply in replies] == [302, 302], [r.text[:300] for r in replies]
+    with app.app_context():
+        rows = db.session.scalars(select(NotificationPreference).join(User).where(
+            User.username == "gb.writer")).all()
+        assert sorted(row.event for row in rows) == sorted(EVENTS)
+        assert len({row.delivery for row in rows}) == 1

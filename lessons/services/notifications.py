@@ -19,7 +19,7 @@ from email.message import EmailMessage
 
 from flask import current_app
 from flask_sqlalchemy.pagination import Pagination
-from sqlalchemy import ColumnElement, and_, func, or_, select, update
+from sqlalchemy import ColumnElement, and_, delete, func, or_, select, update
 
 from lessons import policy
 from lessons.errors import NotFound, ValidationFailed
@@ -317,17 +317,18 @@ def save_preferences(user: User, choices: dict[str, str], email: str | None) -> 
         errors["email"] = f"Give an e-mail address of up to {EMAIL_MAX} characters."
     if errors:
         raise ValidationFailed(errors)
-    current = {p.event: p for p in db.session.scalars(
-        select(NotificationPreference).where(NotificationPreference.user_id == user.id))}
-    changed = [event for event in EVENTS
-               if (current[event].delivery if event in current else EVENTS[event].default)
-               != choices[event]]
-    for event in EVENTS:
-        if event in current:
-            current[event].delivery = choices[event]
-        else:
-            db.session.add(NotificationPreference(user_id=user.id, event=event,
-                                                  delivery=choices[event]))
+    from lessons.services.lessons import locked
+
+    # One save per user at a time (PostgreSQL's row lock; SQLite's write lock is taken by
+    # the delete below). The rows are then written whole, not updated where found: two
+    # saves at once would otherwise both insert the choice the other inserts.
+    user = db.session.scalar(locked(select(User).where(User.id == user.id), User))
+    before = preferences(user)
+    changed = [event for event in EVENTS if before[event] != choices[event]]
+    db.session.execute(delete(NotificationPreference)
+                       .where(NotificationPreference.user_id == user.id))
+    db.session.add_all(NotificationPreference(user_id=user.id, event=event,
+                                              delivery=choices[event]) for event in EVENTS)
     if user.email != email:
         user.email = email
         changed.append("email")
