@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email.message import EmailMessage
+from typing import Any
 
 from flask import current_app
 from flask_sqlalchemy.pagination import Pagination
@@ -157,14 +158,22 @@ def _store(entry: AuditRecord, actor: User | None, wanted: Wanted) -> None:
         exercise_id = entry.exercise_id if event in (
             "my_lesson_attached", "release_request", "outcome_to_confirm",
             "release_decided") else None
-        db.session.add(Notification(
-            recipient_id=uid, actor_id=actor.id if actor is not None else None,
-            event=event, action=entry.action, lesson_id=lesson.id,
-            other_lesson_id=other.id if other is not None else None,
-            exercise_id=exercise_id, created_at=now,
-            email_mode="digest" if delivery == "digest" else "immediate",
-            email_state="pending" if mail_on and user.email else "skipped",
-            attempts=0, last_error="", next_attempt_at=now))
+        db.session.add(new_notification(
+            user, event, delivery, now, mail_on=mail_on,
+            actor_id=actor.id if actor is not None else None, action=entry.action,
+            lesson_id=lesson.id, other_lesson_id=other.id if other is not None else None,
+            exercise_id=exercise_id))
+
+
+def new_notification(recipient: User, event: str, delivery: str, now: datetime, *,
+                     mail_on: bool, **about: Any) -> Notification:
+    """A notification for ``recipient`` (not ``never``), its e-mail waiting for the sender
+    when mail is on and they have an address; ``about`` names what it concerns."""
+    return Notification(
+        recipient_id=recipient.id, event=event, created_at=now,
+        email_mode="digest" if delivery == "digest" else "immediate",
+        email_state="pending" if mail_on and recipient.email else "skipped",
+        attempts=0, last_error="", next_attempt_at=now, **about)
 
 
 def _may_see(user: User, lesson: Lesson | None, other: Lesson | None) -> bool:

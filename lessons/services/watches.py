@@ -181,12 +181,9 @@ def check_due(now: datetime | None = None) -> int:
         new = sorted(i for i in ids if i > watch.last_lesson_id and i not in reported)
         delivery = notifications.preferences(owner).get(EVENT, "immediately")
         if new and delivery != "never":
-            notice = Notification(
-                recipient_id=owner.id, event=EVENT, action=EVENT,
-                watched_search_id=watch.id, created_at=now,
-                email_mode="digest" if delivery == "digest" else "immediate",
-                email_state="pending" if mail_on and owner.email else "skipped",
-                attempts=0, last_error="", next_attempt_at=now)
+            notice = notifications.new_notification(
+                owner, EVENT, delivery, now, mail_on=mail_on, action=EVENT,
+                watched_search_id=watch.id)
             db.session.add(notice)
             db.session.flush()
             db.session.add_all(WatchedSearchHit(notification_id=notice.id, lesson_id=i)
