@@ -227,6 +227,12 @@ def _separated_refusal(user: UserLike, lesson: Lesson, what: str) -> NotAllowed 
     return None
 
 
+def reviews_own_lesson(user: UserLike, lesson: Lesson) -> bool:
+    """An analyst of the lesson's nation who wrote it and may not review it: the lesson
+    page says why it offers no review buttons."""
+    return is_analyst_for(user, lesson) and _separated_refusal(user, lesson, "") is not None
+
+
 def _is_actor(user: UserLike, lesson: Lesson, transition: Transition) -> bool:
     if transition.actor == "author":
         return is_author(user, lesson)

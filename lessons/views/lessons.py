@@ -184,7 +184,8 @@ def _detail_page(lesson: Lesson, *, status: int = 200, transition_errors=None,
         history=service.history(current_user, lesson),
         transitions=policy.allowed_transitions(current_user, lesson),
         transition_errors=transition_errors or {},
-        own_review=_own_review_refused(lesson),
+        own_review=(lesson.status == "submitted"
+                    and policy.reviews_own_lesson(current_user, lesson)),
         can_edit=policy.can_edit(current_user, lesson),
         can_manage_actions=policy.can_manage_actions(current_user, lesson),
         action_form=action_form or ActionForm(),
@@ -198,14 +199,6 @@ def _detail_page(lesson: Lesson, *, status: int = 200, transition_errors=None,
         if lesson.status in ATTACHABLE_STATUSES else [],
         source_exercise=_source_exercise(lesson),
     ), status
-
-
-def _own_review_refused(lesson: Lesson) -> bool:
-    """An analyst looking at their own submitted lesson: the page says why it offers no
-    review buttons (separation of duties)."""
-    return (lesson.status == "submitted" and policy.is_analyst_for(current_user, lesson)
-            and policy.is_self_review(current_user, lesson)
-            and not policy.self_review_allowed(current_user, lesson))
 
 
 def _source_exercise(lesson: Lesson):
