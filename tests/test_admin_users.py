@@ -57,12 +57,18 @@ def audited(app: Flask, *actions: str) -> list[tuple[str, str | None, str | None
         return [tuple(row) for row in rows]
 
 
+def email_of(app: Flask, username: str) -> str | None:
+    with app.app_context():
+        return db.session.scalar(select(User.email).where(User.username == username))
+
+
 def edit_form(app: Flask, username: str, **changes) -> dict:
     """What the edit page posts for ``username`` as stored, with ``changes``."""
     data = stored(app, username)
     form = {"display_name": data["display_name"], "unit": data["unit"],
             "nation": data["nation"], "roles": sorted(data["roles"]),
-            "active": "y" if data["active"] else None}
+            "active": "y" if data["active"] else None,
+            "email": email_of(app, username) or ""}
     form.update(changes)
     return {k: v for k, v in form.items() if v is not None}
 
@@ -304,6 +310,40 @@ def test_edit_refuses_bad_input_with_422_and_changes_nothing(app, admin, people)
         assert message in response.text, changes
     assert stored(app, "gb.one") == before
     assert audited(app, "user_edited", "roles_changed") == []
+
+
+def test_the_admin_sees_and_sets_a_users_e_mail_address(app, admin, people, login_as):
+    one = login_as("gb.one")
+    path = f"/admin/users/{people['gb.one']}/edit"
+    page = admin.get(path)
+    assert '<label for="email">' in page.text
+    response = admin.post(path, data=edit_form(app, "gb.one", email=" ann.jones@mod.example "))
+    assert response.status_code == 302
+    assert "(email)" in admin.get(response.location).text
+    assert email_of(app, "gb.one") == "ann.jones@mod.example"
+    assert logged_in(one)  # where mail goes is no right: the sessions go on
+    [(action, actor, subject, comment)] = audited(app, "user_edited")
+    assert (action, actor, subject) == ("user_edited", "us.admin", "gb.one")
+    assert "e-mail address set" in comment
+    # The list and the edit page show it.
+    row = admin.get("/admin/users").text.split(">gb.one</th>")[1].split("</tr>")[0]
+    assert "ann.jones@mod.example" in row
+    assert 'value="ann.jones@mod.example"' in admin.get(path).text
+    # Emptied: notifications stay in the app.
+    admin.post(path, data=edit_form(app, "gb.one", email=""))
+    assert email_of(app, "gb.one") is None
+    assert "e-mail address removed" in audited(app, "user_edited")[-1][3]
+
+
+def test_a_bad_e_mail_address_is_refused_as_the_command_line_refuses_it(app, admin, people):
+    path = f"/admin/users/{people['gb.one']}/edit"
+    for bad in ("not-an-address", "@example.org", "ann jones@mod.example",
+                "a@" + "x" * 260):
+        response = admin.post(path, data=edit_form(app, "gb.one", email=bad))
+        assert response.status_code == 422, bad
+        assert "Give an e-mail address of up to 254 characters" in response.text, bad
+    assert email_of(app, "gb.one") is None
+    assert audited(app, "user_edited") == []
 
 
 # --- the two rules -------------------------------------------------------------------------

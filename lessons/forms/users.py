@@ -10,6 +10,7 @@ from wtforms.validators import EqualTo, InputRequired, Length, Optional
 
 from lessons.forms.fields import MultiCheckboxField
 from lessons.rules import ROLES, SHORT_MAX, USERNAME_MAX
+from lessons.services.notifications import EMAIL_MAX
 from lessons.services.users import DISPLAY_NAME_MAX, PASSWORD_MAX, PASSWORD_MIN, SEARCH_MAX
 
 PASSWORD_RULES = (f"At least {PASSWORD_MIN} and at most {PASSWORD_MAX} characters; not "
@@ -22,6 +23,7 @@ ROLE_LABELS = {"contributor": "Contributor (writes lessons)",
                "admin": "Administrator (users, glossary, audit trail)"}
 UNKNOWN_NATION = "Unknown nation; choose an ISO 3166-1 alpha-3 code from the list."
 UNKNOWN_ROLE = f"Unknown role; choose from {', '.join(ROLES)}."
+EMAIL_RULE = f"Give an e-mail address of up to {EMAIL_MAX} characters."
 
 
 def _too_long(limit: int) -> Length:
@@ -85,6 +87,13 @@ class NewUserForm(_Account, FlaskForm):
 
 
 class EditUserForm(_Account, FlaskForm):
+    email = StringField(
+        "E-mail address", validators=[Length(max=EMAIL_MAX, message=EMAIL_RULE)],
+        description="Where the user's notifications are e-mailed. Leave empty for "
+                    "notifications in Muster only; the user can also set it on their "
+                    "notification settings page.",
+        render_kw={"maxlength": EMAIL_MAX, "type": "email", "spellcheck": "false",
+                   "autocomplete": "off"})
     active = BooleanField("Active", description="An inactive user cannot log in, and "
                                                 "their sessions and API tokens stop working.")
 

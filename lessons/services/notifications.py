@@ -316,14 +316,28 @@ def preferences(user: User) -> dict[str, str]:
     return {event: chosen.get(event, spec.default) for event, spec in EVENTS.items()}
 
 
+def normal_email(email: str | None) -> str | None:
+    """An address as stored: spaces around dropped, ``None`` for none."""
+    return (email or "").strip() or None
+
+
+def email_problem(email: str | None) -> str | None:
+    """Why ``email`` (as ``normal_email`` gives it) will not do, or ``None``: the one
+    rule for the settings page, the admins' user page and ``flask users set-email``."""
+    if email is not None and (len(email) > EMAIL_MAX or "@" not in email.strip("@")
+                              or any(c.isspace() for c in email)):
+        return f"Give an e-mail address of up to {EMAIL_MAX} characters."
+    return None
+
+
 def save_preferences(user: User, choices: dict[str, str], email: str | None) -> None:
     """Store ``user``'s delivery per event and e-mail address; commits once, audited."""
     errors = {event: "Choose immediately, daily digest or never."
               for event in EVENTS if choices.get(event) not in DELIVERIES}
-    email = (email or "").strip() or None
-    if email is not None and (len(email) > EMAIL_MAX or "@" not in email.strip("@")
-                              or any(c.isspace() for c in email)):
-        errors["email"] = f"Give an e-mail address of up to {EMAIL_MAX} characters."
+    email = normal_email(email)
+    problem = email_problem(email)
+    if problem:
+        errors["email"] = problem
     if errors:
         raise ValidationFailed(errors)
     from lessons.services.lessons import locked

@@ -27,7 +27,7 @@ from lessons.extensions import db
 from lessons.models import AuditRecord, User
 from lessons.models.user import UserRole
 from lessons.rules import PER_PAGE_MAX, ROLES, SHORT_MAX
-from lessons.services import audit
+from lessons.services import audit, notifications
 from lessons.services.nations import nation_codes
 
 USERNAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{1,63}$")
@@ -296,9 +296,10 @@ def add_user(actor: User, *, username: str, nation: str, roles: Iterable[str],
 
 
 def update_user(actor: User, user_id: int, *, display_name: str, unit: str, nation: str,
-                roles: Iterable[str], active: bool) -> list[str]:
-    """An administrator's edit of an account: display name, unit, nation, roles and the
-    active flag, in one transaction, each kind of change audited with the account as
+                roles: Iterable[str], active: bool, email: str | None = None) -> list[str]:
+    """An administrator's edit of an account: display name, unit, nation, roles, the
+    active flag and the e-mail address notifications go to (``None``: left as it is;
+    ``""``: none), in one transaction, each kind of change audited with the account as
     its subject. Returns the names of what changed (``[]``: nothing, no entry).
 
     A new nation, other roles or deactivation end every session of the user: what they
@@ -328,6 +329,10 @@ def update_user(actor: User, user_id: int, *, display_name: str, unit: str, nati
         errors["display_name"] = f"At most {DISPLAY_NAME_MAX} characters."
     if len(unit) > SHORT_MAX:
         errors["unit"] = f"At most {SHORT_MAX} characters."
+    new_email = notifications.normal_email(email)
+    problem = notifications.email_problem(new_email)
+    if problem:
+        errors["email"] = problem
     if errors:
         raise ValidationFailed(errors)
     user = _lock_with_admins(user_id)
@@ -352,6 +357,12 @@ def update_user(actor: User, user_id: int, *, display_name: str, unit: str, nati
         # The nation decides what a user sees: their sessions end, as with roles.
         user.session_generation = (user.session_generation or 0) + 1
         changed.append("nation")
+    if email is not None and new_email != (user.email or None):
+        # The address itself stays out of the trail: it says that, not what.
+        notes.append("e-mail address " + ("removed" if new_email is None else
+                                          "changed" if user.email else "set"))
+        user.email = new_email
+        changed.append("email")
     if changed:
         audit.record("user_edited", actor=actor, subject=user.username, changes=changed,
                      comment=f"{user.username}: {'; '.join(notes)}")

@@ -198,7 +198,7 @@ def user_edit(user_id: int):
     user = users.get_user(current_user, user_id)
     form = EditUserForm(_nation_names(), data={
         "display_name": user.display_name, "unit": user.unit, "nation": user.nation_code,
-        "roles": sorted(user.roles), "active": user.active})
+        "roles": sorted(user.roles), "active": user.active, "email": user.email or ""})
     if form.validate_on_submit():
         me = current_user._get_current_object()
         myself = user.id == me.id
@@ -206,7 +206,8 @@ def user_edit(user_id: int):
             changed = users.update_user(
                 me, user_id, display_name=form.display_name.data or "",
                 unit=form.unit.data or "", nation=form.nation.data,
-                roles=form.roles.data or [], active=bool(form.active.data))
+                roles=form.roles.data or [], active=bool(form.active.data),
+                email=form.email.data or "")
         except ValidationFailed as exc:
             apply_errors(form, exc.errors)
         else:
