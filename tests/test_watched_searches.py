@@ -154,6 +154,37 @@ def test_watches_are_renamed_and_deleted_by_their_owner_only(app, people, login_
     assert watches_of(app, "us.watcher") == [("Radio gaps", "q=radios")]
 
 
+def test_saving_renaming_and_deleting_a_watch_are_in_the_audit_trail(app, people, login_as,
+                                                                      make_user):
+    from lessons.models import AuditRecord  # noqa: PLC0415
+
+    client = login_as("us.watcher")
+    watch(client, "Radios")
+    watch(client, "Radios")  # refused (the name is taken): nothing recorded
+    radios = public_id_of(app, "Radios")
+    client.post(f"/account/watches/{radios}/rename", data={"name": "Radio gaps"})
+    client.post(f"/account/watches/{radios}/rename", data={"name": "Radio gaps"})  # same
+    client.post(f"/account/watches/{radios}/rename", data={"name": ""})  # refused
+    client.post(f"/account/watches/{radios}/delete")
+    with app.app_context():
+        rows = db.session.execute(
+            select(AuditRecord.action, User.username, AuditRecord.subject,
+                   AuditRecord.comment)
+            .join(User, User.id == AuditRecord.actor_id)
+            .where(AuditRecord.action.like("watch%")).order_by(AuditRecord.id)).all()
+    assert [tuple(row) for row in rows] == [
+        ("watch_saved", "us.watcher", "us.watcher", "\u201cRadios\u201d"),
+        ("watch_renamed", "us.watcher", "us.watcher",
+         "\u201cRadios\u201d \u2192 \u201cRadio gaps\u201d"),
+        ("watch_deleted", "us.watcher", "us.watcher", "\u201cRadio gaps\u201d")]
+    make_user("us.admin", "USA", ("admin",))
+    trail = login_as("us.admin").get("/admin/audit?user=us.watcher")
+    assert trail.status_code == 200
+    for action in ("watch saved", "watch renamed", "watch deleted"):
+        assert action in trail.text
+    assert 'value="watch_renamed"' in login_as("us.admin").get("/admin/audit").text
+
+
 # --- the daily check --------------------------------------------------------------------------
 def test_the_daily_check_notifies_new_visible_lessons_once(app, people, login_as,
                                                            make_lesson, runner, smtp):

@@ -62,7 +62,7 @@ def search_path(watch: WatchedSearch) -> str:
     return f"/search?{watch.query_string}" if watch.query_string else "/search"
 
 
-# --- save, list, rename, delete ---------------------------------------------------------------
+# --- save, list, rename, delete (each audited) --------------------------------------------
 def _check_name(owner: User, name: str, *, keep: WatchedSearch | None = None) -> str:
     name = " ".join((name or "").split())
     if not name or len(name) > WATCH_NAME_MAX:
@@ -100,6 +100,7 @@ def save_watch(owner: User, name: str, text: str, filters: Mapping[str, Any] | N
     watch = WatchedSearch(owner_id=owner.id, name=name, query_string=query_string,
                           created_at=utcnow(), last_lesson_id=newest)
     db.session.add(watch)
+    _audit("watch_saved", owner, f"\u201c{name}\u201d")
     db.session.commit()
     return watch
 
@@ -121,7 +122,9 @@ def get_watch(owner: User, public_id: str) -> WatchedSearch:
 
 def rename_watch(owner: User, public_id: str, name: str) -> WatchedSearch:
     watch = get_watch(owner, public_id)
-    watch.name = _check_name(owner, name, keep=watch)
+    old, watch.name = watch.name, _check_name(owner, name, keep=watch)
+    if watch.name != old:
+        _audit("watch_renamed", owner, f"\u201c{old}\u201d \u2192 \u201c{watch.name}\u201d")
     db.session.commit()
     return watch
 
@@ -133,8 +136,18 @@ def delete_watch(owner: User, public_id: str) -> str:
     db.session.execute(Notification.__table__.delete().where(
         Notification.watched_search_id == watch.id))
     db.session.delete(watch)
+    _audit("watch_deleted", owner, f"\u201c{name}\u201d")
     db.session.commit()
     return name
+
+
+def _audit(action: str, owner: User, comment: str) -> None:
+    """The owner's account is the subject, so their trail lists their watches. The name
+    only, not the search: its filters may name lessons or exercises an administrator of
+    another nation may not see."""
+    from lessons.services import audit
+
+    audit.record(action, actor=owner, subject=owner.username, comment=comment)
 
 
 # --- the daily check (`flask notify send`) ----------------------------------------------------
