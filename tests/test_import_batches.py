@@ -358,3 +358,37 @@ def test_a_large_catch_up_is_written_by_several_processes(
     assert found_by_search(login_as, "revised") == 5
     with app.app_context():
         assert search.check().clean
+
+
+@pytest.mark.parametrize(("cpus", "writers"), [(2, 1), (3, 2)])
+def test_the_follower_leaves_a_cpu_to_the_command_storing_batches(
+        app, runner, people, tmp_path, monkeypatch, login_as, cpus, writers):
+    """The follower writes with one writer process fewer than the CPUs (the command
+    keeps one busy storing), never more than configured (2 in these tests' settings)."""
+    import multiprocessing
+
+    from lessons.search import index
+
+    monkeypatch.setattr(index, "PARALLEL_APPLY_MIN", 2)
+    monkeypatch.setattr(multiprocessing, "cpu_count", lambda: cpus)
+    monkeypatch.setattr(index.os, "cpu_count", lambda: cpus)
+    real_writer = index.IndexStore.writer
+    used = tmp_path / "writers"
+
+    def writer_noting_procs(self, *args, procs: int = 1, **kwargs):
+        with used.open("a") as out:
+            out.write(f"{os.getpid()} {procs}\n")
+        return real_writer(self, *args, procs=procs, **kwargs)
+
+    monkeypatch.setattr(index.IndexStore, "writer", writer_noting_procs)
+    app.config["SEARCH_REINDEX_PROCS"] = 2
+    result = run(runner, write(tmp_path / "in.jsonl", [record(n) for n in range(1, 9)]),
+                 "--batch-size", "2")
+    assert result.exit_code == 0, result.output
+    by_follower = {int(procs) for pid, procs in
+                   (line.split() for line in used.read_text().splitlines())
+                   if int(pid) != os.getpid()}
+    assert by_follower == {writers}
+    assert found_by_search(login_as) == 8
+    with app.app_context():
+        assert search.check().clean

@@ -414,3 +414,30 @@ def test_a_merge_leaves_a_busy_writer_alone(app, make_user, make_lesson, monkeyp
         assert len(_segment_sizes(app)) == 6
         assert store.merge_small() is True
     assert len(_segment_sizes(app)) < 6
+
+
+def test_writing_a_segment_looks_up_each_missing_length_column_once(tmp_path, monkeypatch):
+    """Whoosh asks for a field's length column once per posting while writing a segment;
+    ids and unscored keywords have none, and each ask used to be a file system look-up."""
+    from whoosh import index as whoosh_index
+    from whoosh.filedb.filestore import FileStorage
+
+    from lessons.search import index  # noqa: F401 - installs the fix
+    from lessons.search.schema import build_schema
+
+    ix = whoosh_index.create_in(str(tmp_path), build_schema())
+    writer = ix.writer()
+    for n in range(200):
+        writer.add_document(lesson_id=str(n), kind="observation", status="validated",
+                            tag="convoy,fuel", nation="GBR", releasable_to="fvey",
+                            title=f"Convoy {n}", content="Fuel convoys waited at the border.")
+    looked_up: list[str] = []
+    real = FileStorage.file_exists
+
+    def counting(self, name):
+        looked_up.append(name)
+        return real(self, name)
+
+    monkeypatch.setattr(FileStorage, "file_exists", counting)
+    writer.commit()
+    assert 0 < len(looked_up) < 50  # a few per field, not one per posting (1,400 here)
