@@ -9,6 +9,7 @@ from wtforms import BooleanField, Form, PasswordField, SelectChoice, SelectField
 from wtforms.validators import EqualTo, InputRequired, Length, Optional
 
 from lessons.forms.fields import MultiCheckboxField
+from lessons.forms.versioned import VersionedForm
 from lessons.rules import ROLES, SHORT_MAX, USERNAME_MAX
 from lessons.services.notifications import EMAIL_MAX
 from lessons.services.users import DISPLAY_NAME_MAX, PASSWORD_MAX, PASSWORD_MIN, SEARCH_MAX
@@ -86,7 +87,7 @@ class NewUserForm(_Account, FlaskForm):
         return valid
 
 
-class EditUserForm(_Account, FlaskForm):
+class EditUserForm(VersionedForm, _Account, FlaskForm):
     email = StringField(
         "E-mail address", validators=[Length(max=EMAIL_MAX, message=EMAIL_RULE)],
         description="Where the user's notifications are e-mailed. Leave empty for "

@@ -36,6 +36,10 @@ class User(UserMixin, db.Model):
     # Raised whenever the password, roles or active flag change (see _end_sessions): a
     # session started under another generation is over.
     session_generation: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # Raised by every write of the row (SQLAlchemy's ``version_id_col``: each UPDATE says
+    # ``WHERE version = <the one loaded>``), so an admin's edit page made on an older
+    # version is refused instead of silently undoing a newer change (see users.update_user).
+    version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     role_rows: Mapped[list[UserRole]] = relationship(cascade="all, delete-orphan",
                                                      lazy="selectin")
 
@@ -52,6 +56,8 @@ class User(UserMixin, db.Model):
 
     def has_role(self, role: str) -> bool:
         return role in self.roles
+
+    __mapper_args__ = {"version_id_col": version}
 
     @property
     def is_active(self) -> bool:  # Flask-Login refuses inactive users at login and reload

@@ -22,7 +22,7 @@ from sqlalchemy import func, or_, select, update
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from lessons import policy
-from lessons.errors import NotFound, ValidationFailed
+from lessons.errors import NotFound, PreconditionFailed, ValidationFailed
 from lessons.extensions import db
 from lessons.models import AuditRecord, User
 from lessons.models.user import UserRole
@@ -296,11 +296,17 @@ def add_user(actor: User, *, username: str, nation: str, roles: Iterable[str],
 
 
 def update_user(actor: User, user_id: int, *, display_name: str, unit: str, nation: str,
-                roles: Iterable[str], active: bool, email: str | None = None) -> list[str]:
+                roles: Iterable[str], active: bool, email: str | None = None,
+                expected_version: int | None = None) -> list[str]:
     """An administrator's edit of an account: display name, unit, nation, roles, the
     active flag and the e-mail address notifications go to (``None``: left as it is;
     ``""``: none), in one transaction, each kind of change audited with the account as
     its subject. Returns the names of what changed (``[]``: nothing, no entry).
+
+    ``expected_version`` is the account's version the edit page was loaded at: when
+    anything changed the account since (another administrator's save, a new password,
+    the user's own e-mail address), ``PreconditionFailed`` and nothing is stored, so no
+    newer change is silently undone.
 
     A new nation, other roles or deactivation end every session of the user: what they
     may see and do changed, and no open page keeps the old rights. Refused (as input,
@@ -335,7 +341,14 @@ def update_user(actor: User, user_id: int, *, display_name: str, unit: str, nati
         errors["email"] = problem
     if errors:
         raise ValidationFailed(errors)
+    from lessons.services.lessons import check_version  # noqa: PLC0415
+
     user = _lock_with_admins(user_id)
+    try:
+        check_version(user.version, expected_version, "user")
+    except PreconditionFailed:
+        db.session.rollback()
+        raise
     errors = _refusals(actor, user, nation=nation, roles=wanted, active=active)
     if errors:
         db.session.rollback()

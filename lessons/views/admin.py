@@ -21,7 +21,7 @@ from flask import (
 from flask_login import current_user
 
 from lessons import policy, sessions
-from lessons.errors import ValidationFailed
+from lessons.errors import PreconditionFailed, ValidationFailed
 from lessons.forms.audit import TrailForm
 from lessons.forms.glossary import ConfirmForm, GlossaryGroupForm
 from lessons.forms.users import (
@@ -30,6 +30,7 @@ from lessons.forms.users import (
     ResetPasswordForm,
     UserFilterForm,
 )
+from lessons.models import User
 from lessons.search.glossary import MAX_GROUPS
 from lessons.services import audit, nations, users
 from lessons.services import glossary as service
@@ -190,15 +191,22 @@ def user_new():
     return render_template("admin/users_new.html", form=form), status
 
 
+def _user_values(user: User) -> dict:
+    """The edit form's fields as the account holds them."""
+    return {"display_name": user.display_name, "unit": user.unit, "nation": user.nation_code,
+            "roles": sorted(user.roles), "active": user.active, "email": user.email or ""}
+
+
 @bp.route("/users/<int:user_id>/edit", methods=["GET", "POST"])
 def user_edit(user_id: int):
     """Every field of the form is sent each time (the service compares): a change of
-    one field is not mistaken for a change of the others. The rows involved are locked
-    while the change is checked and saved (the model has no version column)."""
+    one field is not mistaken for a change of the others. The form carries the version
+    of the account it was loaded at, and a save made on an older one is refused (409)
+    with what is saved now beside what was typed."""
     user = users.get_user(current_user, user_id)
-    form = EditUserForm(_nation_names(), data={
-        "display_name": user.display_name, "unit": user.unit, "nation": user.nation_code,
-        "roles": sorted(user.roles), "active": user.active, "email": user.email or ""})
+    form = EditUserForm(_nation_names(),
+                        data={**_user_values(user), "version": str(user.version)})
+    expected = form.posted_version() if form.is_submitted() else None
     if form.validate_on_submit():
         me = current_user._get_current_object()
         myself = user.id == me.id
@@ -207,9 +215,11 @@ def user_edit(user_id: int):
                 me, user_id, display_name=form.display_name.data or "",
                 unit=form.unit.data or "", nation=form.nation.data,
                 roles=form.roles.data or [], active=bool(form.active.data),
-                email=form.email.data or "")
+                email=form.email.data or "", expected_version=expected)
         except ValidationFailed as exc:
             apply_errors(form, exc.errors)
+        except PreconditionFailed:
+            return _user_conflict_page(user_id, form)
         else:
             if not changed:
                 flash(f"Nothing changed for {user.username}.", "info")
@@ -223,6 +233,25 @@ def user_edit(user_id: int):
             return redirect(url_for("admin.users_list"))
     status = 422 if form.is_submitted() else 200
     return render_template("admin/users_edit.html", form=form, user=user), status
+
+
+def _user_conflict_page(user_id: int, form: EditUserForm):
+    """Someone changed the account after this form was loaded: show what is saved now
+    where it differs from what was typed; the form keeps what was typed, now on the newer
+    version, so saving again is a deliberate choice. Nothing was stored."""
+    user = users.get_user(current_user, user_id)
+    saved = _user_values(user)
+    typed = {"display_name": (form.display_name.data or "").strip(),
+             "unit": (form.unit.data or "").strip(), "nation": form.nation.data,
+             "roles": sorted(form.roles.data or []), "active": bool(form.active.data),
+             "email": (form.email.data or "").strip()}
+    shown = {"roles": lambda v: ", ".join(v) or "no roles",
+             "active": lambda v: "yes" if v else "no", "email": lambda v: v or "none"}
+    differing = [(form[key].label.text, shown.get(key, str)(saved[key]))
+                 for key in typed if typed[key] != saved[key]]
+    form.version.data = str(user.version)
+    return render_template("admin/users_edit.html", form=form, user=user,
+                           conflict=True, differing=differing), 409
 
 
 @bp.route("/users/<int:user_id>/password", methods=["GET", "POST"])
