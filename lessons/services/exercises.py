@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select
 
 from lessons import policy
 from lessons.errors import InvalidTransition, NotAllowed, ValidationFailed
@@ -31,6 +31,7 @@ from lessons.models import (
 from lessons.models.base import new_public_id, utcnow
 from lessons.models.user import UserRole
 from lessons.rules import (
+    EXERCISE_TYPE_LABELS,
     LINK_STATUSES,
     PLANNERS_MAX,
     STANDARD_MILESTONES,
@@ -42,6 +43,7 @@ from lessons.rules import (
 from lessons.services import audit
 from lessons.services.lessons import _tag_objects, check_version, locked
 from lessons.services.nations import expand, known_codes, nation_codes
+from lessons.sorting import Sort, SortColumn, SortColumns
 
 EXERCISE_SCALARS = ("name", "type", "lead_nation", "starts_on", "ends_on", "location",
                     "description")
@@ -369,18 +371,44 @@ def update_exercise(user: User, public_id: str, data: Mapping[str, Any], *,
     return exercise
 
 
-def list_exercises(user: User, when: str = "upcoming") -> list[Exercise]:
-    """Exercises ``user``'s nation takes part in: upcoming (not yet ended) soonest first,
-    past most recent first."""
+# The exercises list's sortable columns (``?sort=``), in the "Sort by" control's order.
+EXERCISE_SORTS = SortColumns((
+    SortColumn("starts", "Start date", "soonest first", "latest first"),
+    SortColumn("ends", "End date", "soonest first", "latest first"),
+    SortColumn("name", "Name", "A to Z", "Z to A"),
+    SortColumn("type", "Type", "A to Z", "Z to A"),
+    SortColumn("lead", "Lead nation", "A to Z", "Z to A"),
+))
+# Each tab's order when the URL names none: upcoming soonest first, past most recent first.
+DEFAULT_SORTS = {"upcoming": "starts", "past": "-ends", "all": "-starts"}
+
+# Type sorts by the label the list shows, not by its code.
+_TYPE_RANK = case({code: rank for rank, code in enumerate(
+    sorted(EXERCISE_TYPE_LABELS, key=lambda code: EXERCISE_TYPE_LABELS[code].lower()))},
+    value=Exercise.type, else_=len(EXERCISE_TYPE_LABELS))
+_SORT_COLUMNS = {"starts": Exercise.starts_on, "ends": Exercise.ends_on,
+                 "name": func.lower(Exercise.name), "type": _TYPE_RANK,
+                 "lead": Exercise.lead_nation}
+
+
+def exercise_order(when: str, sort: str = "") -> Sort:
+    """The order of the ``when`` tab: ``sort`` when it names a column, else the tab's."""
+    return EXERCISE_SORTS.read(sort, DEFAULT_SORTS.get(when, DEFAULT_SORTS["all"]))
+
+
+def list_exercises(user: User, when: str = "upcoming", sort: str = "") -> list[Exercise]:
+    """Exercises ``user``'s nation takes part in, sorted by ``sort`` (an
+    ``EXERCISE_SORTS`` value; by default upcoming (not yet ended) soonest first, past
+    most recent first). Ties fall back to the name, then the id, so the order is stable."""
     query = select(Exercise).where(policy.visible_exercises(user))
     if when == "upcoming":
-        query = query.where(Exercise.ends_on >= today()).order_by(Exercise.starts_on,
-                                                                   Exercise.name)
+        query = query.where(Exercise.ends_on >= today())
     elif when == "past":
-        query = query.where(Exercise.ends_on < today()).order_by(Exercise.ends_on.desc(),
-                                                                 Exercise.name)
-    else:
-        query = query.order_by(Exercise.starts_on.desc(), Exercise.name)
+        query = query.where(Exercise.ends_on < today())
+    order = exercise_order(when, sort)
+    column = _SORT_COLUMNS[order.key]
+    query = query.order_by(column.desc() if order.descending else column.asc(),
+                           func.lower(Exercise.name), Exercise.id)
     return list(db.session.scalars(query.limit(500)))
 
 

@@ -8,13 +8,13 @@ stored when any check fails.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, time
 from typing import Any
 
 from flask import current_app
 from flask_sqlalchemy.pagination import Pagination
-from sqlalchemy import Select, and_, delete, func, or_, select, text
+from sqlalchemy import Select, and_, case, delete, func, or_, select, text
 from sqlalchemy.exc import IntegrityError
 
 from lessons import policy, search
@@ -47,6 +47,7 @@ from lessons.rules import (
 )
 from lessons.services import audit
 from lessons.services.nations import expand, known_codes, nation_codes
+from lessons.sorting import Sort, SortColumn, SortColumns
 from lessons.workflow import NOTE_LABELS
 
 # Contract keys a lesson form or API body may set. originator_nation is not among them:
@@ -652,11 +653,24 @@ def unlink_lessons(user: User, public_id: str, other_public_id: str) -> Lesson:
     return lesson
 
 
+# The lessons list's sortable columns (``?sort=``), in the "Sort by" control's order.
+LESSON_SORTS = SortColumns((
+    SortColumn("updated", "Updated", "oldest first", "newest first", first_descending=True),
+    SortColumn("observed", "Observed date", "oldest first", "newest first",
+               first_descending=True),
+    SortColumn("title", "Title", "A to Z", "Z to A"),
+    SortColumn("status", "Status", "draft first", "archived first"),
+    SortColumn("originator", "Originator", "A to Z", "Z to A"),
+))
+# Every tab's order when the URL names none; the review queue's "next" follows it too.
+DEFAULT_SORT = "-updated"
+
+
 @dataclass(frozen=True)
 class LessonFilter:
     """What a lesson list shows. The home page builds its links from these and counts with
     the same filter, so a count and the list it opens cannot differ (``to_args`` and
-    ``from_args`` round-trip)."""
+    ``from_args`` round-trip). ``sort`` orders the list and never changes a count."""
 
     tab: str = "all"
     status: str = ""
@@ -664,6 +678,7 @@ class LessonFilter:
     returned: bool = False  # drafts an analyst sent back to their author
     validated_since: date | None = None  # validated on or after this day (UTC)
     overdue: bool = False  # the viewer's nation's lessons with an open action past due
+    sort: str = ""  # a LESSON_SORTS value; "" is DEFAULT_SORT
 
     @classmethod
     def from_args(cls, args: Mapping[str, str]) -> LessonFilter:
@@ -680,7 +695,8 @@ class LessonFilter:
                    kind=kind if kind in KINDS else "",
                    returned=args.get("returned") == "1",
                    validated_since=since,
-                   overdue=args.get("overdue") == "1")
+                   overdue=args.get("overdue") == "1",
+                   sort=LESSON_SORTS.parse(args.get("sort")))
 
     def to_args(self) -> dict[str, str]:
         """The query string that ``from_args`` reads back as this filter."""
@@ -688,8 +704,18 @@ class LessonFilter:
                 "returned": "1" if self.returned else "",
                 "validated_since": self.validated_since.isoformat()
                 if self.validated_since else "",
-                "overdue": "1" if self.overdue else ""}
+                "overdue": "1" if self.overdue else "", "sort": self.sort}
         return {key: value for key, value in args.items() if value}
+
+    @property
+    def order(self) -> Sort:
+        """The column and direction the list is in (the default when the URL names none)."""
+        return LESSON_SORTS.read(self.sort, DEFAULT_SORT)
+
+    def sorted_by(self, key: str) -> LessonFilter:
+        """This filter as ``key``'s column heading links to it: that column, or the
+        reverse when the list is already sorted by it."""
+        return replace(self, sort=LESSON_SORTS.toggled(self.order, key))
 
 
 def _list_query(user: User, flt: LessonFilter) -> Select:
@@ -727,15 +753,38 @@ def _list_query(user: User, flt: LessonFilter) -> Select:
     return query
 
 
-# Every lesson list's order: newest change first (the review queue's "next" follows it).
+# Every lesson list's default order: newest change first (the review queue's "next"
+# follows it, whatever order the viewer picked for the page).
 LIST_ORDER = (Lesson.updated_at.desc(), Lesson.id.desc())
+
+# Status sorts in workflow order, not by its spelling.
+_STATUS_RANK = case({status: rank for rank, status in enumerate(STATUSES)},
+                    value=Lesson.status, else_=len(STATUSES))
+_SORT_COLUMNS = {
+    "updated": Lesson.updated_at,
+    "observed": Lesson.observed_on,
+    "title": func.lower(Lesson.title),
+    "status": _STATUS_RANK,
+    "originator": Lesson.originator_nation,  # what the list shows: the nation's code
+}
+
+
+def list_order(order: Sort) -> tuple:
+    """ORDER BY for ``order``: lessons without an observed date last either way, and the
+    id as the tie-break (in the same direction, so the reverse order is the exact
+    reverse), which keeps pages from overlapping or skipping a lesson."""
+    column = _SORT_COLUMNS[order.key]
+    direction = (lambda expr: expr.desc()) if order.descending else (lambda expr: expr.asc())
+    nulls_last = (Lesson.observed_on.is_(None),) if order.key == "observed" else ()
+    return (*nulls_last, direction(column), direction(Lesson.id))
 
 
 def list_lessons(user: User, flt: LessonFilter, page: int = 1,
                  per_page: int | None = None) -> Pagination:
-    """One page of the lessons ``user`` may see, newest change first."""
+    """One page of the lessons ``user`` may see, in the filter's order (newest change
+    first by default)."""
     per_page = per_page or current_app.config["LESSONS_PER_PAGE"]
-    query = _list_query(user, flt).order_by(*LIST_ORDER)
+    query = _list_query(user, flt).order_by(*list_order(flt.order))
     return db.paginate(query, page=page, per_page=per_page, error_out=False, max_per_page=100)
 
 

@@ -15,7 +15,7 @@ from datetime import date, timedelta
 from typing import Any
 
 from lessons import policy
-from lessons.models import User
+from lessons.models import ExerciseLesson, ReleaseRequest, User
 from lessons.rules import milestone_label
 from lessons.services import attachments, packets
 from lessons.services import exercises as exercise_service
@@ -89,6 +89,28 @@ class Worklist:
         return sum(e.count for s in self.sections for e in s.entries if e.waiting)
 
 
+@dataclass(frozen=True)
+class ToReview:
+    """Everything waiting in an analyst's To review tab: the submitted lessons it lists
+    and the outcomes and release requests shown above them. The tab's count and the home
+    page's "To review" figure are both ``total``, so they cannot disagree."""
+
+    lessons: int
+    confirmations: list[ExerciseLesson]
+    releases: list[ReleaseRequest]
+
+    @property
+    def total(self) -> int:
+        return self.lessons + len(self.confirmations) + len(self.releases)
+
+
+def to_review(user: User) -> ToReview:
+    """What waits in ``user``'s To review tab (nothing for a non-analyst)."""
+    return ToReview(lessons=count_lessons(user, LessonFilter(tab="review")),
+                    confirmations=attachments.pending_confirmations(user),
+                    releases=packets.pending_release_requests(user))
+
+
 def _lessons(user: User, key: str, flt: LessonFilter, one: str, many: str, *,
              waiting: bool = True) -> Entry:
     return Entry(key=key, count=count_lessons(user, flt), one=one, many=many,
@@ -96,15 +118,16 @@ def _lessons(user: User, key: str, flt: LessonFilter, one: str, many: str, *,
 
 
 def _review(user: User) -> Section:
-    review = {"tab": "review"}
+    """The "To review" section: ``to_review``'s parts, so its total is the tab's count."""
+    review, waiting = {"tab": "review"}, to_review(user)
     return Section("review", "To review", [
-        _lessons(user, "review", LessonFilter(tab="review"),
-                 f"submitted lesson of {user.nation_code} to review",
-                 f"submitted lessons of {user.nation_code} to review"),
-        Entry("outcomes", len(attachments.pending_confirmations(user)),
+        Entry("review", waiting.lessons, f"submitted lesson of {user.nation_code} to review",
+              f"submitted lessons of {user.nation_code} to review", "lessons.index",
+              LessonFilter(tab="review").to_args()),
+        Entry("outcomes", len(waiting.confirmations),
               "exercise outcome to confirm", "exercise outcomes to confirm",
               "lessons.index", review, anchor="outcomes"),
-        Entry("releases", len(packets.pending_release_requests(user)),
+        Entry("releases", len(waiting.releases),
               "release request to decide", "release requests to decide",
               "lessons.index", review, anchor="release-requests"),
     ])

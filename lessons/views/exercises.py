@@ -56,9 +56,11 @@ bp = Blueprint("exercises", __name__, url_prefix="/exercises")
 def index():
     when = request.args.get("when", "upcoming")
     when = when if when in service.WHEN else "upcoming"
+    sort = service.EXERCISE_SORTS.parse(request.args.get("sort"))
     return render_template("exercises/index.html", exercises=service.list_exercises(
-        current_user, when), when=when, today=service.today(),
-        can_create=policy.can_create_exercise(current_user))
+        current_user, when, sort), when=when, sort=sort,
+        order=service.exercise_order(when, sort), sorts=service.EXERCISE_SORTS,
+        today=service.today(), can_create=policy.can_create_exercise(current_user))
 
 
 def _exercise_form(exercise: Exercise | None = None) -> ExerciseForm:

@@ -23,8 +23,8 @@ from lessons.forms.lessons import (
 from lessons.models import Lesson
 from lessons.rules import ATTACHABLE_STATUSES, KINDS, STATUSES
 from lessons.search import related
-from lessons.services import attachments, imports, packets
 from lessons.services import exercises as exercise_service
+from lessons.services import imports, worklist
 from lessons.services import lessons as service
 from lessons.views.helpers import apply_errors
 from lessons.views.paging import page_arg
@@ -46,15 +46,15 @@ def _lesson_form(form_class: type[LessonForm] = LessonForm, **kwargs) -> LessonF
 def index():
     flt = service.LessonFilter.from_args(request.args)
     pagination = service.list_lessons(current_user, flt, page=page_arg())
-    counts = {tab: service.count_lessons(current_user, service.LessonFilter(tab=tab))
+    waiting = worklist.to_review(current_user)
+    counts = {tab: waiting.total if tab == "review" else
+              service.count_lessons(current_user, service.LessonFilter(tab=tab))
               for tab in service.TABS}
-    confirmations = attachments.pending_confirmations(current_user)
-    releases = packets.pending_release_requests(current_user)
-    counts["review"] += len(confirmations) + len(releases)
     return render_template("lessons/index.html", pagination=pagination, flt=flt,
                            counts=counts, statuses=STATUSES, kinds=KINDS,
-                           confirmations=confirmations if flt.tab == "review" else [],
-                           releases=releases if flt.tab == "review" else [],
+                           sort_choices=service.LESSON_SORTS.choices(),
+                           confirmations=waiting.confirmations if flt.tab == "review" else [],
+                           releases=waiting.releases if flt.tab == "review" else [],
                            decision_form=DecisionForm())
 
 
