@@ -14,6 +14,7 @@ violation's rule, its help text and the elements it names.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -57,16 +58,20 @@ RUN_AXE = """async () => {
 }"""
 
 
-@pytest.fixture
-def axe_script() -> Path:
+def require_axe(script: Path = AXE) -> Path:
     """The pinned axe-core build, or a skip (locally) / failure (CI) saying how to get it."""
-    if not AXE.exists():
-        reason = (f"axe-core is not installed ({AXE.relative_to(ROOT)} is missing): run "
+    if not script.exists():
+        reason = (f"axe-core is not installed ({script} is missing): run "
                   "`npm ci --ignore-scripts` in .ci/axe")
         if os.environ.get("CI") == "true":
             pytest.fail(f"{reason}; CI must run the accessibility checks (.ci/run installs it)")
         pytest.skip(reason)
-    return AXE
+    return script
+
+
+@pytest.fixture
+def axe_script() -> Path:
+    return require_axe()
 
 
 @pytest.fixture
@@ -161,6 +166,10 @@ def test_the_main_pages_have_no_serious_or_critical_axe_violation(
         visit(anonymous, "anonymous", "/login")
 
         contributor = log_in("au.contributor", size)
+        if size == PHONE:  # the navigation, opened from its "Menu" disclosure
+            contributor.locator("summary", has_text="Menu").click()
+            expect(contributor.get_by_role("navigation", name="Main")).to_be_visible()
+            check(contributor, "/ with the Menu open as au.contributor")
         for path in ("/", "/lessons?tab=mine", "/lessons/new", "/notifications",
                      "/account/notifications", "/account", f"/lessons/{MISSING}"):
             visit(contributor, "au.contributor", path, 404 if MISSING in path else 200)
@@ -168,10 +177,18 @@ def test_the_main_pages_have_no_serious_or_critical_axe_violation(
         contributor.get_by_role("button", name="Submit for review").click()
         expect(contributor.locator(".errors").first).to_be_visible()
         check(contributor, "/lessons/new after a submit with errors as au.contributor")
+        contributor.get_by_label("Title (required)", exact=True).fill("Radios did not talk")
+        contributor.get_by_role("button", name="Save draft").click()
+        expect(contributor.get_by_role("status")).to_be_visible()
+        check(contributor, "a new draft's page, with its flash, as au.contributor")
+        contributor.get_by_role("link", name="Edit", exact=True).click()
+        expect(contributor.get_by_role("button", name="Save changes")).to_be_visible()
+        check(contributor, "the draft's edit page as au.contributor")
         contributor.goto("/search?q=radio")
         contributor.get_by_label("Watch this search").fill("Radio gaps")
         contributor.get_by_role("button", name="Watch", exact=True).click()
         expect(contributor.get_by_text("You watch this search as")).to_be_visible()
+        check(contributor, "/search?q=radio, with its flash, as au.contributor")
         visit(contributor, "au.contributor", "/account/watches")
 
         analyst = log_in("gb.analyst", size)
@@ -190,11 +207,12 @@ def test_the_main_pages_have_no_serious_or_critical_axe_violation(
 
         planner = log_in("gb.planner", size)
         exercise = f"/exercises/{places['exercise']}"
-        for path in ("/", "/exercises", exercise, f"{exercise}/packet"):
+        for path in ("/", "/exercises", exercise, f"{exercise}/packet",
+                     f"{exercise}/recommendations", "/exercises/new"):
             visit(planner, "gb.planner", path)
 
         admin = log_in("admin", size)
-        for path in ("/admin/users", "/admin/audit"):
+        for path in ("/admin/users", "/admin/audit", "/admin/glossary"):
             visit(admin, "admin", path)
 
     assert not findings, ("axe found serious or critical violations:\n" + report(findings))
@@ -203,7 +221,8 @@ def test_the_main_pages_have_no_serious_or_critical_axe_violation(
 def test_axe_reports_a_serious_violation_when_there_is_one(log_in, open_pages, axe_script,
                                                           app, tmp_path):
     """The check is real: an unlabelled text box and an image without alternative text,
-    added to the login page, are reported with their rule and element."""
+    added to the login page, are reported with their rule and element, by the pinned
+    axe-core."""
     with saved_on_failure(open_pages, tmp_path):
         page = log_in(None, LAPTOP)
         page.goto("/login")
@@ -213,6 +232,19 @@ def test_axe_reports_a_serious_violation_when_there_is_one(log_in, open_pages, a
             '<input type="text" id="axe-bait"><img id="axe-image" src="/missing.png">');
         }""")
         found = {v["id"]: v for v in violations(page, axe_script)}
+        version = page.evaluate("() => axe.version")
+    pinned = json.loads((ROOT / ".ci/axe/package.json").read_text())["dependencies"]["axe-core"]
+    assert version == pinned, "the installed axe-core is not the pinned one: npm ci in .ci/axe"
     assert {"label", "image-alt"} <= set(found)
     assert found["label"]["nodes"][0]["target"] == "#axe-bait"
     assert "#axe-image" in report({"/login": list(found.values())})
+
+
+def test_without_axe_core_ci_fails_and_a_laptop_skips(monkeypatch, tmp_path):
+    missing = tmp_path / "axe.min.js"
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="CI must run the accessibility checks"):
+        require_axe(missing)
+    monkeypatch.delenv("CI")
+    with pytest.raises(pytest.skip.Exception, match=r"npm ci --ignore-scripts` in \.ci/axe"):
+        require_axe(missing)
