@@ -3,7 +3,9 @@
 //   reads it and a keyboard user starts there; its links move focus to their field;
 // - fields meant for one kind of lesson (data-shown-for-kind) hide for the others
 //   (unless they hold an error to read);
-// - a form marked data-warn-unsaved asks before the page is left with changes unsaved.
+// - a form marked data-warn-unsaved asks before the page is left with changes unsaved;
+//   data-warn-unsaved="unsaved" marks one the server sent back without storing it (refused,
+//   refreshed, in conflict): leaving it asks even before a further change.
 (function () {
   "use strict";
 
@@ -53,7 +55,7 @@
     function state() {
       return new URLSearchParams(new FormData(form)).toString();
     }
-    var saved = state();
+    var saved = form.getAttribute("data-warn-unsaved") === "unsaved" ? null : state();
     var submitting = false;
     form.addEventListener("submit", function () {
       submitting = true;
