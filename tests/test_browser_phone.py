@@ -120,7 +120,7 @@ def world(app, demo, make_user, make_lesson, login_as) -> dict[str, str]:
     watched search. Returns the pages' paths that need ids."""
     from datetime import date, timedelta
 
-    from lessons.models import User
+    from lessons.models import GlossaryGroup, User
     from lessons.services import lessons as lesson_service
     from lessons.services import tokens, watches
 
@@ -131,12 +131,17 @@ def world(app, demo, make_user, make_lesson, login_as) -> dict[str, str]:
                         title=f"{LONG_TITLE} (acted on)", releasable_to=["FVEY"])
     for n in range(2):
         make_lesson("gb.writer", "submitted", title=f"{LONG_TITLE} (to review {n})")
+    draft = make_lesson(EVERYONE, "draft", title=f"{LONG_TITLE} (draft)")
+    other = make_lesson("gb.writer", "validated", analyst=EVERYONE,
+                        title=f"{LONG_TITLE} (not yet attached)", releasable_to=["FVEY"])
     with app.app_context():
         from sqlalchemy import select
 
         from lessons.extensions import db
 
         user = db.session.scalar(select(User).where(User.username == EVERYONE))
+        user_id = user.id
+        group_id = db.session.scalar(select(GlossaryGroup.id).order_by(GlossaryGroup.id))
         lesson_service.add_action(user, shown.public_id, {
             "description": "Give-every-partner-liaison-officer-an-account-on-the-coalition-"
                            "chat-server before the initial planning conference",
@@ -166,7 +171,9 @@ def world(app, demo, make_user, make_lesson, login_as) -> dict[str, str]:
         "milestone": "initial_planning_conference"})
     assert response.status_code == 302, response.get_data(as_text=True)[:2000]
     return {"lesson": f"/lessons/{shown.public_id}", "exercise": f"/exercises/{exercise}",
-            "packet": f"/exercises/{exercise}/packet?milestone=initial_planning_conference"}
+            "packet": f"/exercises/{exercise}/packet?milestone=initial_planning_conference",
+            "draft": draft.public_id, "shown": shown.public_id, "other": other.public_id,
+            "exercise_id": exercise, "user": str(user_id), "group": str(group_id)}
 
 
 MAIN_PAGES = ["/", "/lessons", "/lessons?tab=review", "/lessons?tab=all", "{lesson}",
@@ -175,17 +182,74 @@ MAIN_PAGES = ["/", "/lessons", "/lessons?tab=review", "/lessons?tab=all", "{less
               "/admin/audit", "/api/docs", "/search?q=interoperability", "/no-such-page"]
 
 
+# The forms and the pages one step away from the main ones.
+OTHER_PAGES = ["/lessons/{draft}/edit", "/lessons/import", "/exercises/new",
+               "{exercise}/edit", "{exercise}/recommendations",
+               "{exercise}/attach-by-tag?tag=liaison", "{exercise}/attach?lesson={other}",
+               "{exercise}/lessons/{shown}/edit", "/account/notifications",
+               "/admin/users/new", "/admin/users/{user}/edit", "/admin/users/{user}/password",
+               "/admin/glossary/new", "/admin/glossary/{group}/edit",
+               "/admin/glossary/{group}/delete", "/admin/glossary/reset"]
+
+
+# Words of buttons, tabs and badges that a narrow layout split across two lines (a line
+# break after a hyphen is fine): what "overflow-wrap: anywhere" does to a squeezed button.
+SPLIT_WORDS = """() => {
+  const split = [];
+  for (const el of document.querySelectorAll(
+      'main button, main .button, main .tabs a, main .badge')) {
+    const walker = document.createTreeWalker(el, NodeFilter.SHOW_TEXT);
+    for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+      if (node.parentElement.getBoundingClientRect().width <= 1) continue;  // for readers
+      for (const m of node.data.matchAll(/[^\\s-]+/g)) {
+        const range = document.createRange();
+        range.setStart(node, m.index);
+        range.setEnd(node, m.index + m[0].length);
+        const lines = new Set([...range.getClientRects()].map(r => Math.round(r.top)));
+        if (lines.size > 1) split.push(m[0]);
+      }
+    }
+  }
+  return split;
+}"""
+
+
+def pages_wider_than_the_screen(page: Page, paths: list[str], ids: dict[str, str]
+                                ) -> dict[str, int | list[str]]:
+    """Each path whose page scrolls sideways, with by how many pixels, or whose buttons
+    have a word split in two, with the words."""
+    wider: dict[str, int | list[str]] = {}
+    for path in paths:
+        response = page.goto(path.format(**ids))
+        assert response.status < 500 and (response.status < 400 or path == "/no-such-page"), (
+            f"{path}: {response.status}")
+        if overflow := sideways_overflow(page):
+            wider[path] = overflow
+        elif split := page.evaluate(SPLIT_WORDS):
+            wider[path] = split
+    return wider
+
+
 @pytest.mark.parametrize("size", [PHONE, LAPTOP], ids=["360px", "1366px"])
 def test_no_main_page_scrolls_sideways(open_as, open_pages, world, tmp_path, size):
     page = open_as(EVERYONE)
     page.set_viewport_size(size)
-    wider = {}
     with saved_on_failure(open_pages, tmp_path):
-        for path in MAIN_PAGES:
-            page.goto(path.format(**world))
-            if overflow := sideways_overflow(page):
-                wider[path] = overflow
-        assert wider == {}, f"pages wider than {size['width']} px, by so many px: {wider}"
+        wider = pages_wider_than_the_screen(page, MAIN_PAGES, world)
+        assert wider == {}, f"pages wider than {size['width']} px (by px), or split words: {wider}"
+
+
+@pytest.mark.parametrize("size", [PHONE, LAPTOP], ids=["360px", "1366px"])
+def test_no_form_scrolls_sideways(open_as, open_pages, world, tmp_path, size):
+    page = open_as(EVERYONE)
+    page.set_viewport_size(size)
+    with saved_on_failure(open_pages, tmp_path):
+        wider = pages_wider_than_the_screen(page, OTHER_PAGES, world)
+        page.get_by_role("button", name="Log out").click()
+        page.goto("/login")
+        if overflow := sideways_overflow(page):
+            wider["/login"] = overflow
+        assert wider == {}, f"pages wider than {size['width']} px (by px), or split words: {wider}"
 
 
 def test_on_a_phone_the_header_is_one_short_bar_with_the_unread_count(open_as, open_pages,
@@ -194,8 +258,9 @@ def test_on_a_phone_the_header_is_one_short_bar_with_the_unread_count(open_as, o
     page.set_viewport_size(PHONE)
     with saved_on_failure(open_pages, tmp_path):
         page.goto("/lessons")
-        # Before, the header wrapped to five lines (about 150 px, a fifth of the screen).
-        assert page.locator("header.site").bounding_box()["height"] < 110
+        # Two short lines (about 68 px); the whole navigation and this long name used to
+        # wrap to nine lines, 274 px, over a third of the screen.
+        assert page.locator("header.site").bounding_box()["height"] < 80
         expect(page.get_by_test_id("notification-count")).to_be_visible()
         nav = page.get_by_role("navigation", name="Main")
         expect(nav.get_by_role("link", name="Exercises")).to_be_hidden()
