@@ -81,3 +81,28 @@ def test_leaving_a_changed_form_asks_first(request, make_user, tmp_path):
         author.wait_for_timeout(500)
         assert asked == ["beforeunload"]
         assert author.url.endswith("/lessons/new")
+
+
+def test_a_form_sent_back_unsaved_asks_before_leaving_even_unchanged(request, make_user,
+                                                                     tmp_path):
+    """A refused submit stored nothing: what the author typed is only on this page."""
+    make_user("gb.author", "GBR", ("contributor",))
+    login = request.getfixturevalue("open_as")
+    pages = request.getfixturevalue("open_pages")
+
+    with saved_on_failure(pages, tmp_path):
+        author = login("gb.author")
+        author.goto("/lessons/new")
+        author.get_by_label("Title (required)").fill("Half a lesson")
+        author.get_by_role("button", name="Submit for review").click()
+        expect(author.locator(".error-summary")).to_be_focused()
+        asked: list[str] = []
+
+        def answer(dialog) -> None:
+            asked.append(dialog.type)
+            dialog.dismiss()
+
+        author.on("dialog", answer)
+        author.get_by_role("link", name="Lessons", exact=True).first.click()
+        author.wait_for_timeout(500)
+        assert asked == ["beforeunload"]
