@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from sqlalchemy import case, func, select
+from sqlalchemy import ColumnElement, and_, case, func, select
 
 from lessons import policy
 from lessons.errors import InvalidTransition, NotAllowed, ValidationFailed
@@ -156,8 +156,7 @@ def planner_candidates(user: User, nations: Iterable[str],
     codes = sorted((set(expand(normalise_codes(list(nations)))) | {user.nation_code})
                    & nation_codes())
     found = list(db.session.scalars(
-        select(User).where(User.active.is_(True), User.nation_code.in_(codes),
-                           User.role_rows.any(UserRole.role == "planner"))
+        select(User).where(_eligible_planner(codes))
         .order_by(User.nation_code, User.display_name, User.username)
         .limit(PLANNER_CHOICES_MAX)))
     listed = {u.id for u in found}
@@ -166,17 +165,23 @@ def planner_candidates(user: User, nations: Iterable[str],
                                                    u.username))
 
 
+def _eligible_planner(nations: Iterable[str]) -> ColumnElement[bool]:
+    """Who may plan an exercise of ``nations`` (codes): an active planner of one of them.
+    The picker offers exactly these and a save accepts exactly these."""
+    return and_(User.active.is_(True), User.nation_code.in_(list(nations)),
+                User.role_rows.any(UserRole.role == "planner"))
+
+
 def _planner_users(usernames: list[str], exercise_nations: list[str]) -> list[User]:
     if len(usernames) > PLANNERS_MAX:
         raise ValidationFailed({"planners": f"At most {PLANNERS_MAX} planners."})
     found = {u.username: u for u in db.session.scalars(
-        select(User).where(User.username.in_(usernames)))} if usernames else {}
+        select(User).where(User.username.in_(usernames),
+                           _eligible_planner(exercise_nations)))} if usernames else {}
     # One message for every reason (no such user, not a planner, nation not taking
     # part): saying which would tell anyone who plans an exercise who has an account,
     # who plans, and of which nation.
-    refused = [name for name in usernames
-               if (user := found.get(name)) is None or not user.is_active
-               or not user.has_role("planner") or user.nation_code not in exercise_nations]
+    refused = [name for name in usernames if name not in found]
     if refused:
         raise ValidationFailed({"planners": f"Cannot be planners: {', '.join(refused)}. "
                                             f"{PLANNER_RULE}"})
