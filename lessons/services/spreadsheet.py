@@ -163,12 +163,16 @@ def read_rows(text: str, field_map: FieldMap | None
 
 PACKET_COLUMNS = ("objective", "id", "external_id", "title", "marking", "kind", "status",
                   "originator_nation", "observation", "discussion", "conclusion",
-                  "recommendation", "tags", "purpose", "link_status", "note")
+                  "recommendation", "friction", "workaround", "limits", "permanence",
+                  "tags", "purpose", "link_status", "note")
+# What a workaround adds to a lesson; empty cells for the other kinds.
+WORKAROUND_COLUMNS = ("friction", "workaround", "limits", "permanence")
 
 
 def packet_csv(result: Packet) -> str:
     """A read-ahead packet as CSV, its marking on the first and last rows; one row a
-    lesson, the objective as its text."""
+    lesson, the objective as its text, a workaround's friction, what was done, limits
+    and permanence in their own columns."""
     from lessons.services.packets import packet_item
 
     out = io.StringIO()
@@ -178,6 +182,8 @@ def packet_csv(result: Packet) -> str:
     for link in result.lessons:
         item = packet_item(link)
         item["objective"] = item["objective"]["text"] if item["objective"] else ""
+        if link.lesson.kind == "workaround":
+            item.update({key: getattr(link.lesson, key) for key in WORKAROUND_COLUMNS})
         writer.writerow([_cell(column, item.get(column)) for column in PACKET_COLUMNS])
     writer.writerow(["# " + result.marking])
     return BOM + out.getvalue()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import (
     Blueprint,
     Response,
+    current_app,
     flash,
     redirect,
     render_template,
@@ -19,7 +20,7 @@ from lessons.errors import NotFound, ValidationFailed
 from lessons.forms.watches import WatchForm
 from lessons.models import Exercise
 from lessons.rules import ATTACHABLE_STATUSES, QUERY_MAX
-from lessons.services import exchange, spreadsheet, watches
+from lessons.services import exchange, spreadsheet, watches, workbooks
 from lessons.services import exercises as exercise_service
 from lessons.services import glossary as glossary_service
 from lessons.views.paging import page_arg
@@ -108,8 +109,9 @@ def _attach_target() -> Exercise | None:
 @bp.get("/export")
 def export():
     """Every result of the search the user may see, in the exchange format: JSON Lines,
-    or CSV with ``format=csv``. Audited by the service (who, how many, which format; not
-    the words, which could name a lesson another reader of the trail may not see)."""
+    or CSV with ``format=csv``; or as a readable workbook with ``format=xlsx``. Audited
+    by the service (who, how many, which format; not the words, which could name a
+    lesson another reader of the trail may not see)."""
     state = _state()
     ids = search.matching_ids(current_user, state["text"], filters=state["filters"],
                               glossary=glossary_service.current())
@@ -118,9 +120,19 @@ def export():
             current_user, ids, what="search results", fmt="csv"))
         return Response(stream_with_context(rows), mimetype="text/csv", headers={
             "Content-Disposition": 'attachment; filename="lessons.csv"'})
+    if request.args.get("format") == "xlsx":
+        return _workbook(state, ids)
     lines = exchange.export_lines(current_user, ids, what="search results", fmt="jsonl")
     return Response(stream_with_context(lines), mimetype="application/x-ndjson",
                     headers={"Content-Disposition": 'attachment; filename="lessons.jsonl"'})
+
+
+def _workbook(state: dict, ids: list[int]) -> Response:
+    """The search results as a readable workbook, audited as the other downloads are."""
+    lessons = exchange.export_lessons(current_user, ids, what="search results", fmt="xlsx")
+    download = workbooks.search_results(current_user, lessons, state["text"],
+                                        state["filters"], current_app.config["CLASSIFICATIONS"])
+    return download.response()
 
 
 @bp.app_template_global()
