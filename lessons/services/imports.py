@@ -107,6 +107,7 @@ def stage(user: User, filename: str, data: bytes, fmt: str = "",
 def _staged(user: User, token: str) -> StagedImport:
     staged = db.session.scalar(select(StagedImport).where(
         StagedImport.token == str(token), StagedImport.user_id == user.id,
+        StagedImport.format.in_(FORMATS),  # not a report waiting to become drafts
         StagedImport.created_at >= utcnow() - STAGED_FOR))
     if staged is None:
         raise NotFound("That upload has expired or was already imported; upload it again.")

@@ -176,8 +176,10 @@ def get_lesson(user: User, public_id: str) -> Lesson:
 
 def create_lesson(user: User, data: Mapping[str, Any], *, submit: bool = False,
                   link_to: Iterable[str] = (), exercise_id: str | None = None,
-                  derived_from: str | None = None) -> Lesson:
-    """Create a draft owned by ``user`` (and submit it when ``submit``); commits once.
+                  derived_from: str | None = None, commit: bool = True) -> Lesson:
+    """Create a draft owned by ``user`` (and submit it when ``submit``); commits once,
+    or, with ``commit=False``, leaves the commit (and ``search.after_commit``) to a
+    caller creating several lessons in one transaction (drafts from a report).
 
     REL TO defaults to the originator alone; widening it is the author's explicit choice.
     ``link_to`` holds public ids of existing lessons (the "similar lessons" the author
@@ -222,7 +224,10 @@ def create_lesson(user: User, data: Mapping[str, Any], *, submit: bool = False,
         _add_link(user, lesson, other)
     if submit:
         _move(user, lesson, "submitted", "")
-    commit_lesson(lesson)
+    if commit:
+        commit_lesson(lesson)
+    else:
+        search.queue_lesson(lesson)
     return lesson
 
 
