@@ -197,6 +197,7 @@ TABLE: dict[str, Access] = {
     "search.export": Access("login"),
     "search.watch": Access("login", act=INPUT),  # no name, no search: 422
     "exercises.index": Access("login"),
+    "dashboard.index": Access("login"),  # figures over the lessons the caller may see
     "exercises.attach_start": Access("login", query=attach_start_query),  # redirects
     "account.index": Access("login"),
     "account.change_password": Access("login", act=INPUT),

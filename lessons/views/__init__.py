@@ -14,10 +14,13 @@ PUBLIC_ENDPOINTS = frozenset({"auth.login", "static", "api_docs.index", "health.
 def register_blueprints(app: Flask) -> None:
     from lessons.api import register_api
     from lessons.views import (
+        aar,
         account,
         admin,
         auth,
+        dashboard,
         exercises,
+        files,
         lessons,
         main,
         notifications,
@@ -28,13 +31,16 @@ def register_blueprints(app: Flask) -> None:
 
     app.register_blueprint(auth.bp)
     app.register_blueprint(main.bp)
+    app.register_blueprint(aar.bp)
     app.register_blueprint(lessons.bp)
+    app.register_blueprint(files.bp)
     app.register_blueprint(search.bp)
     app.register_blueprint(exercises.bp)
     app.register_blueprint(reviews.bp)
     app.register_blueprint(admin.bp)
     app.register_blueprint(account.bp)
     app.register_blueprint(notifications.bp)
+    app.register_blueprint(dashboard.bp)
     app.register_blueprint(health_bp)
     register_api(app)
 
