@@ -54,7 +54,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script from anywhere: import the app's package
     sys.path.insert(0, str(ROOT))
 
-from config import normalise_database_url  # noqa: E402
+from bench.databases import temporary_database  # noqa: E402
 
 ADMIN = "bench.admin"
 NATION = "GBR"
@@ -138,27 +138,9 @@ def write_file(path: Path, lines: int, base: list[dict[str, Any]]) -> dict[str, 
 
 @contextmanager
 def fresh_database(url: str | None, workdir: Path) -> Iterator[tuple[str, str]]:
-    """A new, empty database and its kind: SQLite in ``workdir``, or a temporary
-    PostgreSQL database beside the one ``url`` names, dropped afterwards."""
-    if not url:
-        yield f"sqlite:///{workdir / 'import.db'}", "sqlite"
-        return
-    import psycopg
-    from sqlalchemy.engine import make_url
-
-    given = make_url(normalise_database_url(url))
-    if given.get_backend_name() != "postgresql":
-        raise SystemExit(f"--database-url must be PostgreSQL, not {given.get_backend_name()}")
-    name = f"muster_import_{random.SystemRandom().randrange(16**8):08x}"
-    admin = given.set(drivername="postgresql", database="postgres")
-    conninfo = admin.render_as_string(hide_password=False)
-    with psycopg.connect(conninfo, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield given.set(database=name).render_as_string(hide_password=False), "postgresql"
-    finally:
-        with psycopg.connect(conninfo, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    """A new, empty database and its kind (``bench/databases.py``)."""
+    with temporary_database(url, workdir, "import") as database:
+        yield database.url, database.kind
 
 
 class Flask:

@@ -81,7 +81,7 @@ from whoosh.fields import ID, KEYWORD, TEXT, Schema  # noqa: E402
 from whoosh.qparser import MultifieldParser  # noqa: E402
 from whoosh.query import And, Or, Query, Term  # noqa: E402
 
-from config import normalise_database_url  # noqa: E402
+from bench.databases import Database, temporary_database  # noqa: E402
 from lessons.policy import SHARED_STATUSES  # noqa: E402
 from lessons.rules import DOMAINS, FUNCTIONS, STATUSES  # noqa: E402
 
@@ -1099,41 +1099,14 @@ def _restore_built(corpus: Corpus, workdir: Path, figures: EngineFigures) -> boo
     return True
 
 
-@dataclass
-class Database:
-    """Where Muster's side runs: its SQLAlchemy URL and kind (``sqlite``/``postgresql``)."""
-
-    url: str
-    kind: str
-    name: str | None = None  # the PostgreSQL database made for this run
-
-
 @contextmanager
 def fresh_database(url: str | None, workdir: Path) -> Iterator[Database]:
-    """A new, empty database: SQLite in ``workdir``, or a new PostgreSQL database
-    ``muster_bench_<random>`` on the server ``url`` names, dropped at the end whatever
-    happens (as ``bench/load.py``). The database the URL names is only connected to, to
-    create and drop the new one: nothing is written to it."""
-    if not url:
-        yield Database(f"sqlite:///{workdir / 'bench.db'}", "sqlite")
-        return
-    import psycopg
-    from sqlalchemy.engine import make_url
-
-    given = make_url(normalise_database_url(url))
-    if given.get_backend_name() != "postgresql":
-        raise SystemExit(f"--database-url must be PostgreSQL, not {given.get_backend_name()}")
-    name = f"muster_bench_{secrets.token_hex(4)}"
-    admin = given.set(drivername="postgresql").render_as_string(hide_password=False)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield Database(given.set(database=name).render_as_string(hide_password=False),
-                       "postgresql", name)
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        say(f"dropped the database {name}")
+    """A new, empty database (``bench/databases.py``), dropped at the end whatever
+    happens."""
+    with temporary_database(url, workdir, "bench") as database:
+        yield database
+    if database.name:
+        say(f"dropped the database {database.name}")
 
 
 def _create_schema(database: Database) -> bool:
