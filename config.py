@@ -107,6 +107,12 @@ class Config:
     # Werkzeug's scrypt: memory-hard and salted. Tests lower the cost (see TestingConfig).
     PASSWORD_HASH_METHOD = "scrypt"
     LESSONS_PER_PAGE = 20
+    # Files attached to lessons: kept outside the web root under names of their own
+    # (never the uploader's), each at most FILE_MAX_MB megabytes. Backups carry them.
+    FILES_DIR = os.environ.get("MUSTER_FILES_DIR", str(INSTANCE_DIR / "files"))
+    FILE_MAX_MB = os.environ.get("MUSTER_FILE_MAX_MB", "20")
+    # After-action reports uploaded to draft lessons from: at most AAR_MAX_MB megabytes.
+    AAR_MAX_MB = os.environ.get("MUSTER_AAR_MAX_MB", "10")
     # Eight 50,000-character fields of multi-byte text, percent-encoded, fit well inside.
     MAX_CONTENT_LENGTH = 8 * 1024 * 1024
     SESSION_COOKIE_HTTPONLY = True
