@@ -193,6 +193,7 @@ def test_search_workbook_file_name_and_audit(app, world, login_as):
     today = datetime.now(UTC).date().isoformat()
     response = client.get("/search/export?q=Mission+network!&format=xlsx")
     assert filename(response) == f"muster-search-mission-network-{today}.xlsx"
+    assert response.headers["Cache-Control"] == "no-store"  # like every other export
     response = client.get("/search/export?status=validated&kind=workaround&format=xlsx")
     assert filename(response) == f"muster-search-all-{today}.xlsx"
     ws = opened(response)
