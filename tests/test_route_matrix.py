@@ -61,7 +61,7 @@ from lessons.models import (
     WatchedSearch,
 )
 from lessons.models.exercise import ReleaseRequest
-from lessons.services import attachments, imports, tokens, watches
+from lessons.services import aar_drafts, attachments, imports, tokens, watches
 from lessons.services import exercises as exercise_service
 from lessons.services import lessons as lesson_service
 from tests.conftest import login
@@ -226,6 +226,11 @@ TABLE: dict[str, Access] = {
     "exercises.new": Access("planner", act={"GET": OK, "POST": INPUT}),
     "lessons.import_file": Access("importer", act={"GET": OK, "POST": INPUT}),
     "lessons.confirm_import": Access("import:own", form=as_migration),
+    # After-action reports in: uploading is a contributor's; the review and "Create
+    # drafts" are the uploader's own (anyone else's report answers like none at all). An
+    # empty POST uploads no file, or keeps no proposal: 422 either way.
+    "aar.upload": Access("contributor", act={"GET": OK, "POST": INPUT}),
+    "aar.review": Access("aar:own", act={"GET": OK, "POST": INPUT}),
     "admin.glossary": Access("admin"),
     "admin.audit_trail": Access("admin"),
     "admin.audit_csv": Access("admin"),
@@ -376,6 +381,10 @@ def _stage_import(user: User) -> str | None:
     return staged.staged.token
 
 
+def _stage_report(user: User) -> str:
+    return aar_drafts.stage(user, "matrix.txt", b"Observation: Matrix probe.\n").token
+
+
 def build_world(app: Flask) -> World:
     """Look up (and where the demo has none, make) what each user may and may not see."""
     world = World()
@@ -406,6 +415,8 @@ def build_world(app: Flask) -> World:
         staged = {name: _stage_import(u) for name, u in users.items()
                   if imports.may_open(u)}
         staged = {name: token for name, token in staged.items() if token}
+        reports = {name: _stage_report(u) for name, u in users.items()
+                   if aar_drafts.may_open(u)}
         # Everything made: load afresh what the policy will be asked about.
         users = {u.username: u for u in db.session.scalars(select(User))}
         lessons = list(db.session.scalars(select(Lesson).order_by(Lesson.id)))
@@ -476,6 +487,11 @@ def build_world(app: Flask) -> World:
                 + [("hidden", {"token": someone_else}), ("missing", {"token": MISSING})]
                 if importer else [("norole", {"token": someone_else}),
                                   ("norole", {"token": MISSING})])]
+            elsewhere = next(t for n, t in reports.items() if n != name)
+            v[(name, "aar:own")] = (
+                [("act", {"token": reports[name]}), ("hidden", {"token": elsewhere}),
+                 ("missing", {"token": MISSING})] if name in reports
+                else [("norole", {"token": elsewhere}), ("norole", {"token": MISSING})])
             roles = {"public": True, "login": True, "admin": admin, "importer": importer,
                      "contributor": policy.can_create_lesson(user),
                      "planner": policy.can_create_exercise(user)}
