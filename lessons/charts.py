@@ -28,6 +28,12 @@ from pygal.style import Style
 
 from lessons.rules import DOMAIN_LABELS, KIND_LABELS, STATUS_LABELS
 
+# pygal appends a finder for its map plug-ins (unused here) to ``sys.meta_path`` that
+# only has the old ``find_module``: every later failed import, such as an optional
+# module tried inside ``try``, then warns (ImportWarning). Take it out again.
+sys.meta_path[:] = [finder for finder in sys.meta_path
+                    if type(finder).__name__ != "PluginImportFixer"]
+
 if TYPE_CHECKING:
     from lessons.services.trends import Medians, Series, Trends
 
