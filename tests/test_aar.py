@@ -8,13 +8,16 @@ from __future__ import annotations
 import io
 import re
 import zipfile
+from collections.abc import Iterator
 from datetime import date
 
 import pytest
+from flask import Flask
 from sqlalchemy import select
 from werkzeug.datastructures import FileStorage, MultiDict
 from werkzeug.test import encode_multipart
 
+from lessons import create_app
 from lessons.extensions import db
 from lessons.models import AuditRecord, Lesson
 from lessons.services import aar
@@ -23,8 +26,20 @@ from tests import test_csrf as csrf
 
 MB = 1024 * 1024
 
-csrf_app = csrf.csrf_app
-csrf_client = csrf.csrf_client
+csrf_client = csrf.csrf_client  # a logged-in client of ``csrf_app`` below
+
+
+@pytest.fixture
+def csrf_app(app: Flask, database_url: str) -> Iterator[Flask]:
+    """The app with CSRF on, on the ``app`` fixture's database, index and files folder
+    (the drafts it creates keep the report as a file)."""
+    protected = create_app("testing", SQLALCHEMY_DATABASE_URI=database_url,
+                           INDEX_DIR=app.config["INDEX_DIR"],
+                           FILES_DIR=app.config["FILES_DIR"], WTF_CSRF_ENABLED=True)
+    yield protected
+    with protected.app_context():
+        db.session.remove()
+        db.engine.dispose()
 
 
 def read(data: bytes | str) -> aar.Report:

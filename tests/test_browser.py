@@ -41,7 +41,8 @@ TITLE = "Partner LNOs could not reach the coalition chat"
 def live_server(app: Flask, database_url: str) -> Iterator[str]:
     """The app with CSRF on, served from a background thread; yields its base URL."""
     served = create_app("testing", SQLALCHEMY_DATABASE_URI=database_url,
-                        INDEX_DIR=app.config["INDEX_DIR"], WTF_CSRF_ENABLED=True)
+                        INDEX_DIR=app.config["INDEX_DIR"], FILES_DIR=app.config["FILES_DIR"],
+                        WTF_CSRF_ENABLED=True)
     server = make_server("127.0.0.1", 0, served, threaded=True)  # port 0: a free one
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1},
                               name="live-server", daemon=True)
