@@ -34,6 +34,7 @@ from lessons.forms.exercises import (
     StepForm,
 )
 from lessons.models import Exercise, ExerciseLesson
+from lessons.models.base import utcnow
 from lessons.rules import (
     DOMAINS,
     KINDS,
@@ -43,7 +44,13 @@ from lessons.rules import (
     STANDARD_MILESTONES,
     milestone_label,
 )
-from lessons.services import attachments, packets, recommendations, spreadsheet
+from lessons.services import (
+    attachments,
+    packet_documents,
+    packets,
+    recommendations,
+    spreadsheet,
+)
 from lessons.services import exercises as service
 from lessons.services import lessons as lesson_service
 from lessons.views.helpers import apply_errors
@@ -376,13 +383,17 @@ def packet(public_id: str):
         return _packet_download(result, "json")
     if fmt == "csv":
         return _packet_download(result, "csv")
+    if fmt in packet_documents.FORMATS:
+        return _packet_document(result, fmt)
     pending = {r.lesson_id for r in packets.requests_for(current_user, exercise)
                if r.status == "pending"}
     return render_template("exercises/packet.html", packet=result, exercise=exercise,
                            can_edit=policy.can_edit_exercise(current_user, exercise),
                            pending=pending, milestones=service.milestones_in_order(exercise),
                            request_form=ReleaseRequestForm(formdata=None),
-                           milestone_label=milestone_label)
+                           milestone_label=milestone_label,
+                           PERMANENCE_LABELS=packet_documents.PERMANENCE_LABELS,
+                           withheld_words=packet_documents.withheld_in_words(result))
 
 
 def _packet_download(result: packets.Packet, fmt: str) -> Response:
@@ -395,6 +406,17 @@ def _packet_download(result: packets.Packet, fmt: str) -> Response:
             "Content-Disposition": f'attachment; filename="{name}.json"'})
     return Response(spreadsheet.packet_csv(result), mimetype="text/csv", headers={
         "Content-Disposition": f'attachment; filename="{name}.csv"'})
+
+
+def _packet_document(result: packets.Packet, fmt: str) -> Response:
+    """The packet as PDF or Word: built first, audited once it exists. Dated in UTC, as
+    the audit trail is."""
+    today = utcnow().date()
+    body = packet_documents.build(result, fmt, current_user.display_name, today)
+    packets.record_export(current_user, result, fmt)
+    name = packet_documents.file_name(result, fmt, today)
+    return Response(body, mimetype=packet_documents.FORMATS[fmt], headers={
+        "Content-Disposition": f'attachment; filename="{name}"'})
 
 
 @bp.post("/<public_id>/release-requests")
