@@ -50,6 +50,7 @@ from lessons.services import (
     packets,
     recommendations,
     spreadsheet,
+    workbooks,
 )
 from lessons.services import exercises as service
 from lessons.services import lessons as lesson_service
@@ -383,6 +384,10 @@ def packet(public_id: str):
         return _packet_download(result, "json")
     if fmt == "csv":
         return _packet_download(result, "csv")
+    if fmt == "xlsx":
+        download = workbooks.packet(current_user, result)
+        packets.record_export(current_user, result, "xlsx")
+        return download.response()
     if fmt in packet_documents.FORMATS:
         return _packet_document(result, fmt)
     pending = {r.lesson_id for r in packets.requests_for(current_user, exercise)
