@@ -143,6 +143,41 @@ def image_only_pdf() -> bytes:
     return out.getvalue()
 
 
+def docx_numbered_list() -> bytes:
+    """Word's own numbered list (the numbers are not in the text) under one heading."""
+    from docx import Document
+
+    document = Document()
+    document.add_heading("Observations", 1)
+    document.add_paragraph("Operation: SOUTHERN CROSS")
+    for text in ("Route clearance reports reached the convoy late. Two convoys waited.",
+                 "Recovery assets were not on the movement table.",
+                 "Casualty reports went to the wrong net."):
+        document.add_paragraph(text, style="List Number")
+    out = io.BytesIO()
+    document.save(out)
+    return out.getvalue()
+
+
+def docx_jull_table() -> bytes:
+    """A JULLS-style form: one table per observation, labels in the first column."""
+    from docx import Document
+
+    document = Document()
+    document.add_paragraph("Exercise: BALTIC SHIELD 2026")
+    for topic, seen, fix in (("Ammunition forecasts", "Forecasts used two formats.",
+                              "Use the coalition format."),
+                             ("Bridge classification", "Bridges were classified twice.",
+                              "Share one classification table.")):
+        table = document.add_table(rows=3, cols=2)
+        for row, (label, value) in zip(table.rows, (("Topic", topic), ("Observation", seen),
+                                                    ("Recommendation", fix)), strict=True):
+            row.cells[0].text, row.cells[1].text = label, value
+    out = io.BytesIO()
+    document.save(out)
+    return out.getvalue()
+
+
 def five_observation_docx() -> bytes:
     """The labelled report as a Word document (the HTTP and browser flows upload it)."""
     from docx import Document

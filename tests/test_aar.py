@@ -145,6 +145,50 @@ def test_issue_discussion_recommendation_and_jull_labels():
     assert chat.conclusion == "Plan accounts early."
 
 
+def test_word_numbered_lists_and_julls_tables():
+    listed = read(reports.docx_numbered_list())
+    assert [p.title for p in listed.proposals] == [
+        "Route clearance reports reached the convoy late",
+        "Recovery assets were not on the movement table",
+        "Casualty reports went to the wrong net"]
+    assert listed.proposals[0].observation == ("Route clearance reports reached the convoy "
+                                               "late. Two convoys waited.")
+    assert listed.context.source_event == "Operation SOUTHERN CROSS"
+    table = read(reports.docx_jull_table())
+    assert [(p.title, p.observation, p.recommendation) for p in table.proposals] == [
+        ("Ammunition forecasts", "Forecasts used two formats.", "Use the coalition format."),
+        ("Bridge classification", "Bridges were classified twice.",
+         "Share one classification table.")]
+
+
+def test_a_discussion_with_a_numbered_list_stays_one_observation():
+    report = read("Observation 1: Radios\nThe radios failed.\nDiscussion:\n"
+                  "1. Batteries were flat.\n2. Crypto was old.\nRecommendation: Check both."
+                  "\n\nObservation 2: Maps\nMaps were old.\n")
+    assert [p.title for p in report.proposals] == ["Radios", "Maps"]
+    assert "Batteries were flat." in report.proposals[0].discussion
+    assert "Crypto was old." in report.proposals[0].discussion
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_damaged_files_are_refused_never_crash(seed):
+    import random
+
+    rng = random.Random(seed)
+    good = [reports.pdf_report(), reports.docx_with_headings(), reports.LABELLED_TXT.encode()]
+    data = bytearray(good[seed % 3])
+    for _ in range(rng.randint(1, 40)):
+        data[rng.randrange(len(data))] = rng.randrange(256)
+    if seed % 5 == 0:
+        data = data[: rng.randrange(1, len(data))]
+    try:
+        report = read(bytes(data))
+    except aar.Unreadable as exc:
+        assert exc.message
+    else:
+        assert 1 <= len(report.proposals) <= aar.PROPOSALS_MAX
+
+
 # --- parsing: refusals ------------------------------------------------------------------
 def refused(data: bytes, **kw) -> str:
     with pytest.raises(aar.Unreadable) as caught:

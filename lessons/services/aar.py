@@ -116,7 +116,7 @@ def sniff(data: bytes) -> str:
         try:
             with zipfile.ZipFile(io.BytesIO(data)) as archive:
                 names = set(archive.namelist())
-        except zipfile.BadZipFile:
+        except Exception:  # noqa: BLE001 - BadZipFile, NotImplementedError, OSError...
             raise Unreadable("The file looks like a zip archive but is damaged.") from None
         if "word/document.xml" in names:
             return "docx"
@@ -156,7 +156,7 @@ def _plain_lines(raw: list[str]) -> list[Line]:
 def _docx_lines(data: bytes) -> list[Line]:
     from docx import Document  # imported here: only uploads of Word documents need it
 
-    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:  # opened once already (sniff)
         if sum(info.file_size for info in archive.infolist()) > UNPACKED_MAX:
             raise Unreadable("The Word document unpacks to more than "
                              f"{UNPACKED_MAX // (1024 * 1024)} MB; it cannot be read here.")
@@ -165,8 +165,22 @@ def _docx_lines(data: bytes) -> list[Line]:
     except Exception:  # noqa: BLE001 - python-docx raises many kinds for a broken file
         raise Unreadable("The Word document cannot be read: it may be damaged or "
                          "protected. Save it again as .docx, or as PDF.") from None
+    try:
+        return _docx_text(document)
+    except Unreadable:
+        raise
+    except Exception:  # noqa: BLE001 - a malformed part fails deep inside python-docx
+        raise Unreadable("The Word document cannot be read: it may be damaged. Save it "
+                         "again as .docx, or as PDF.") from None
+
+
+def _docx_text(document) -> list[Line]:
+    """The document's lines. Word numbers its lists itself (the number is not in the
+    text), so list paragraphs get theirs back here: "1. …" for numbered lists, "• …"
+    for bullets, as a text report would show them."""
     lines: list[Line] = []
     total = 0
+    numbers: dict[str, int] = {}
     for paragraph in _docx_paragraphs(document):
         text = " ".join(paragraph.text.split())
         if not text:
@@ -177,12 +191,22 @@ def _docx_lines(data: bytes) -> list[Line]:
                              "split it.")
         style = (paragraph.style.name if paragraph.style is not None else "") or ""
         heading = style.lower().startswith(("heading", "title"))
+        properties = paragraph._p.pPr
+        listed = style.lower().startswith("list") or (
+            properties is not None and properties.numPr is not None)
+        if listed and not heading:
+            if "bullet" in style.lower():
+                text = f"\u2022 {text}"
+            else:
+                numbers[style] = numbers.get(style, 0) + 1
+                text = f"{numbers[style]}. {text}"
         lines.append(Line(text, heading=heading, break_before=True))
     return lines
 
 
 def _docx_paragraphs(document):
-    """Body paragraphs in order, with those of tables (one level deep) in their place."""
+    """Body paragraphs in order, with those of tables (one level deep) in their place;
+    a merged cell is read once."""
     from docx.table import Table
     from docx.text.paragraph import Paragraph
 
@@ -192,7 +216,11 @@ def _docx_paragraphs(document):
             yield Paragraph(block, document)
         elif tag == "tbl":
             for row in Table(block, document).rows:
+                seen: set[int] = set()
                 for cell in row.cells:
+                    if id(cell._tc) in seen:
+                        continue
+                    seen.add(id(cell._tc))
                     yield from cell.paragraphs
 
 
@@ -201,7 +229,6 @@ PAGE_NUMBER = re.compile(r"^(page\s+)?\d{1,4}(\s*(of|/)\s*\d{1,4})?$", re.IGNORE
 
 def _pdf_lines(data: bytes) -> list[Line]:
     from pypdf import PdfReader
-    from pypdf.errors import PdfReadError
 
     try:
         reader = PdfReader(io.BytesIO(data))
@@ -223,8 +250,7 @@ def _pdf_lines(data: bytes) -> list[Line]:
             pages.append(text.splitlines())
     except Unreadable:
         raise
-    except (PdfReadError, ValueError, KeyError, TypeError, AttributeError,
-            IndexError, RecursionError, OSError):
+    except Exception:  # noqa: BLE001 - pypdf fails in many ways on a malformed file
         raise Unreadable("The PDF cannot be read: it may be damaged. Save or export it "
                          "again, or upload the report as .docx or text.") from None
     if not any(line.strip() for page in pages for line in page):
@@ -377,6 +403,12 @@ class _Builder:
         if self.current is None or not text:
             return
         part = part or self.part
+        if part == "title":  # the line after a "Topic" label standing alone
+            self.part = "observation"
+            if not self.current.title:
+                self.current.title = text[:TITLE_MAX]
+                return
+            part = "observation"
         self.part = part
         chunks = self.paragraphs.setdefault(part, [])
         if chunks and not new_paragraph:
@@ -419,11 +451,15 @@ def _mode(lines: list[Line]) -> str:
         return "named"
     if any(SUSTAIN.match(line.text) or IMPROVE.match(line.text) for line in lines):
         return "sustain"
-    if sum(1 for line in lines if line.heading and not OTHER_SECTIONS.match(line.text)
-           and not CONTEXT.match(line.text)) >= 1 and not any(
-            NUMBERED.match(line.text) and not line.heading for line in lines):
+    headings = sum(1 for line in lines if line.heading and not OTHER_SECTIONS.match(line.text)
+                   and not CONTEXT.match(line.text) and not LABEL.match(line.text))
+    numbered = sum(1 for line in lines if NUMBERED.match(line.text) and not line.heading
+                   and not OTHER_SECTIONS.match(line.text))
+    # Word headings name the observations unless a numbered list under them does (a
+    # list inside an observation's discussion is shorter than the run of headings).
+    if headings and headings >= numbered:
         return "headings"
-    if any(NUMBERED.match(line.text) for line in lines):
+    if numbered:
         return "numbered"
     if any(LABEL.match(line.text) for line in lines):
         return "named"
@@ -466,12 +502,11 @@ def find_proposals(lines: list[Line]) -> list[Proposal]:
                 build.start(rest, found_as)
             else:
                 build.start("", found_as)
-                if rest:
-                    part = "title" if word in ("topic",) else "observation"
-                    if part == "title":
-                        build.current.title = rest[:TITLE_MAX]
-                    else:
-                        build.add(rest, "observation", new_paragraph=True)
+                if word == "topic":  # its title on this line, or on the next
+                    build.current.title = rest[:TITLE_MAX]
+                    build.part = "observation" if rest else "title"
+                elif rest:
+                    build.add(rest, "observation", new_paragraph=True)
             continue
         label = LABEL.match(text)
         if label and build.current is not None:
@@ -479,6 +514,7 @@ def find_proposals(lines: list[Line]) -> list[Proposal]:
             value = (label[2] or "").strip()
             if part == "title":
                 build.current.title = build.current.title or value[:TITLE_MAX]
+                build.part = "observation" if build.current.title else "title"
             else:
                 build.part = part
                 build.add(value, part, new_paragraph=True)
