@@ -369,3 +369,9 @@ WATCHES_MAX = 20  # per user
 WATCH_QUERY_MAX = 2_000  # the stored search, as a normalised query string
 WATCH_CHECK_HOURS = 24
 WATCH_TITLES_MAX = 50  # titles one e-mail lists; the rest are counted
+
+# Files attached to lessons (slides, photos, PDFs, documents): ``services/files.py``.
+FILE_NAME_MAX = 200  # characters of the sanitised original name kept and shown
+FILES_PER_LESSON_MAX = 20
+FILE_TEXT_MAX = 200_000  # characters of a document's text indexed for search
+FILE_MAX_MB_DEFAULT = 20  # MUSTER_FILE_MAX_MB

@@ -70,7 +70,7 @@ def clear_data() -> None:
 @pytest.fixture
 def app(schema: None, database_url: str, tmp_path) -> Iterator[Flask]:
     app = create_app("testing", SQLALCHEMY_DATABASE_URI=database_url,
-                     INDEX_DIR=str(tmp_path / "index"))
+                     INDEX_DIR=str(tmp_path / "index"), FILES_DIR=str(tmp_path / "files"))
     yield app
     with app.app_context():
         clear_data()

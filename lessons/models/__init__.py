@@ -14,6 +14,7 @@ from lessons.models.exercise import (
 from lessons.models.glossary import GlossaryGroup, GlossaryState
 from lessons.models.idempotency import IdempotentRequest
 from lessons.models.lesson import Lesson, RemedialAction, Tag
+from lessons.models.lesson_file import LessonFile
 from lessons.models.link import LessonLink
 from lessons.models.nation import Nation, NationGroup
 from lessons.models.notification import Notification, NotificationPreference
@@ -24,7 +25,7 @@ from lessons.models.watch import WatchedSearch, WatchedSearchHit
 __all__ = [
     "ApiToken", "AuditRecord", "ChangeLog", "ChangeLogHead", "Exercise", "ExerciseLesson",
     "ExerciseLessonStep", "ExerciseNation", "GlossaryGroup", "GlossaryState",
-    "IdempotentRequest", "Lesson", "LessonLink",
+    "IdempotentRequest", "Lesson", "LessonFile", "LessonLink",
     "Milestone", "Nation", "NationGroup", "Notification", "NotificationPreference",
     "Objective", "ReleaseRequest", "RemedialAction",
     "SearchIndex", "StagedImport", "Tag", "User", "WatchedSearch", "WatchedSearchHit",

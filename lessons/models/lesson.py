@@ -19,6 +19,7 @@ from lessons.models.user import User
 
 if TYPE_CHECKING:
     from lessons.models.exercise import Exercise
+    from lessons.models.lesson_file import LessonFile
 
 lesson_tags = Table(
     "lesson_tags",
@@ -164,6 +165,11 @@ class Lesson(db.Model):
     # Which viewers may follow it is the policy's call (``can_view_exercise``).
     source_exercise: Mapped[Exercise | None] = relationship(
         lazy="select", foreign_keys=[source_exercise_id])
+
+    # Attached files (``models/lesson_file.py``), oldest first. Read-only here: the files
+    # service adds and removes them (and their bytes on disk) with their audit records.
+    files: Mapped[list[LessonFile]] = relationship(
+        lazy="select", viewonly=True, order_by="LessonFile.id")
 
     @property
     def tags(self) -> list[str]:

@@ -33,7 +33,7 @@ from whoosh.query import And, Every, Or, Query, Term
 
 from lessons import policy, rules
 from lessons.extensions import db
-from lessons.models import Lesson, User
+from lessons.models import Lesson, LessonFile, User
 from lessons.models.base import utcnow
 from lessons.reference import nation_rows
 from lessons.search import changelog, index, limits, masks, query, rank, suggest
@@ -644,10 +644,28 @@ def search_lessons(user: User, text: str, page: int = 1, per_page: int = 20,
         snippets = [Markup(s) for s in islice(
             filter(None, (query.snippet(getattr(lesson, name), terms)
                           for name in SNIPPET_FIELDS)), 2)]
+        if not snippets:  # the words may be in an attached file's text alone
+            snippets = _attachment_snippets(lesson, terms)
         if not snippets:  # matched on the title or a filter only
             snippets = [Markup.escape(lesson.observation[:240])]
         result.hits.append(Hit(lesson=lesson, snippets=snippets))
     return result
+
+
+def _attachment_snippets(lesson: Lesson, terms: query.Marks) -> list[Markup]:
+    """A snippet from the first of the lesson's files whose text holds the words, saying
+    which file it is from: the lesson's own text does not show why it matched."""
+    if not terms:
+        return []
+    rows = db.session.execute(select(LessonFile.original_name, LessonFile.extracted_text)
+                              .where(LessonFile.lesson_id == lesson.id,
+                                     LessonFile.extracted_text != "")
+                              .order_by(LessonFile.id))
+    for name, text in rows:
+        found = query.snippet(text, terms, top=1)
+        if found:
+            return [Markup("In attachment {}: {}").format(name, Markup(found))]
+    return []
 
 
 _VOCABULARIES = {"kind": rules.KINDS, "status": rules.STATUSES, "domain": rules.DOMAINS,

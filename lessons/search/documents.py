@@ -22,6 +22,12 @@ def lesson_date(lesson: Lesson) -> date:
     return (lesson.created_at or datetime.now()).date()
 
 
+def files_text(lesson: Lesson) -> str:
+    """The words of the lesson's attached files, one after another (each already bounded
+    when it was extracted)."""
+    return "\n\n".join(item.extracted_text for item in lesson.files if item.extracted_text)
+
+
 def lesson_document(lesson: Lesson) -> dict[str, Any]:
     """Everything the index needs about ``lesson`` (and nothing for display)."""
     content = "\n\n".join(getattr(lesson, name) or "" for name in CONTENT_PARTS)
@@ -32,6 +38,7 @@ def lesson_document(lesson: Lesson) -> dict[str, Any]:
         "schema_version": SCHEMA_VERSION,
         "title": lesson.title or "",
         "content": content,
+        "files": files_text(lesson),
         "tag": _keywords(lesson.tags),
         "kind": lesson.kind,
         "status": lesson.status,

@@ -48,7 +48,7 @@ from whoosh.searching import Searcher
 from whoosh.writing import SegmentWriter
 
 from lessons.extensions import db
-from lessons.models import Lesson
+from lessons.models import Lesson, LessonFile
 from lessons.search import changelog
 from lessons.search.documents import lesson_document
 from lessons.search.schema import SCHEMA_VERSION, build_schema
@@ -533,7 +533,8 @@ def _small_segments(ix: FileIndex) -> int:
 
 def _load_lessons(ids: list[int]) -> dict[int, Lesson]:
     query = (select(Lesson).where(Lesson.id.in_(ids))
-             .options(selectinload(Lesson.tag_objects))
+             .options(selectinload(Lesson.tag_objects),
+                      selectinload(Lesson.files).undefer(LessonFile.extracted_text))
              .execution_options(populate_existing=True))
     return {lesson.id: lesson for lesson in db.session.scalars(query)}
 
@@ -740,7 +741,8 @@ def _rebuild(store: IndexStore, progress: Callable[[int, int], None] | None
                 for lesson in _load_lessons(batch).values():
                     document = lesson_document(lesson)
                     writer.add_document(**document)
-                    chars += len(document["content"]) + len(document["title"])
+                    chars += (len(document["content"]) + len(document["title"])
+                              + len(document["files"]))
                     if chars > chunk_chars:
                         writer.commit(merge=False)
                         writer, chars = new_writer(), 0

@@ -22,6 +22,7 @@ from whoosh.query import Every, PatternQuery, Prefix, Query
 from whoosh.query.terms import MultiTerm
 
 from lessons.errors import DomainError
+from lessons.search.schema import FILES
 
 # Literal characters a wildcard needs before its first * or ?: "ra*" reads a slice of
 # the dictionary, "?*" or "*e" the whole of it.
@@ -72,8 +73,10 @@ def _literal_prefix(query: PatternQuery) -> str:
 
 def check_shape(query: Query) -> None:
     """Refuse what no index lookup is needed to refuse: a wildcard with fewer than
-    ``MIN_WILDCARD_PREFIX`` letters in front, too many wildcards, too many terms."""
-    leaves = list(_leaves(query))
+    ``MIN_WILDCARD_PREFIX`` letters in front, too many wildcards, too many terms. A word's
+    copy looked for in the attached files' text (``FILES``) is not counted again: it
+    follows the content's."""
+    leaves = [leaf for leaf in _leaves(query) if getattr(leaf, "fieldname", None) != FILES]
     wildcards = [leaf for leaf in leaves if isinstance(leaf, MultiTerm)]
     for leaf in wildcards:
         if isinstance(leaf, PatternQuery) and len(_literal_prefix(leaf)) < MIN_WILDCARD_PREFIX:

@@ -25,7 +25,7 @@ from whoosh.searching import Searcher
 
 from lessons.search import postings
 from lessons.search.postings import Postings
-from lessons.search.schema import CONTENT, FACETS, TITLE
+from lessons.search.schema import CONTENT, FACETS, FILES, TITLE
 
 # Masks of arbitrary terms kept per segment (facet values are always kept).
 TERM_MASKS_KEPT = 2048
@@ -33,7 +33,7 @@ TERM_MASKS_KEPT = 2048
 # masks and the ranking of a query read them once, and the common words of the next
 # queries are read from memory (a word in every other lesson of 100,000 takes 400 kB).
 POSTINGS_KEPT_BYTES = 40 * 2**20
-CACHED_POSTINGS_FIELDS = frozenset({TITLE, CONTENT})
+CACHED_POSTINGS_FIELDS = frozenset({TITLE, CONTENT, FILES})
 # Guards every change to the caches shared by a process's threads (``_segments``, a
 # segment's dictionaries, the postings): a dictionary another thread iterates while
 # one adds to it fails that iteration. What is computed for them is computed outside.

@@ -50,6 +50,8 @@ from lessons.search.glossary import Glossary, tokenize
 from lessons.search.limits import check_shape
 from lessons.search.schema import (
     CONTENT,
+    FILES,
+    FILES_BOOST,
     QUERY_FIELDS,
     STOP_MIN_LENGTH,
     STOP_WORDS,
@@ -236,21 +238,26 @@ def _expanded_units(text: str, glossary: Glossary | None) -> list[tuple[bool, Un
 
 def _spread(query: Query) -> Query:
     """Plain words, phrases and wildcards on the content field also match the title,
-    boosted."""
+    boosted, and the text of the lesson's attached files, weighed less."""
     if isinstance(query, Term) and query.fieldname == CONTENT:
         return Or([Term(TITLE, query.text, boost=TITLE_BOOST * query.boost),
-                   Term(CONTENT, query.text, boost=query.boost)])
+                   Term(CONTENT, query.text, boost=query.boost),
+                   Term(FILES, query.text, boost=FILES_BOOST * query.boost)])
     if isinstance(query, Phrase) and query.fieldname == CONTENT:
         words = list(query.words)
         if len(words) == 1:
             return _spread(Term(CONTENT, words[0], boost=query.boost))
         return Or([Phrase(TITLE, words, slop=query.slop, boost=TITLE_BOOST * query.boost),
-                   query])
+                   query,
+                   Phrase(FILES, words, slop=query.slop, boost=FILES_BOOST * query.boost)])
     if isinstance(query, (Wildcard, Prefix, FuzzyTerm)) and query.fieldname == CONTENT:
         title = query.copy()
         title.fieldname = TITLE
         title.boost = TITLE_BOOST * query.boost
-        return Or([title, query])
+        files = query.copy()
+        files.fieldname = FILES
+        files.boost = FILES_BOOST * query.boost
+        return Or([title, query, files])
     if query.is_leaf():
         return query
     return query.apply(_spread)
@@ -537,9 +544,9 @@ def highlight_terms(query: Query) -> Marks:
     def walk(node: Query) -> None:
         if isinstance(node, Not):
             return
-        if isinstance(node, Term) and node.fieldname in (TITLE, CONTENT):
+        if isinstance(node, Term) and node.fieldname in (TITLE, CONTENT, FILES):
             words.add(_text(node.text))
-        elif isinstance(node, Phrase) and node.fieldname in (TITLE, CONTENT):
+        elif isinstance(node, Phrase) and node.fieldname in (TITLE, CONTENT, FILES):
             phrase = tuple(_text(word) for word in node.words)
             if len(phrase) == 1:
                 words.add(phrase[0])

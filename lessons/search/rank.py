@@ -27,11 +27,11 @@ import numpy as np
 from whoosh.query import FuzzyTerm, Not, Phrase, Prefix, Query, Term, Wildcard
 
 from lessons.search import masks, postings
-from lessons.search.schema import CONTENT, TITLE
+from lessons.search.schema import CONTENT, FILES, TITLE
 
 K1 = 1.2
 B = 0.75
-SCORED_FIELDS = (TITLE, CONTENT)
+SCORED_FIELDS = (TITLE, CONTENT, FILES)
 
 
 class NotRankable(Exception):

@@ -28,11 +28,16 @@ from lessons.search.spelling import SpellingStemFilter, fold_and_stem
 
 # Bumped whenever a field or an analyzer changes: an index written under another version
 # is reported as drifted, and `make run` rebuilds it.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 TITLE = "title"
 CONTENT = "content"
 TITLE_BOOST = 3.0
+# The text of the lesson's attached files (``LessonFile.extracted_text``): matched by
+# the same words as the content, weighed below the lesson's own text, and a field of its
+# own so that a snippet can say a hit is in an attachment.
+FILES = "files"
+FILES_BOOST = 0.5
 
 # The lesson's text that full-text queries match, besides the title (joined into CONTENT).
 CONTENT_PARTS = ("observation", "discussion", "conclusion", "recommendation",
@@ -137,6 +142,7 @@ def build_schema() -> Schema:
         schema_version=NUMERIC(stored=True),
         title=_text_field(),
         content=_text_field(),
+        files=_text_field(),
         tag=KEYWORD(**keyword),
         kind=KEYWORD(lowercase=True, scorable=False),
         status=KEYWORD(lowercase=True, scorable=False),
@@ -153,6 +159,6 @@ def build_schema() -> Schema:
     )
 
 
-__all__ = ["CONTENT", "CONTENT_PARTS", "FACETS", "QUERY_FIELDS",
+__all__ = ["CONTENT", "CONTENT_PARTS", "FACETS", "FILES", "FILES_BOOST", "QUERY_FIELDS",
            "SCHEMA_VERSION", "TITLE", "TITLE_BOOST", "build_schema",
            "plain_analyzer", "text_analyzer"]

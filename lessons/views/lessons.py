@@ -9,6 +9,7 @@ from wtforms import SelectChoice
 from lessons import policy
 from lessons.errors import PreconditionFailed, ValidationFailed
 from lessons.forms.exercises import DecisionForm
+from lessons.forms.files import FileUploadForm, RemoveFileForm
 from lessons.forms.lessons import (
     ActionForm,
     ActionStatusForm,
@@ -24,6 +25,7 @@ from lessons.models import Lesson
 from lessons.rules import ATTACHABLE_STATUSES, KINDS, STATUSES
 from lessons.search import related
 from lessons.services import exercises as exercise_service
+from lessons.services import files as file_service
 from lessons.services import imports, worklist
 from lessons.services import lessons as service
 from lessons.views.helpers import apply_errors
@@ -173,7 +175,8 @@ def _new_page(form: NewLessonForm, similar: list[Lesson], *, previewed: bool) ->
 
 def _detail_page(lesson: Lesson, *, status: int = 200, transition_errors=None,
                  action_form: ActionForm | None = None, link_form: LinkForm | None = None,
-                 transition_form: TransitionForm | None = None):
+                 transition_form: TransitionForm | None = None,
+                 file_form: FileUploadForm | None = None):
     linked = service.linked_lessons(current_user, lesson)
     if transition_form is None:
         transition_form = TransitionForm(formdata=None)
@@ -194,6 +197,10 @@ def _detail_page(lesson: Lesson, *, status: int = 200, transition_errors=None,
         linked=linked,
         related=related.related_lessons(current_user, lesson, limit=RELATED_SHOWN),
         link_form=link_form or LinkForm(formdata=None),
+        files=file_service.list_files(current_user, lesson),
+        file_form=file_form or FileUploadForm(formdata=None),
+        remove_file_form=RemoveFileForm(formdata=None),
+        file_max_mb=f"{file_service.max_bytes() / (1024 * 1024):g}",
         exercise_links=exercise_service.exercises_for_lesson(current_user, lesson),
         plannable=exercise_service.editable_exercises(current_user)
         if lesson.status in ATTACHABLE_STATUSES else [],

@@ -1,0 +1,290 @@
+"""Files attached to lessons, through HTTP: upload and download, types judged by content,
+the size limit, who may fetch and remove them, their text in search (for those who may
+see the lesson only), and an archived lesson keeping them."""
+
+from __future__ import annotations
+
+import io
+import re
+import zipfile
+from pathlib import Path
+
+import docx
+import pytest
+from sqlalchemy import select
+from werkzeug.datastructures import FileStorage, MultiDict
+from werkzeug.test import encode_multipart
+
+from lessons.extensions import db
+from lessons.models import AuditRecord, LessonFile
+from tests.test_search import hits, total
+
+FILE_LINK = re.compile(r'href="/lessons/([a-z0-9]{10})/files/([a-z0-9]{10})"')
+
+
+@pytest.fixture
+def people(make_user):
+    make_user("gb.author", "GBR", ("contributor",))
+    make_user("gb.an", "GBR", ("contributor", "analyst"))
+    make_user("gb.an2", "GBR", ("analyst",))
+    make_user("gb.reader", "GBR", ("contributor",))
+    make_user("fr.reader", "FRA", ("contributor", "analyst"))
+
+
+@pytest.fixture
+def lesson(people, make_lesson):
+    """A validated GBR lesson released to GBR alone: GBR's analysts edit it."""
+    return make_lesson("gb.author", "validated", analyst="gb.an2",
+                       title="Bridging drills", observation="Crews rehearsed bridging.",
+                       discussion="", conclusion="", recommendation="Rehearse more.")
+
+
+def docx_bytes(*paragraphs: str) -> bytes:
+    document = docx.Document()
+    for text in paragraphs:
+        document.add_paragraph(text)
+    out = io.BytesIO()
+    document.save(out)
+    return out.getvalue()
+
+
+def pdf_bytes(text: str) -> bytes:
+    from weasyprint import HTML
+
+    return HTML(string=f"<p>{text}</p>").write_pdf()
+
+
+PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
+
+
+def upload(client, public_id: str, name: str, data: bytes):
+    """POST ``data`` as the upload form's file named ``name`` (encoded in memory: the test
+    client's own encoder leaves a temporary file open for large bodies)."""
+    boundary, body = encode_multipart(MultiDict({"file": FileStorage(
+        io.BytesIO(data), filename=name, content_type="application/octet-stream")}))
+    return client.post(f"/lessons/{public_id}/files", data=body,
+                       content_type=f'multipart/form-data; boundary="{boundary}"')
+
+
+def fetch(client, url: str):
+    """GET ``url`` with its body read and its file closed (a server closes it after
+    sending; the test client leaves that to the caller)."""
+    response = client.get(url)
+    response.get_data()
+    response.close()
+    return response
+
+
+def file_ids(client, public_id: str) -> list[str]:
+    page = client.get(f"/lessons/{public_id}")
+    assert page.status_code == 200
+    return [file_id for lesson_id, file_id in FILE_LINK.findall(page.text)
+            if lesson_id == public_id]
+
+
+def stored(app) -> list[Path]:
+    folder = Path(app.config["FILES_DIR"])
+    return sorted(folder.iterdir()) if folder.exists() else []
+
+
+def test_upload_and_download_round_trip(app, lesson, login_as):
+    analyst = login_as("gb.an")
+    data = PNG
+    response = upload(analyst, lesson.public_id, "Bridge site.png", data)
+    assert response.status_code == 302
+    (file_id,) = file_ids(analyst, lesson.public_id)
+
+    # Anyone who may see the lesson downloads it, byte for byte, as an attachment.
+    reader = login_as("gb.reader")
+    got = fetch(reader, f"/lessons/{lesson.public_id}/files/{file_id}")
+    assert got.status_code == 200
+    assert got.data == data
+    assert got.mimetype == "image/png"
+    assert got.headers["Content-Disposition"].startswith("attachment;")
+    assert 'filename="Bridge site.png"' in got.headers["Content-Disposition"]
+    assert got.headers["X-Content-Type-Options"] == "nosniff"
+    assert "no-store" in got.headers["Cache-Control"]
+    assert "sandbox" in got.headers["Content-Security-Policy"]
+    # Stored under a random name, never the uploader's.
+    (path,) = stored(app)
+    assert re.fullmatch(r"[0-9a-f]{32}", path.name) and path.read_bytes() == data
+    with app.app_context():
+        row = db.session.scalar(select(LessonFile))
+        assert row.original_name == "Bridge site.png" and row.size == len(data)
+        assert db.session.scalar(select(AuditRecord).where(
+            AuditRecord.action == "file_added")).comment.startswith("Bridge site.png")
+
+
+def test_names_are_sanitised_and_non_ascii_names_use_rfc_5987(app, lesson, login_as):
+    analyst = login_as("gb.an")
+    text = "Kräfte üben am Fluss.\n".encode()
+    assert upload(analyst, lesson.public_id, "..\\..\\etc/Übung\x01 <Fluss>.txt",
+                  text).status_code == 302
+    (file_id,) = file_ids(analyst, lesson.public_id)
+    got = fetch(analyst, f"/lessons/{lesson.public_id}/files/{file_id}")
+    assert got.status_code == 200 and got.data == text
+    # Text is served as plain text, never as a page.
+    assert got.mimetype == "text/plain"
+    disposition = got.headers["Content-Disposition"]
+    assert disposition.startswith("attachment;")
+    assert "filename*=UTF-8''%C3%9Cbung%20Fluss.txt" in disposition
+    assert "/" not in disposition.split("filename*")[0].split("filename=")[1]
+
+
+@pytest.mark.parametrize("name,data,words", [
+    ("report.pdf", b"<html><script>alert(1)</script></html>", "content is a Text"),
+    ("photo.png", b"MZ\x90\x00\x03\x00\x00\x00\x04\x00\x00\x00\xff\xff\x00\x00",
+     "not a PNG image file"),
+    ("notes.docx", None, "not a Word document file"),
+    ("slides.pptx", b"\x89PNG\r\n\x1a\n1234", "content is a PNG image"),
+    ("page.html", b"<html></html>", "not a kind of file Muster keeps"),
+    ("empty.txt", b"", "is empty"),
+])
+def test_types_are_judged_by_content_and_spoofs_are_refused(app, lesson, login_as, name,
+                                                            data, words):
+    if data is None:  # a ZIP with the package's content types but no word/ part
+        out = io.BytesIO()
+        with zipfile.ZipFile(out, "w") as package:
+            package.writestr("[Content_Types].xml", "<Types/>")
+            package.writestr("payload/run.exe", "MZ")
+        data = out.getvalue()
+    analyst = login_as("gb.an")
+    response = upload(analyst, lesson.public_id, name, data)
+    assert response.status_code == 422
+    assert words in response.text.replace("&#34;", '"').replace("&#39;", "'")
+    assert "Nothing was stored" in response.text or "empty" in words or "keeps" in words
+    assert stored(app) == [] and file_ids(analyst, lesson.public_id) == []
+
+
+def test_the_size_limit_refuses_with_a_message_and_stores_nothing(app, lesson, login_as):
+    app.config["FILE_MAX_MB"] = "0.5"
+    analyst = login_as("gb.an")
+    big = b"a" * (700 * 1024)  # over the file limit, inside the request's room
+    response = upload(analyst, lesson.public_id, "big.txt", big)
+    assert response.status_code == 422
+    assert "may be at most 0.5 MB" in response.text
+    huge = b"a" * (3 * 1024 * 1024)  # past what the request may carry at all
+    response = upload(analyst, lesson.public_id, "huge.txt", huge)
+    assert response.status_code == 413
+    assert "Nothing was stored" in response.text
+    assert stored(app) == []
+    # Inside the limit it is kept; and the limit is per file, not the forms' 8 MB.
+    assert upload(analyst, lesson.public_id, "fine.txt", b"a" * 1000).status_code == 302
+    app.config["FILE_MAX_MB"] = "12"
+    large = b"b" * (9 * 1024 * 1024)
+    assert upload(analyst, lesson.public_id, "large.txt", large).status_code == 302
+    assert len(stored(app)) == 2
+
+
+def test_a_lesson_holds_a_bounded_number_of_files(app, lesson, login_as, monkeypatch):
+    from lessons.services import files
+
+    monkeypatch.setattr(files, "FILES_PER_LESSON_MAX", 2)
+    analyst = login_as("gb.an")
+    for n in range(2):
+        assert upload(analyst, lesson.public_id, f"n{n}.txt", b"note").status_code == 302
+    response = upload(analyst, lesson.public_id, "n3.txt", b"note")
+    assert response.status_code == 422 and "at most 2 files" in response.text
+    assert len(stored(app)) == 2
+
+
+def test_download_is_404_for_a_hidden_lesson_and_a_made_up_id(app, lesson, login_as):
+    analyst = login_as("gb.an")
+    upload(analyst, lesson.public_id, "site.png", PNG)
+    (file_id,) = file_ids(analyst, lesson.public_id)
+    url = f"/lessons/{lesson.public_id}/files/{file_id}"
+    other = login_as("fr.reader")  # FRA: the lesson is not released to France
+    hidden = fetch(other, url)
+    made_up = other.get(f"/lessons/{lesson.public_id}/files/zzzzzzzzzz")
+    nowhere = other.get(f"/lessons/zzzzzzzzzz/files/{file_id}")
+    assert hidden.status_code == made_up.status_code == nowhere.status_code == 404
+    assert hidden.data.replace(file_id.encode(), b"") == \
+        nowhere.data.replace(b"zzzzzzzzzz", b"").replace(file_id.encode(), b"")
+    assert PNG not in hidden.data
+    assert analyst.get(f"/lessons/{lesson.public_id}/files/zzzzzzzzzz").status_code == 404
+
+
+def test_removal_is_for_editors_and_audited(app, lesson, login_as):
+    analyst = login_as("gb.an")
+    upload(analyst, lesson.public_id, "Brief.docx", docx_bytes("Bridging brief."))
+    (file_id,) = file_ids(analyst, lesson.public_id)
+    url = f"/lessons/{lesson.public_id}/files/{file_id}/remove"
+    assert login_as("gb.reader").post(url).status_code == 403  # sees it, may not edit
+    assert login_as("fr.reader").post(url).status_code == 404  # may not see it
+    assert login_as("gb.reader").get(
+        f"/lessons/{lesson.public_id}").text.count("/remove") == 0
+    assert len(stored(app)) == 1
+
+    response = analyst.post(url)
+    assert response.status_code == 302
+    assert file_ids(analyst, lesson.public_id) == [] and stored(app) == []
+    assert analyst.post(url).status_code == 404  # gone: not removed (or audited) twice
+    with app.app_context():
+        (entry,) = db.session.scalars(select(AuditRecord).where(
+            AuditRecord.action == "file_removed"))
+        assert entry.actor.username == "gb.an" and entry.comment.startswith("Brief.docx")
+        assert entry.created_at is not None
+
+
+def test_an_archived_lesson_keeps_its_files(app, lesson, login_as):
+    analyst = login_as("gb.an")
+    upload(analyst, lesson.public_id, "site.png", PNG)
+    (file_id,) = file_ids(analyst, lesson.public_id)
+    archiver = login_as("gb.an2")
+    assert archiver.post(f"/lessons/{lesson.public_id}/transition",
+                         data={"to": "archived", "note": "Superseded."}).status_code == 302
+    assert file_ids(analyst, lesson.public_id) == [file_id]
+    got = fetch(login_as("gb.reader"), f"/lessons/{lesson.public_id}/files/{file_id}")
+    assert got.status_code == 200 and got.data == PNG
+    # Nobody edits an archived lesson, so nobody removes its files or adds more.
+    assert analyst.post(f"/lessons/{lesson.public_id}/files/{file_id}/remove"
+                        ).status_code == 403
+    assert upload(analyst, lesson.public_id, "more.png", PNG).status_code == 403
+    assert len(stored(app)) == 1
+
+
+@pytest.mark.parametrize("name,make", [
+    ("After action.pdf", pdf_bytes),
+    ("After action.docx", lambda text: docx_bytes("Summary.", text)),
+])
+def test_document_text_is_found_by_search_only_by_those_who_may_see_it(
+        app, lesson, login_as, name, make):
+    outsider = login_as("fr.reader")
+    before = outsider.get("/search?q=*").text
+    analyst = login_as("gb.an")
+    text = "The pontoon anchorage failed under quixotic tidal loads."
+    assert upload(analyst, lesson.public_id, name, make(text)).status_code == 302
+
+    reader = login_as("gb.reader")
+    page = reader.get("/search?q=quixotic").text
+    assert hits(page) == [lesson.public_id] and total(page) == 1
+    # The lesson's own text does not hold the word: the snippet says where it is.
+    assert f"In attachment {name}:" in page
+    assert "quixotic</mark>" in page
+    phrase = reader.get('/search?q="pontoon anchorage"').text
+    assert hits(phrase) == [lesson.public_id]
+
+    # Another nation finds nothing, and no count or facet moves for it.
+    assert hits(outsider.get("/search?q=quixotic").text) == []
+    assert outsider.get("/search?q=*").text == before
+
+    # Removing the file takes its words out of the index.
+    (file_id,) = file_ids(analyst, lesson.public_id)
+    analyst.post(f"/lessons/{lesson.public_id}/files/{file_id}/remove")
+    assert hits(reader.get("/search?q=quixotic").text) == []
+
+
+def test_add_file_works_inside_the_callers_transaction(app, lesson):
+    """Other use cases (drafts from an after-action report) attach files in their own
+    transaction: a rollback leaves neither a row nor bytes on disk."""
+    from lessons.models import Lesson, User
+    from lessons.services import files
+
+    with app.app_context():
+        user = db.session.scalar(select(User).where(User.username == "gb.an"))
+        found = db.session.scalar(select(Lesson).where(Lesson.public_id == lesson.public_id))
+        item = files.add_file(user, found, "aar.txt", b"Observation: the ferry was late.")
+        assert item.id is not None and len(stored(app)) == 1
+        db.session.rollback()
+        assert stored(app) == []
+        assert db.session.scalar(select(LessonFile)) is None
