@@ -1,6 +1,7 @@
 """After-action reports in, in a real Chromium with CSRF on: a contributor uploads a
-five-observation report from the lessons list, reviews the five proposals, drops one,
-merges one into the one above it, and creates the drafts in one sitting."""
+five-observation report from the lessons list, reviews the five proposals (on a phone
+too), drops one, merges one into the one above it, and creates the drafts in one
+sitting."""
 
 from __future__ import annotations
 
@@ -46,6 +47,12 @@ def test_a_contributor_turns_a_report_into_drafts(open_as, open_pages, make_user
         expect(author.get_by_label("Unit", exact=True)).to_have_value("1 Signal Regiment")
         expect(proposals.nth(0).get_by_label("Title")).to_have_value(
             "HF radios of the two brigades could not talk at night")
+
+        # On a 360 px phone the review page does not scroll sideways.
+        author.set_viewport_size({"width": 360, "height": 740})
+        assert author.evaluate("() => document.documentElement.scrollWidth"
+                               " - document.documentElement.clientWidth") <= 0
+        author.set_viewport_size({"width": 1366, "height": 768})
 
         proposals.nth(1).get_by_label("Keep").uncheck()
         proposals.nth(4).get_by_label("Merge with the previous proposal").check()
