@@ -21,7 +21,21 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 
-from sqlalchemy import Integer, Select, Text, and_, cast, distinct, extract, func, or_, select
+from sqlalchemy import (
+    Integer,
+    Select,
+    Text,
+    and_,
+    case,
+    cast,
+    distinct,
+    extract,
+    func,
+    literal,
+    or_,
+    select,
+    union_all,
+)
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.expression import ColumnElement, FunctionElement
 
@@ -53,7 +67,7 @@ PACKET_STATUSES = ("accepted", "incorporated", "effective", "not_effective")
 PIPELINE_STEPS = ("proposed", "accepted", "incorporated", "effective", "not_effective")
 # Recurrence: the most recent lessons looked at, the candidates ranked for each, and the
 # share of a lesson's key terms another must hold to count as the same problem again.
-RECURRENCE_RECENT = 12
+RECURRENCE_RECENT = 10
 RECURRENCE_CANDIDATES = 10
 RECURRENCE_COVERAGE = 0.5
 RECURRENCE_STATUSES = tuple(sorted(policy.SHARED_STATUSES))
@@ -279,12 +293,12 @@ def trends(user, flt: TrendFilter) -> Trends:
     base = select(ids.c.id)
     today = utcnow().date()
     by_status, by_kind, by_domain = _over_time(base)
+    by_nation, by_domain_medians = _medians(base)
     return Trends(
         filter=flt,
-        lessons=db.session.scalar(select(func.count()).select_from(ids)) or 0,
+        lessons=sum(by_status.totals),  # every lesson has one status
         by_status=by_status, by_kind=by_kind, by_domain=by_domain,
-        medians_by_nation=_medians(base, "nation"),
-        medians_by_domain=_medians(base, "domain"),
+        medians_by_nation=by_nation, medians_by_domain=by_domain_medians,
         overdue=_overdue(base, today),
         recurrence=_recurrence(user, base),
         pipeline=_pipeline(user, base),
@@ -340,37 +354,40 @@ def _series(periods: list[str], keys: Iterable[str], counts: Counter) -> Series:
 
 
 # --- medians ----------------------------------------------------------------------------------
-def _first(action: str, base: Select):
-    return (select(AuditRecord.lesson_id.label("lesson_id"),
-                   func.min(AuditRecord.created_at).label("at"))
-            .where(AuditRecord.action == action, AuditRecord.lesson_id.in_(base))
-            .group_by(AuditRecord.lesson_id).subquery())
+def _medians(base: Select) -> tuple[Medians, Medians]:
+    """Median days from first submission to first validation, and from first validation
+    to first "learned", by originator nation and by domain. One statement: each lesson's
+    first dates in one pass over its trail, then a histogram of whole days per group."""
+    firsts = (select(AuditRecord.lesson_id.label("lesson_id"),
+                     *(func.min(case((AuditRecord.action == action, AuditRecord.created_at)))
+                       .label(action) for action in ("submitted", "validated", "learned")))
+              .where(AuditRecord.action.in_(("submitted", "validated", "learned")),
+                     AuditRecord.lesson_id.in_(base))
+              .group_by(AuditRecord.lesson_id).cte("firsts"))
+    parts = []
+    for by, group, joined in (
+            ("nation", Lesson.originator_nation, (Lesson, Lesson.id == firsts.c.lesson_id)),
+            ("domain", LessonDomain.slug,
+             (LessonDomain, LessonDomain.lesson_id == firsts.c.lesson_id))):
+        for span, start, end in (("sv", firsts.c.submitted, firsts.c.validated),
+                                 ("vl", firsts.c.validated, firsts.c.learned)):
+            days = days_between(start, end)
+            parts.append(select(literal(f"{by}-{span}").label("figure"),
+                                group.label("grp"), days.label("days"), func.count())
+                         .select_from(firsts).join(*joined).where(end >= start)
+                         .group_by(group, days))
+    histograms: dict[str, dict[str, Counter[int]]] = defaultdict(lambda: defaultdict(Counter))
+    for figure, key, day_count, count in db.session.execute(union_all(*parts)).all():
+        histograms[figure][key][max(0, int(day_count))] += count
 
+    def rows(figure: str, order: Iterable[str]) -> list[Median]:
+        found = histograms[figure]
+        return [Median(group=key, lessons=sum(found[key].values()), days=median(found[key]))
+                for key in order if key in found]
 
-def _medians(base: Select, by: str) -> Medians:
-    submitted, validated, learned = (_first(a, base) for a in
-                                     ("submitted", "validated", "learned"))
-    return Medians(submitted_validated=_median_rows(submitted, validated, by),
-                   validated_learned=_median_rows(validated, learned, by))
-
-
-def _median_rows(start, end, by: str) -> list[Median]:
-    days = days_between(start.c.at, end.c.at).label("days")
-    group = LessonDomain.slug if by == "domain" else Lesson.originator_nation
-    query = (select(group, days, func.count())
-             .select_from(start).join(end, end.c.lesson_id == start.c.lesson_id))
-    if by == "domain":
-        query = query.join(LessonDomain, LessonDomain.lesson_id == start.c.lesson_id)
-    else:
-        query = query.join(Lesson, Lesson.id == start.c.lesson_id)
-    rows = db.session.execute(query.where(end.c.at >= start.c.at)
-                              .group_by(group, days)).all()
-    histograms: dict[str, Counter[int]] = defaultdict(Counter)
-    for key, day_count, count in rows:
-        histograms[key][max(0, int(day_count))] += count
-    order = list(DOMAINS) if by == "domain" else sorted(histograms)
-    return [Median(group=key, lessons=sum(histograms[key].values()),
-                   days=median(histograms[key])) for key in order if key in histograms]
+    nations = sorted(set(histograms["nation-sv"]) | set(histograms["nation-vl"]))
+    return (Medians(rows("nation-sv", nations), rows("nation-vl", nations)),
+            Medians(rows("domain-sv", DOMAINS), rows("domain-vl", DOMAINS)))
 
 
 def median(histogram: Mapping[int, int]) -> float:
