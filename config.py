@@ -8,6 +8,7 @@ start without a real ``SECRET_KEY``.
 from __future__ import annotations
 
 import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -195,6 +196,9 @@ class TestingConfig(Config):
     PASSWORD_HASH_METHOD = "pbkdf2:sha256:1000"
     SEARCH_WRITER_TIMEOUT = 1.0
     SEARCH_WARM_UP = False
+    # Never the instance folder's files: a test that restores a backup replaces the
+    # folder. Tests give each app its own (tests/conftest.py); this is for the others.
+    FILES_DIR = str(Path(tempfile.gettempdir()) / f"muster-test-files-{os.getpid()}")
     # Each request applies its own changes, so a test reads them at once; the tests of
     # background indexing (tests/test_hosts.py) turn it on for their own apps.
     SEARCH_INDEXER = "inline"

@@ -480,6 +480,9 @@ def backup_command(file: str) -> None:
         _backup_failed(exc)
     click.echo(f"Wrote {report.path} ({report.kind}, {report.size:,} bytes, "
                f"{report.lessons} lesson(s)).")
+    if report.files_path is not None:
+        click.echo(f"Wrote {report.files_path} ({report.files} file(s) attached to "
+                   f"lessons); keep it with the backup.")
 
 
 @click.command("restore")
@@ -507,6 +510,12 @@ def restore_command(file: str, yes: bool) -> None:
                    f"Muster's.")
     click.echo(f"Restored {report.contents.describe()} from {report.path}; search index "
                f"rebuilt ({report.indexed} lesson(s)).")
+    if report.files_path is not None:
+        click.echo(f"Restored {report.files} file(s) attached to lessons from "
+                   f"{report.files_path}.")
+    else:
+        click.echo(f"No {backups.lesson_files.archive_path(report.path).name} beside the "
+                   f"backup: the files attached to lessons were left as they were.")
 
 
 @users_cli.command("set-email")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import re
+import tarfile
 import zipfile
 from pathlib import Path
 
@@ -15,8 +16,11 @@ from sqlalchemy import select
 from werkzeug.datastructures import FileStorage, MultiDict
 from werkzeug.test import encode_multipart
 
+from lessons import create_app
 from lessons.extensions import db
 from lessons.models import AuditRecord, LessonFile
+from tests import test_backup as backup_tests
+from tests.conftest import login
 from tests.test_search import hits, total
 
 FILE_LINK = re.compile(r'href="/lessons/([a-z0-9]{10})/files/([a-z0-9]{10})"')
@@ -288,3 +292,67 @@ def test_add_file_works_inside_the_callers_transaction(app, lesson):
         db.session.rollback()
         assert stored(app) == []
         assert db.session.scalar(select(LessonFile)) is None
+
+
+# Bound by assignment, not imported by name: pytest finds fixtures by module attribute.
+scratch = backup_tests.scratch
+scratch_url = backup_tests.scratch_url
+
+
+def test_backup_and_restore_carry_the_files(app, lesson, login_as, scratch_url, tmp_path):
+    analyst = login_as("gb.an")
+    upload(analyst, lesson.public_id, "site.png", PNG)
+    upload(analyst, lesson.public_id, "brief.docx", docx_bytes("Gantry crane notes."))
+    ids = file_ids(analyst, lesson.public_id)
+    file = tmp_path / "muster.backup"
+    result = app.test_cli_runner().invoke(args=["backup", str(file)])
+    assert result.exit_code == 0, result.output
+    archive = tmp_path / "muster.backup.files.tar"
+    assert f"Wrote {archive} (2 file(s)" in result.output
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".muster.backup")]
+
+    fresh = create_app("testing", SQLALCHEMY_DATABASE_URI=scratch_url,
+                       INDEX_DIR=str(tmp_path / "fresh-index"),
+                       FILES_DIR=str(tmp_path / "fresh-files"))
+    try:
+        # Something already in the folder is replaced by the backup's files.
+        (tmp_path / "fresh-files").mkdir()
+        (tmp_path / "fresh-files" / ("0" * 32)).write_bytes(b"stale")
+        result = fresh.test_cli_runner().invoke(args=["restore", str(file)])
+        assert result.exit_code == 0, result.output
+        assert "Restored 2 file(s) attached to lessons" in result.output
+        assert sorted(p.read_bytes() for p in stored(fresh)) == sorted(
+            p.read_bytes() for p in stored(app))
+        client = fresh.test_client()
+        login(client, "gb.reader")
+        got = fetch(client, f"/lessons/{lesson.public_id}/files/{ids[0]}")
+        assert got.status_code == 200 and got.data == PNG
+        # The restored index holds the documents' words.
+        assert hits(client.get("/search?q=gantry").text) == [lesson.public_id]
+    finally:
+        with fresh.app_context():
+            db.session.remove()
+            db.engine.dispose()
+
+
+def test_a_damaged_files_archive_is_refused_before_the_database_is_touched(
+        app, lesson, login_as, scratch_url, tmp_path):
+    file = tmp_path / "muster.backup"
+    assert app.test_cli_runner().invoke(args=["backup", str(file)]).exit_code == 0
+    archive = tmp_path / "muster.backup.files.tar"
+    with tarfile.open(archive, "w") as tar:
+        info = tarfile.TarInfo("../escape")
+        info.size = 1
+        tar.addfile(info, io.BytesIO(b"x"))
+    fresh = create_app("testing", SQLALCHEMY_DATABASE_URI=scratch_url,
+                       INDEX_DIR=str(tmp_path / "fresh-index"),
+                       FILES_DIR=str(tmp_path / "fresh-files"))
+    try:
+        result = fresh.test_cli_runner().invoke(args=["restore", str(file)])
+        assert result.exit_code == 2, result.output
+        assert "not a stored file" in result.output
+        assert not (tmp_path / "escape").exists() and not (tmp_path / "fresh-files").exists()
+    finally:
+        with fresh.app_context():
+            db.session.remove()
+            db.engine.dispose()

@@ -5,6 +5,11 @@ runs; PostgreSQL with ``pg_dump`` / ``pg_restore`` in their custom format. A res
 never half-happens: SQLite's is checked in a copy aside and then copied in by one
 backup transaction, PostgreSQL's runs in one transaction (``--single-transaction``).
 The search index is rebuilt from the restored rows, and both operations are audited.
+
+Files attached to lessons live on disk (``FILES_DIR``), not in the database: a backup
+``FILE`` writes them into ``FILE.files.tar`` beside it, and a restore from ``FILE`` puts
+that archive's files in place of the folder's (checked before the database is touched,
+swapped in after it is restored). A backup without the archive leaves the folder alone.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from lessons import search
 from lessons.extensions import db
 from lessons.models import AuditRecord, Lesson, User
 from lessons.services import audit
+from lessons.services import files as lesson_files
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 PGDUMP_MAGIC = b"PGDMP"
@@ -86,6 +92,8 @@ class BackupReport:
     kind: str  # "sqlite" or "postgresql"
     size: int  # bytes written
     lessons: int  # lessons in the backup (its own snapshot, not a later count)
+    files_path: Path | None = None  # the archive of the files attached to lessons
+    files: int = 0  # files in it
 
 
 @dataclass(frozen=True)
@@ -95,6 +103,8 @@ class RestoreReport:
     contents: Contents  # what the database holds after the restore
     indexed: int  # lessons in the rebuilt search index
     upgraded_from: str | None = None  # the backup's older schema revision, if upgraded
+    files_path: Path | None = None  # the files archive restored (None: none beside it)
+    files: int = 0  # files it put in place
 
 
 def _url() -> URL:
@@ -152,10 +162,18 @@ def backup(path: str | os.PathLike[str]) -> BackupReport:
     finally:
         tmp.unlink(missing_ok=True)
     size = target.stat().st_size
+    # After the database: a file added meanwhile is then at worst one the backup's rows
+    # do not name (harmless), never a row whose file is missing from the archive.
+    try:
+        archive = lesson_files.write_archive(lesson_files.archive_path(target))
+    except OSError as exc:
+        raise BackupError(f"wrote {target}, but not the files attached to lessons: "
+                          f"{exc.strerror or exc}") from None
     audit.record("backup", actor=None,
-                 comment=f"{target.resolve()} ({kind}, {size} bytes, {lessons} lessons)")
+                 comment=f"{target.resolve()} ({kind}, {size} bytes, {lessons} lessons; "
+                         f"{archive.files} files in {archive.path.name})")
     db.session.commit()
-    return BackupReport(target, kind, size, lessons)
+    return BackupReport(target, kind, size, lessons, archive.path, archive.files)
 
 
 def _backup_sqlite(tmp: Path) -> int:
@@ -228,6 +246,13 @@ def restore(path: str | os.PathLike[str], *, replace: bool = False) -> RestoreRe
         raise BackupError(f"{source} holds database schema {revision}, newer than this "
                           f"Muster knows ({scripts.get_current_head()}): restore it with the "
                           f"Muster that made it", refused=True)
+    archive = lesson_files.archive_path(source)
+    archive = archive if archive.exists() else None
+    if archive is not None:
+        try:
+            lesson_files.check_archive(archive)
+        except ValueError as exc:
+            raise BackupError(str(exc), refused=True) from None
     before = contents()
     if not before.empty and not replace:
         raise replace_refused(before)
@@ -245,6 +270,13 @@ def restore(path: str | os.PathLike[str], *, replace: bool = False) -> RestoreRe
         db.session.remove()
         db.engine.dispose()
         upgraded = revision
+    restored_files = 0
+    if archive is not None:
+        try:
+            restored_files = lesson_files.restore_archive(archive)
+        except OSError as exc:
+            raise BackupError(f"restored the database, but not the files attached to "
+                              f"lessons from {archive}: {exc.strerror or exc}") from None
     audit.record("restore", actor=None, comment=f"from {source.resolve()} ({kind})")
     db.session.commit()
     # Every host's index followed another history of the database: a new epoch makes
@@ -255,7 +287,8 @@ def restore(path: str | os.PathLike[str], *, replace: bool = False) -> RestoreRe
     except (search.IndexBusy, OSError) as exc:
         raise BackupError(f"restored, but rebuilding the search index failed ({exc}); "
                           f"run `flask search reindex`") from None
-    return RestoreReport(source, kind, contents(), report.documents, upgraded)
+    return RestoreReport(source, kind, contents(), report.documents, upgraded,
+                         archive, restored_files)
 
 
 def _migrations() -> ScriptDirectory:
