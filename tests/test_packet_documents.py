@@ -292,3 +292,42 @@ def test_the_packet_page_links_the_documents_and_shows_workaround_fields(app, lo
                     in " ".join(text.split())
     for label in ("Friction", "What was done", "Limits", "Permanence"):
         assert f">{label}<" in html
+
+
+def test_an_empty_packet_is_still_a_document(app, people, create, login_as):
+    """A milestone with nothing accepted yet: a cover and a contents page saying so."""
+    public_id = create()
+    gb = login_as("gb.planner")
+    response = gb.get(url(public_id, "pdf"))
+    assert response.status_code == 200
+    reader = PdfReader(io.BytesIO(response.data))
+    whole = normalise(" ".join(page.extract_text() for page in reader.pages))
+    assert "This packet holds 0 lessons" in whole and "No lessons in this packet." in whole
+    assert f"Page {len(reader.pages)} of {len(reader.pages)}" in whole
+    document = Document(io.BytesIO(gb.get(url(public_id, "docx")).data))
+    assert "No lessons in this packet." in [p.text for p in document.paragraphs]
+
+
+def test_awkward_text_is_printed_as_text(app, people, create, login_as, make_lesson):
+    """Markup, long unbroken words and line breaks in a lesson reach both documents as
+    the words written (nothing interpreted, nothing fetched, nothing lost)."""
+    public_id = create()
+    gb = login_as("gb.planner")
+    long_word = "x" * 300
+    lesson = make_lesson(
+        "gb.author", "validated", analyst="gb.an", releasable_to=["USA", "AUS"],
+        title="<b>Bold</b> & <img src='http://example.invalid/a.png'>",
+        observation=f"First line.\nSecond line with {long_word} in it.\n\nÜber café, 日本.")
+    exercises.attach(gb, public_id, lesson.public_id)
+    exercises.walk(gb, public_id, lesson.public_id, "accepted")
+    response = gb.get(url(public_id, "pdf"))
+    assert response.status_code == 200
+    # pypdf reads this font subset's custom encoding as two bytes a character (poppler
+    # reads it right): the NULs it leaves between letters are its own.
+    every = squeezed(" ".join(page.extract_text() for page in PdfReader(
+        io.BytesIO(response.data)).pages).replace("\x00", ""))
+    assert squeezed("<b>Bold</b> & <img src='http://example.invalid/a.png'>") in every
+    assert long_word in every and "Secondlinewith" in every and "Übercafé" in every
+    paragraphs = [p.text for p in Document(io.BytesIO(gb.get(url(public_id, "docx")).data)
+                                           ).paragraphs]
+    assert "First line." in paragraphs and f"Second line with {long_word} in it." in paragraphs
