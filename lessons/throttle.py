@@ -33,7 +33,8 @@ FAILURES_KEPT_SECONDS = 24 * 60 * 60
 # Endpoints throttled per user, by the setting that holds their limit; the endpoints of
 # one setting share one budget.
 PER_USER = {
-    "IMPORT_RATE_LIMIT": ("lessons.import_file", "lessons.confirm_import"),
+    "IMPORT_RATE_LIMIT": ("lessons.import_file", "lessons.confirm_import", "aar.upload",
+                          "aar.review"),
     "EXPORT_RATE_LIMIT": ("search.export", "exercises.packet"),
 }
 

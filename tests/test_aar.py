@@ -23,6 +23,7 @@ from lessons.models import AuditRecord, Lesson
 from lessons.services import aar
 from tests import aar_reports as reports
 from tests import test_csrf as csrf
+from tests.conftest import login
 
 MB = 1024 * 1024
 
@@ -375,6 +376,23 @@ def test_another_users_report_is_not_found(app, people, login_as):
     analyst = login_as("gb.analyst")
     assert analyst.get("/lessons/aar").status_code == 403
     assert analyst.get(review_url).status_code == 403
+
+
+def test_uploads_share_the_import_budget(app, database_url, people, tmp_path):
+    throttled = create_app("testing", SQLALCHEMY_DATABASE_URI=database_url,
+                           INDEX_DIR=app.config["INDEX_DIR"], FILES_DIR=str(tmp_path / "f"),
+                           IMPORT_RATE_LIMIT="2 per minute")
+    try:
+        client = throttled.test_client()
+        login(client, "gb.writer")
+        assert upload(client, reports.LABELLED_TXT.encode(), "a.txt").status_code == 303
+        assert client.post("/lessons/aar").status_code == 422  # no file, but it counts
+        refused = upload(client, reports.LABELLED_TXT.encode(), "a.txt")
+        assert refused.status_code == 429
+        assert client.get("/lessons/aar").status_code == 200  # the form is not limited
+    finally:
+        with throttled.app_context():
+            db.engine.dispose()
 
 
 def test_the_forms_need_their_csrf_token(csrf_app, people, csrf_client):
