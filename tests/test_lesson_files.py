@@ -20,6 +20,7 @@ from lessons import create_app
 from lessons.extensions import db
 from lessons.models import AuditRecord, LessonFile
 from tests import test_backup as backup_tests
+from tests import test_csrf as csrf_tests
 from tests.conftest import login
 from tests.test_search import hits, total
 
@@ -61,10 +62,11 @@ def pdf_bytes(text: str) -> bytes:
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
 
 
-def upload(client, public_id: str, name: str, data: bytes):
-    """POST ``data`` as the upload form's file named ``name`` (encoded in memory: the test
-    client's own encoder leaves a temporary file open for large bodies)."""
-    boundary, body = encode_multipart(MultiDict({"file": FileStorage(
+def upload(client, public_id: str, name: str, data: bytes, **fields: str):
+    """POST ``data`` as the upload form's file named ``name``, with ``fields`` (encoded in
+    memory: the test client's own encoder leaves a temporary file open for large
+    bodies)."""
+    boundary, body = encode_multipart(MultiDict({**fields, "file": FileStorage(
         io.BytesIO(data), filename=name, content_type="application/octet-stream")}))
     return client.post(f"/lessons/{public_id}/files", data=body,
                        content_type=f'multipart/form-data; boundary="{boundary}"')
@@ -356,3 +358,26 @@ def test_a_damaged_files_archive_is_refused_before_the_database_is_touched(
         with fresh.app_context():
             db.session.remove()
             db.engine.dispose()
+
+
+csrf_app = csrf_tests.csrf_app
+csrf_client = csrf_tests.csrf_client
+
+
+def test_upload_and_removal_need_the_forms_token(app, lesson, csrf_client):
+    client = csrf_client("gb.an")
+    lesson_url = f"/lessons/{lesson.public_id}"
+    form = csrf_tests.form_on(client.get(lesson_url).text, f"{lesson_url}/files")
+    assert upload(client, lesson.public_id, "a.txt", b"note").status_code == 400
+    with app.app_context():
+        assert db.session.scalar(select(LessonFile)) is None
+    token = form.value(csrf_tests.TOKEN)
+    assert upload(client, lesson.public_id, "a.txt", b"note",
+                  csrf_token=token).status_code == 302
+    (file_id,) = file_ids(client, lesson.public_id)
+    remove_url = f"{lesson_url}/files/{file_id}/remove"
+    form = csrf_tests.form_on(client.get(lesson_url).text, remove_url)
+    assert client.post(remove_url).status_code == 400
+    assert file_ids(client, lesson.public_id) == [file_id]
+    assert client.post(remove_url, data=form.data()).status_code == 302
+    assert file_ids(client, lesson.public_id) == []

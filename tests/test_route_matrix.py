@@ -56,6 +56,7 @@ from lessons.models import (
     ExerciseLesson,
     GlossaryGroup,
     Lesson,
+    LessonFile,
     LessonLink,
     User,
     WatchedSearch,
@@ -63,6 +64,7 @@ from lessons.models import (
 from lessons.models.exercise import ReleaseRequest
 from lessons.services import aar_drafts, attachments, imports, tokens, watches
 from lessons.services import exercises as exercise_service
+from lessons.services import files as lesson_files
 from lessons.services import lessons as lesson_service
 from tests.conftest import login
 
@@ -252,6 +254,10 @@ TABLE: dict[str, Access] = {
     "lessons.action_status": Access("action:manage", form=same_status),
     "lessons.add_link": Access("lesson:edit", act=INPUT),
     "lessons.remove_link": Access("lessonlink:edit"),
+    # A lesson's files: an empty upload is refused (422) by whoever may edit the lesson.
+    "files.upload": Access("lesson:edit", act=INPUT),
+    "files.download": Access("lessonfile:view"),
+    "files.remove": Access("lessonfile:edit"),
     "api.get_lesson": Access("lesson:view"),
     "api.update_lesson": Access("lesson:edit", json={}, headers=ANY_VERSION),
     "api.transition_lesson": Access("lesson:reject", act=INPUT, json={"to": "rejected"}),
@@ -407,6 +413,8 @@ def build_world(app: Flask) -> World:
                            and lesson is not m)
             if mine is not None and other is not None:
                 lesson_service.link_lessons(user, mine.public_id, other.public_id)
+            if mine is not None:  # and a file, for the file routes
+                lesson_files.upload_file(user, mine.public_id, "matrix.txt", MATRIX_FILE)
         group_id = db.session.scalars(select(GlossaryGroup.id).order_by(GlossaryGroup.id)).first()
         spare = {name: tokens.create_token(u, "matrix spare")[0].id for name, u in users.items()}
         secrets = {name: tokens.create_token(u, "matrix")[1] for name, u in users.items()}
@@ -426,6 +434,8 @@ def build_world(app: Flask) -> World:
         lesson_links = [(by_id[link.lesson_id], by_id[link.linked_lesson_id])
                         for link in db.session.scalars(select(LessonLink).order_by(
                             LessonLink.lesson_id, LessonLink.linked_lesson_id))]
+        lesson_file_rows = [(by_id[item.lesson_id], item) for item in db.session.scalars(
+            select(LessonFile).order_by(LessonFile.id))]
         pending = [link for link in links if link.confirmation == "pending"]
         requests = list(db.session.scalars(select(ReleaseRequest).order_by(ReleaseRequest.id)))
         assert pending and requests, "the demo data should hold a pending outcome and request"
@@ -456,6 +466,10 @@ def build_world(app: Flask) -> World:
             v[(name, "link:plan")] = _link_variants(user, links, lessons,
                                                     policy.can_edit_exercise)
             v[(name, "lessonlink:edit")] = _lessonlink_variants(user, lesson_links, lessons)
+            v[(name, "lessonfile:view")] = _lessonfile_variants(user, lesson_file_rows,
+                                                                lambda u, x: True)
+            v[(name, "lessonfile:edit")] = _lessonfile_variants(user, lesson_file_rows,
+                                                                policy.can_edit)
             v[(name, "outcome:decide")] = _decision_variants(
                 user, pending, lambda link: _pair(link.exercise, link.lesson.public_id),
                 lambda link, u=user: policy.can_view_exercise(u, link.exercise),
@@ -525,6 +539,27 @@ def _lessonlink_variants(user: User, links: list[tuple[Lesson, Lesson]],
     return out
 
 
+MATRIX_FILE = b"Matrix probe."
+
+
+def _lessonfile_variants(user: User, items: list[tuple[Lesson, LessonFile]],
+                         able: Callable) -> list[Variant]:
+    """A lesson's file: the lesson decides (seen, editable, hidden); inside a lesson the
+    user may act on, another lesson's file and a made-up one answer alike."""
+    found = _classes(items, lambda item: policy.can_view(user, item[0]),
+                     lambda item: able(user, item[0]))
+    out = _variants(found, lambda item: {"public_id": item[0].public_id,
+                                         "file_id": item[1].public_id},
+                    {"public_id": MISSING, "file_id": items[0][1].public_id})
+    if found["act"] is not None:
+        mine = found["act"][0].public_id
+        hidden = _first(items, lambda item: not policy.can_view(user, item[0]))
+        if hidden is not None:
+            out.append(("hidden_inner", {"public_id": mine, "file_id": hidden[1].public_id}))
+        out.append(("missing_inner", {"public_id": mine, "file_id": MISSING}))
+    return out
+
+
 def _decision_variants(user: User, items: list, values: Callable, takes_part: Callable,
                        missing: dict[str, str]) -> list[Variant]:
     """Decisions (outcomes, release requests): the originator's analysts decide; others
@@ -553,6 +588,17 @@ def _restorers(world: World, name: str, v: dict[tuple[str, str], list[Variant]])
             user = db.session.scalar(select(User).where(User.username == name))
             lesson_service.link_lessons(user, link["public_id"], link["other_id"])
         world.restore[(name, "lessons.remove_link")] = relink
+    filed = dict(v[(name, "lessonfile:edit")]).get("act")
+    if filed:
+        def refile(filed=filed):
+            if db.session.scalar(select(LessonFile.id).where(
+                    LessonFile.public_id == filed["file_id"])) is None:
+                user = db.session.scalar(select(User).where(User.username == name))
+                again = lesson_files.upload_file(user, filed["public_id"], "matrix.txt",
+                                                 MATRIX_FILE)
+                again.public_id = filed["file_id"]  # the id the rest of the matrix names
+                db.session.commit()
+        world.restore[(name, "files.remove")] = refile
     attached = dict(v[(name, "link:plan")]).get("act")
     if attached:
         def reattach(attached=attached):
