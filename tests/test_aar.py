@@ -363,6 +363,11 @@ def test_nothing_kept_or_no_title_is_refused_on_the_page(app, people, login_as):
     fields["proposals-2-title"] = ""
     response = client.post(review_url, data=fields)
     assert response.status_code == 422
+    # Said at the top, and beside the third proposal's title, which keeps what was typed.
+    assert "error-summary" in response.text
+    assert re.search(r'id="proposals-2-title"[^>]*aria-invalid="true"|'
+                     r'aria-invalid="true"[^>]*id="proposals-2-title"', response.text)
+    assert fields["proposals-3-observation"] in response.text
     assert drafts_of(app, "gb.writer") == []
 
 

@@ -12,6 +12,7 @@ from playwright.sync_api import expect
 
 from tests import aar_reports as reports
 from tests import test_browser as browser
+from tests import test_browser_axe as axe
 
 # The browser fixtures, shared with the main flows' tests (bound here, not imported, as
 # the tests' parameters name them).
@@ -20,6 +21,8 @@ live_server = browser.live_server
 open_pages = browser.open_pages
 open_as = browser.open_as
 saved_on_failure = browser.saved_on_failure
+log_in = axe.log_in
+axe_script = axe.axe_script
 
 pytestmark = pytest.mark.browser
 
@@ -73,3 +76,33 @@ def test_a_contributor_turns_a_report_into_drafts(open_as, open_pages, make_user
         # The fifth was merged into the fourth: its own title is no draft's.
         expect(created).to_contain_text("Fuel reports were sent by e-mail and lost in inboxes")
         expect(created.get_by_text("Air tasking orders")).to_have_count(0)
+
+
+@axe.SIZES
+def test_the_report_pages_have_no_serious_axe_violation(log_in, open_pages, axe_script,
+                                                        make_user, tmp_path, size):
+    make_user("gb.author", "GBR", ("contributor",))
+    report = tmp_path / "aar.txt"
+    report.write_text(reports.SUSTAIN_TXT, "utf-8")
+    findings = {}
+    with saved_on_failure(open_pages, tmp_path):
+        page = log_in("gb.author", size)
+        page.goto("/lessons/aar")
+        findings["upload"] = axe.violations(page, axe_script)
+        page.get_by_role("button", name="Read the report").click()  # no file: refused
+        expect(page.get_by_role("alert")).to_be_visible()
+        findings["upload refused"] = axe.violations(page, axe_script)
+        page.get_by_label("After-action report").set_input_files(str(report))
+        page.get_by_role("button", name="Read the report").click()
+        expect(page.get_by_test_id("proposal")).to_have_count(4)
+        findings["review"] = axe.violations(page, axe_script)
+        page.get_by_test_id("proposal").nth(0).get_by_label("Title").fill("")
+        page.get_by_role("button", name="Create drafts").click()
+        expect(page.get_by_role("alert")).to_be_visible()
+        findings["review refused"] = axe.violations(page, axe_script)
+        page.get_by_test_id("proposal").nth(0).get_by_label("Title").fill("Daily sync")
+        page.get_by_role("button", name="Create drafts").click()
+        expect(page.get_by_test_id("aar-created").locator("tbody tr")).to_have_count(4)
+        findings["created"] = axe.violations(page, axe_script)
+    assert not any(findings.values()), axe.report(
+        {where: found for where, found in findings.items() if found})

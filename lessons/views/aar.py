@@ -93,4 +93,6 @@ def _apply_errors(form: AarReviewForm, errors: dict[str, str]) -> None:
                 field.errors = [*field.errors, message]
                 continue
         plain[key] = message
+    # The list's errors were gathered when it was validated: gather them again.
+    form.proposals.errors = [entry.errors for entry in form.proposals.entries]
     apply_errors(form, plain)
