@@ -37,7 +37,7 @@ PAGES_MAX = 300
 CHARS_MAX = 1_000_000  # characters of text read from one report
 UNPACKED_MAX = 60 * 1024 * 1024  # bytes a Word document may unpack to (zip bombs)
 PROPOSALS_MAX = 50
-TITLE_WORDS = 75  # a title made from a sentence is cut near here (JULLS advice)
+TITLE_CHARS = 75  # a title made from a sentence is cut near here (JULLS advice)
 
 KIND_BEST_PRACTICE = "best_practice"
 KIND_LESSON = "lesson"
@@ -337,7 +337,7 @@ def parse_date(text: str) -> date | None:
     return found[0][1] if found else None
 
 
-def _date(year, month, day) -> date | None:
+def _date(year: int | str, month: int | str, day: int | str) -> date | None:
     try:
         return date(int(year), int(month), int(day))
     except ValueError:
@@ -365,13 +365,13 @@ def _context(lines: list[Line]) -> Context:
 
 
 def first_sentence(text: str) -> str:
-    """A title from text: its first sentence, cut near ``TITLE_WORDS`` characters at a
+    """A title from text: its first sentence, cut near ``TITLE_CHARS`` characters at a
     word (with an ellipsis) when longer."""
     sentence = SENTENCE_END.split(text.strip(), maxsplit=1)[0].strip()
     sentence = sentence.rstrip(".")
-    if len(sentence) <= TITLE_WORDS + 25:
+    if len(sentence) <= TITLE_CHARS + 25:
         return sentence
-    cut = sentence[:TITLE_WORDS].rsplit(" ", 1)[0].rstrip(",;:")
+    cut = sentence[:TITLE_CHARS].rsplit(" ", 1)[0].rstrip(",;:")
     return cut + "\u2026"
 
 
