@@ -116,7 +116,8 @@ def render(name: str, title: str, description: str, kind: str, labels: Sequence[
     root.set("id", f"chart-{name}")
     root.set("class", "pygal-chart")
     root.set("role", "img")
-    root.set("aria-labelledby", f"chart-{name}-title chart-{name}-desc")
+    root.set("aria-labelledby", f"chart-{name}-title")
+    root.set("aria-describedby", f"chart-{name}-desc")
     heading = etree.Element("title", id=f"chart-{name}-title")
     heading.text = title
     desc = etree.Element("desc", id=f"chart-{name}-desc")
@@ -150,7 +151,7 @@ def _medians(name: str, by: str, medians: Medians, labels: dict[str, str]) -> Ma
                   "chart.", "hbar", [labels.get(g, g) for g in groups],
                   [("Submitted to validated", [first.get(g) for g in groups]),
                    ("Validated to learned", [second.get(g) for g in groups])],
-                  integer=False)
+                  size="wide", integer=False)
 
 
 def dashboard(trends: Trends) -> dict[str, Markup]:
@@ -183,7 +184,7 @@ def dashboard(trends: Trends) -> dict[str, Markup]:
             [("Lessons withheld", [n.lessons for n in barriers.nations]),
              ("Requests made", [n.asked for n in barriers.nations]),
              ("Approved", [n.approved for n in barriers.nations]),
-             ("Declined", [n.declined for n in barriers.nations])]),
+             ("Declined", [n.declined for n in barriers.nations])], size="wide"),
     }
 
 

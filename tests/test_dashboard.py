@@ -252,7 +252,8 @@ def test_every_chart_has_its_data_table(app, demo, login_as):
     for svg in charts_found:
         name = svg.get("id")
         assert svg.get("role") == "img"
-        assert svg.get("aria-labelledby") == f"{name}-title {name}-desc"
+        assert svg.get("aria-labelledby") == f"{name}-title"
+        assert svg.get("aria-describedby") == f"{name}-desc"
         assert svg.xpath(f'./title[@id="{name}-title"]')[0].text_content().strip()
         assert svg.xpath(f'./desc[@id="{name}-desc"]')[0].text_content().strip()
         box = svg.getparent().getparent()  # the figure, then the chart-and-table block
