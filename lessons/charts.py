@@ -214,7 +214,12 @@ LAYOUT = """svg.pygal-chart { width: 100%; height: auto; display: block; }
 .trend td.num, .trend th.num { text-align: right; font-variant-numeric: tabular-nums; }
 .trend .table-scroll { overflow-x: auto; min-width: 0; }
 .dashboard-summary { font-size: 1.05rem; }
-@media (max-width: 50rem) { .trend { grid-template-columns: minmax(0, 1fr); } }
+.trend table + table { margin-top: 1.25rem; }
+@media (max-width: 50rem) {
+  .trend { grid-template-columns: minmax(0, 1fr); }
+  /* A phone shows each table row as a card (muster.css): the caption spans the cards. */
+  .trend caption { display: block; }
+}
 @media print { .trend { break-inside: avoid; } form.dashboard-filters { display: none; } }
 """
 
