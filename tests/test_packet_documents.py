@@ -331,3 +331,22 @@ def test_awkward_text_is_printed_as_text(app, people, create, login_as, make_les
     paragraphs = [p.text for p in Document(io.BytesIO(gb.get(url(public_id, "docx")).data)
                                            ).paragraphs]
     assert "First line." in paragraphs and f"Second line with {long_word} in it." in paragraphs
+
+
+def test_a_packet_too_long_for_one_document_is_refused_in_words(app, login_as, packet_lessons,
+                                                                monkeypatch):
+    """Past ``DOCUMENT_TEXT_MAX`` characters a document would take longer to make than a
+    request may: a clear 422 pointing to the spreadsheet, nothing audited."""
+    from lessons.services import packet_documents
+
+    public_id, _ = packet_lessons
+    monkeypatch.setattr(packet_documents, "DOCUMENT_TEXT_MAX", 5_000)
+    gb = login_as("gb.planner")
+    for fmt in ("pdf", "docx"):
+        response = gb.get(url(public_id, fmt))
+        assert response.status_code == 422
+        text = normalise(exercises.text_of(response.get_data(as_text=True)))
+        assert "too long for one document" in text and "spreadsheet" in text
+    with app.app_context():
+        assert db.session.scalars(select(AuditRecord).where(
+            AuditRecord.action == "export")).all() == []

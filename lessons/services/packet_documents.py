@@ -30,6 +30,7 @@ from pathlib import Path
 
 from flask import render_template
 
+from lessons.errors import ValidationFailed
 from lessons.models import Lesson
 from lessons.rules import (
     DOMAIN_LABELS,
@@ -45,6 +46,10 @@ FORMATS = {
     "docx": "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
 }
 CSS_FILE = Path(__file__).resolve().parents[2] / "static" / "css" / "print-packet.css"
+# Characters of lesson text in one document: about 250 printed pages, which WeasyPrint
+# lays out in well under the request timeout (MUSTER_TIMEOUT, 30 s) on a small server.
+# Longer packets are refused in words; the spreadsheet and CSV have no such bound.
+DOCUMENT_TEXT_MAX = 1_000_000
 PERMANENCE_LABELS = {"interim": "Interim: to be replaced by a lasting fix",
                      "permanent": "Permanent: the accepted way of working"}
 TEXT_FIELDS = (("observation", "Observation"), ("discussion", "Discussion"),
@@ -368,9 +373,22 @@ def packet_docx(content: PacketContent) -> bytes:
     return out.getvalue()
 
 
+def text_size(content: PacketContent) -> int:
+    """Characters of the lessons' titles, facts and fields: what the pages are made of."""
+    return sum(len(entry.title) + sum(map(len, entry.facts)) + sum(map(len, entry.actions))
+               + sum(len(text) for part in entry.parts for text in part.paragraphs)
+               for chapter in content.chapters for entry in chapter.entries)
+
+
 def build(result: Packet, fmt: str, prepared_by: str, today: date) -> bytes:
-    """The packet document in ``fmt`` ("pdf" or "docx")."""
+    """The packet document in ``fmt`` ("pdf" or "docx"). Raises ``ValidationFailed``
+    when the packet is too long for one document (``DOCUMENT_TEXT_MAX``)."""
     content = packet_content(result, prepared_by, today)
+    if text_size(content) > DOCUMENT_TEXT_MAX:
+        raise ValidationFailed({"format": (
+            f"This packet is too long for one document ({len(result.lessons)} lessons, "
+            f"more than {DOCUMENT_TEXT_MAX:,} characters). Download it as a spreadsheet "
+            "or CSV instead.")})
     if fmt == "pdf":
         return packet_pdf(content)
     if fmt == "docx":

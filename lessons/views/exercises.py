@@ -413,11 +413,15 @@ def _packet_download(result: packets.Packet, fmt: str) -> Response:
         "Content-Disposition": f'attachment; filename="{name}.csv"'})
 
 
-def _packet_document(result: packets.Packet, fmt: str) -> Response:
+def _packet_document(result: packets.Packet, fmt: str) -> Response | tuple[str, int]:
     """The packet as PDF or Word: built first, audited once it exists. Dated in UTC, as
     the audit trail is."""
     today = utcnow().date()
-    body = packet_documents.build(result, fmt, current_user.display_name, today)
+    try:
+        body = packet_documents.build(result, fmt, current_user.display_name, today)
+    except ValidationFailed as exc:
+        return render_template("errors/error.html", status=422, title="Packet too long",
+                               message=exc.errors.get("format", exc.message)), 422
     packets.record_export(current_user, result, fmt)
     name = packet_documents.file_name(result, fmt, today)
     return Response(body, mimetype=packet_documents.FORMATS[fmt], headers={
