@@ -243,7 +243,8 @@ def packet_pdf(content: PacketContent) -> bytes:
     html = render_template("exercises/packet_print.html", doc=content)
     stylesheet = CSS(string=CSS_FILE.read_text(encoding="utf-8"), url_fetcher=_no_fetching)
     document = HTML(string=html, url_fetcher=_no_fetching, base_url=None)
-    return document.write_pdf(stylesheets=[stylesheet])
+    # Tagged: headings, paragraphs and reading order reach screen readers and reflow.
+    return document.write_pdf(stylesheets=[stylesheet], pdf_tags=True)
 
 
 # --- Word ---------------------------------------------------------------------------------
