@@ -30,7 +30,8 @@ from lessons.models import (
 from lessons.models.base import utcnow
 from lessons.rules import DOMAIN_LABELS, KIND_LABELS, STATUS_LABELS
 from lessons.services import lessons as lesson_service
-from lessons.services.trends import PACKET_STATUSES, PIPELINE_STEPS
+from lessons.services.packets import PACKET_STATUSES
+from lessons.services.trends import PIPELINE_STEPS
 
 VIEWERS = ("gb.planner", "ca.analyst")
 TABLE = re.compile(r"<table\b.*?</table>", re.S)
@@ -370,3 +371,31 @@ def test_recurrence_pairs_the_same_problem_from_another_event(app, login_as, mak
     # The British viewer sees the hidden twin too: one group of three events.
     british = login_as("gb.writer").get("/dashboard").get_data(as_text=True)
     assert table(british, "recurrence")[1][0].startswith("3: Exercise TWO 2025")
+
+
+def test_days_to_decide_release_requests(app, demo, login_as):
+    """Two decided requests about a lesson the planner sees, in an exercise GBR takes part
+    in: 2 days for AUS, 5 days for AUS and CAN."""
+    client = login_as("gb.planner")
+    before = keyed(client.get("/dashboard").get_data(as_text=True), "requests")
+    with app.app_context():
+        planner = viewer("gb.planner")
+        link = next(link for link in db.session.scalars(select(ExerciseLesson))
+                    if policy.can_view(planner, link.lesson)
+                    and policy.can_view_exercise(planner, link.exercise))
+        for nations, status, days in ((["AUS"], "approved", 2),
+                                      (["AUS", "CAN"], "declined", 5)):
+            asked = datetime(2026, 3, 1, 9, 30)
+            db.session.add(ReleaseRequest(
+                lesson_id=link.lesson_id, exercise_id=link.exercise_id, nations=nations,
+                status=status, requested_by_id=planner.id, decided_by_id=planner.id,
+                created_at=asked, decided_at=asked + timedelta(days=days, hours=3)))
+        db.session.commit()
+    page = client.get("/dashboard").get_data(as_text=True)
+    requests = keyed(page, "requests")
+    assert int(requests["Approved"]) == int(before["Approved"]) + 1
+    assert int(requests["Declined"]) == int(before["Declined"]) + 1
+    assert requests["Median days to decide"] == "3.5"
+    nations = {row[0]: row for row in table(page, "barriers")[1:]}
+    assert nations["AUS"][-1] == "3.5" and nations["CAN"][-1] == "5"
+    assert nations["CAN"][4:6] == ["0", "1"]  # approved, declined

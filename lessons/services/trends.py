@@ -61,9 +61,8 @@ from lessons.models.lesson import (
 )
 from lessons.rules import DOMAINS, KINDS, STATUSES
 from lessons.search import related
+from lessons.services.packets import PACKET_STATUSES  # attached lessons a packet carries
 
-# Attached lessons a packet would carry (a proposal nobody accepted is in no packet).
-PACKET_STATUSES = ("accepted", "incorporated", "effective", "not_effective")
 PIPELINE_STEPS = ("proposed", "accepted", "incorporated", "effective", "not_effective")
 # Recurrence: the most recent lessons looked at, the candidates ranked for each, and the
 # share of a lesson's key terms another must hold to count as the same problem again.
@@ -505,7 +504,7 @@ def _withheld_where(user, base: Select) -> ColumnElement[bool]:
     released = select(LessonRelease.lesson_id).where(
         LessonRelease.lesson_id == ExerciseLesson.lesson_id,
         LessonRelease.nation_code == ExerciseNation.nation_code).exists()
-    return and_(_links(user, base), ExerciseLesson.status.in_(PACKET_STATUSES), ~released)
+    return and_(_links(user, base), ExerciseLesson.status.in_(sorted(PACKET_STATUSES)), ~released)
 
 
 def _barriers(user, base: Select) -> Barriers:
