@@ -140,6 +140,8 @@ def test_the_packet_pdf_keeps_every_line_marks_and_numbers_every_page(app, login
     reader = PdfReader(io.BytesIO(response.data))
     pages = len(reader.pages)
     assert pages >= 4
+    root = reader.trailer["/Root"]  # tagged, in English, with bookmarks from the headings
+    assert "/StructTreeRoot" in root and root["/Lang"] == "en" and reader.outline
     bodies = []
     for number, page in enumerate(reader.pages, start=1):
         lines, runs = page_lines(page)
