@@ -4,10 +4,10 @@ install made as ``make run`` makes it (its own ``.flaskenv`` rule, ``db upgrade`
 ``demo load``), and exits 0. The markers are described in the README's Command line.
 
 The copy is a temporary folder of links to the repository's files with its own
-``.flaskenv``; ``DATABASE_URL`` and ``MUSTER_INDEX_DIR`` point into it, so the
-developer's own ``instance/`` and ``.flaskenv`` are never touched. It runs on an SQLite
-file whatever the suite's database: the commands are the same, and a shared
-PostgreSQL database would receive the demo data."""
+``.flaskenv``; ``DATABASE_URL``, ``MUSTER_INDEX_DIR`` and ``MUSTER_FILES_DIR`` point
+into it, so the developer's own ``instance/`` and ``.flaskenv`` are never touched. It
+runs on an SQLite file whatever the suite's database: the commands are the same, and a
+shared PostgreSQL database would receive the demo data."""
 
 from __future__ import annotations
 
@@ -145,7 +145,8 @@ def install(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Install]:
             (folder / entry.name).symlink_to(entry)
     env = {name: os.environ[name] for name in KEPT if name in os.environ}
     env.update(DATABASE_URL=f"sqlite:///{folder / 'instance' / 'muster.db'}",
-               MUSTER_INDEX_DIR=str(folder / "instance" / "index"))
+               MUSTER_INDEX_DIR=str(folder / "instance" / "index"),
+               MUSTER_FILES_DIR=str(folder / "instance" / "files"))
     made = subprocess.run(["make", "-s", "-f", str(ROOT / "Makefile"), ".flaskenv"],
                           cwd=folder, env=env, capture_output=True, text=True, timeout=30)
     assert made.returncode == 0, made.stderr
