@@ -399,3 +399,16 @@ def test_days_to_decide_release_requests(app, demo, login_as):
     nations = {row[0]: row for row in table(page, "barriers")[1:]}
     assert nations["AUS"][-1] == "3.5" and nations["CAN"][-1] == "5"
     assert nations["CAN"][4:6] == ["0", "1"]  # approved, declined
+
+
+def test_an_empty_dashboard_says_so(app, login_as, make_user):
+    make_user("nz.new", nation="NZL", roles=("contributor",))
+    response = login_as("nz.new").get("/dashboard")
+    page = response.get_data(as_text=True)
+    assert response.status_code == 200
+    assert total(page) == 0
+    assert len(lxml.html.fromstring(page).xpath("//svg")) == 8
+    assert table(page, "status")[1] == ["No lessons."]
+    assert table(page, "overdue")[1] == ["No action is overdue."]
+    assert table(page, "recurrence")[1] == [
+        "No problem seen again among the most recent lessons."]
