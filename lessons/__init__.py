@@ -176,3 +176,10 @@ def _check_settings(app: Flask) -> None:
     except (TypeError, ValueError):
         raise RuntimeError(f"MUSTER_REINDEX_PROCS must be a whole number of at least 1, "
                            f"not {procs!r}") from None
+    file_mb = app.config.get("FILE_MAX_MB", 20)
+    try:
+        if not 0 < float(file_mb) <= 1024:
+            raise ValueError
+    except (TypeError, ValueError):
+        raise RuntimeError(f"MUSTER_FILE_MAX_MB must be a number of megabytes above 0 and "
+                           f"at most 1024, not {file_mb!r}") from None

@@ -32,16 +32,17 @@ class FileType:
     media_type: str  # what downloads are served as (never text/html)
     extensions: tuple[str, ...]  # the names that may declare it
     label: str  # how the lesson page names it
+    described: str  # how a sentence names it
 
 
 TYPES = {t.key: t for t in (
-    FileType("png", "image/png", ("png",), "PNG image"),
-    FileType("jpeg", "image/jpeg", ("jpg", "jpeg"), "JPEG photo"),
-    FileType("pdf", "application/pdf", ("pdf",), "PDF"),
-    FileType("docx", DOCX, ("docx",), "Word document"),
-    FileType("pptx", PPTX, ("pptx",), "PowerPoint slides"),
-    FileType("xlsx", XLSX, ("xlsx",), "Excel workbook"),
-    FileType("txt", "text/plain; charset=utf-8", ("txt",), "Text"),
+    FileType("png", "image/png", ("png",), "PNG image", "a PNG image"),
+    FileType("jpeg", "image/jpeg", ("jpg", "jpeg"), "JPEG photo", "a JPEG photo"),
+    FileType("pdf", "application/pdf", ("pdf",), "PDF", "a PDF"),
+    FileType("docx", DOCX, ("docx",), "Word document", "a Word document"),
+    FileType("pptx", PPTX, ("pptx",), "PowerPoint slides", "a PowerPoint presentation"),
+    FileType("xlsx", XLSX, ("xlsx",), "Excel workbook", "an Excel workbook"),
+    FileType("txt", "text/plain; charset=utf-8", ("txt",), "Text", "plain text"),
 )}
 BY_MEDIA_TYPE = {t.media_type: t for t in TYPES.values()}
 ACCEPTED_EXTENSIONS = tuple(ext for t in TYPES.values() for ext in t.extensions)
@@ -147,18 +148,18 @@ def identify(name: str, data: bytes) -> FileType:
         raise Refused(f"“{name}” is empty.")
     kind = sniff(data)
     if kind is None:
-        raise Refused(f"“{name}” is not a {_declared(ext)} file: its content is not one "
+        raise Refused(f"“{name}” is not {_declared(ext)}: its content is none of the kinds "
                       f"Muster keeps ({ACCEPTED_LABEL}). Nothing was stored.")
     found = TYPES[kind]
     if ext not in found.extensions:
-        raise Refused(f"“{name}” is named as a {_declared(ext)} file but its content is a "
-                      f"{found.label}. Rename it to .{found.extensions[0]} if that is what "
-                      f"it is. Nothing was stored.")
+        raise Refused(f"“{name}” is named as {_declared(ext)} but its content is "
+                      f"{found.described}. Rename it to .{found.extensions[0]} if that is "
+                      f"what it is. Nothing was stored.")
     return found
 
 
 def _declared(ext: str) -> str:
-    return next(t.label for t in TYPES.values() if ext in t.extensions)
+    return next(t.described for t in TYPES.values() if ext in t.extensions)
 
 
 # --- text for search ------------------------------------------------------------------------

@@ -138,11 +138,12 @@ def test_names_are_sanitised_and_non_ascii_names_use_rfc_5987(app, lesson, login
 
 
 @pytest.mark.parametrize("name,data,words", [
-    ("report.pdf", b"<html><script>alert(1)</script></html>", "content is a Text"),
+    ("report.pdf", b"<html><script>alert(1)</script></html>",
+     "named as a PDF but its content is plain text"),
     ("photo.png", b"MZ\x90\x00\x03\x00\x00\x00\x04\x00\x00\x00\xff\xff\x00\x00",
-     "not a PNG image file"),
-    ("notes.docx", None, "not a Word document file"),
-    ("slides.pptx", b"\x89PNG\r\n\x1a\n1234", "content is a PNG image"),
+     "is not a PNG image"),
+    ("notes.docx", None, "is not a Word document"),
+    ("slides.pptx", b"\x89PNG\r\n\x1a\n1234", "its content is a PNG image"),
     ("page.html", b"<html></html>", "not a kind of file Muster keeps"),
     ("empty.txt", b"", "is empty"),
 ])
@@ -381,3 +382,72 @@ def test_upload_and_removal_need_the_forms_token(app, lesson, csrf_client):
     assert file_ids(client, lesson.public_id) == [file_id]
     assert client.post(remove_url, data=form.data()).status_code == 302
     assert file_ids(client, lesson.public_id) == []
+
+
+def xlsx_bytes(*cells: str) -> bytes:
+    from openpyxl import Workbook
+
+    book = Workbook()
+    for row, value in enumerate(cells, start=1):
+        book.active.cell(row=row, column=1, value=value)
+    out = io.BytesIO()
+    book.save(out)
+    return out.getvalue()
+
+
+def pptx_bytes(*slides: str) -> bytes:
+    """A minimal PowerPoint package: content types and one slide part per text."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as package:
+        package.writestr("[Content_Types].xml", "<Types/>")
+        package.writestr("ppt/presentation.xml", "<p:presentation/>")
+        for number, text in enumerate(slides, start=1):
+            package.writestr(f"ppt/slides/slide{number}.xml",
+                             f"<p:sld><p:txBody><a:p><a:r><a:t>{text}</a:t></a:r></a:p>"
+                             "</p:txBody></p:sld>")
+    return out.getvalue()
+
+
+def test_slides_and_workbooks_are_told_apart_and_their_text_read():
+    from lessons import filetypes
+
+    book, deck = xlsx_bytes("Fuel &amp; water", "Convoy timings"), pptx_bytes(
+        "Gap crossing", "Bridge &lt;class 70&gt;")
+    assert filetypes.identify("plan.xlsx", book).key == "xlsx"
+    assert filetypes.identify("brief.pptx", deck).key == "pptx"
+    with pytest.raises(filetypes.Refused, match="its content is an Excel workbook"):
+        filetypes.identify("brief.pptx", book)
+    assert "Convoy timings" in filetypes.extract_text("xlsx", book)
+    assert filetypes.extract_text("pptx", deck) == "Gap crossing\nBridge <class 70>"
+    # Unreadable documents keep no text rather than fail; text is bounded.
+    assert filetypes.extract_text("pdf", b"%PDF-1.4 broken") == ""
+    assert filetypes.extract_text("docx", b"PK\x03\x04 broken") == ""
+    assert len(filetypes.extract_text("txt", b"word " * 100_000, limit=1000)) <= 1000
+    assert filetypes.extract_text("png", PNG) == ""
+
+
+def test_names_are_cleaned_and_bounded():
+    from lessons import filetypes
+    from lessons.rules import FILE_NAME_MAX
+
+    assert filetypes.clean_name("C:\\Users\\me\\AAR  final.PDF") == "AAR final.PDF"
+    assert filetypes.clean_name("../.hidden.txt") == "hidden.txt"
+    long = filetypes.clean_name("x" * 500 + ".docx")
+    assert len(long) == FILE_NAME_MAX and long.endswith(".docx")
+    with pytest.raises(filetypes.Refused):
+        filetypes.clean_name("../..")
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "lots", "5000"])
+def test_a_malformed_file_size_setting_stops_the_start(value):
+    with pytest.raises(RuntimeError, match="MUSTER_FILE_MAX_MB"):
+        create_app("testing", FILE_MAX_MB=value)
+
+
+def test_workbook_words_are_searchable(app, lesson, login_as):
+    analyst = login_as("gb.an")
+    assert upload(analyst, lesson.public_id, "Movement table.xlsx",
+                  xlsx_bytes("Serial", "Ferry crossing at Kluane")).status_code == 302
+    page = login_as("gb.reader").get("/search?q=kluane").text
+    assert hits(page) == [lesson.public_id]
+    assert "In attachment Movement table.xlsx:" in page
