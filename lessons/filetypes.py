@@ -15,6 +15,7 @@ from __future__ import annotations
 import html
 import io
 import re
+import time
 import unicodedata
 import zipfile
 from dataclasses import dataclass
@@ -55,6 +56,9 @@ ZIP_UNPACKED_MAX = 300 * 2**20
 ZIP_MEMBERS_MAX = 10_000
 XML_PART_MAX = 50 * 2**20
 PDF_PAGES_READ = 2_000
+# Seconds a PDF's text may take to read (some PDFs are slow page by page): past it the
+# pages read so far are indexed, so an upload never outlasts the request timeout.
+PDF_SECONDS = 10.0
 
 # Inner parts that make a ZIP one of the Office formats: the package's content types and
 # the folder of the application whose document it is.
@@ -183,8 +187,9 @@ def _pdf_text(data: bytes, limit: int) -> str:
     reader = PdfReader(io.BytesIO(data))
     parts: list[str] = []
     size = 0
+    deadline = time.monotonic() + PDF_SECONDS
     for number, page in enumerate(reader.pages):
-        if number >= PDF_PAGES_READ or size >= limit:
+        if number >= PDF_PAGES_READ or size >= limit or time.monotonic() > deadline:
             break
         text = page.extract_text() or ""
         parts.append(text)
@@ -195,6 +200,10 @@ def _pdf_text(data: bytes, limit: int) -> str:
 def _docx_text(data: bytes, limit: int) -> str:
     import docx
 
+    with zipfile.ZipFile(io.BytesIO(data)) as package:
+        if any(info.file_size > XML_PART_MAX for info in package.infolist()
+               if info.filename.endswith(".xml")):
+            return ""  # python-docx parses whole parts: a huge one is not read at all
     document = docx.Document(io.BytesIO(data))
     parts: list[str] = []
     size = 0
