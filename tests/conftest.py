@@ -24,6 +24,9 @@ from lessons.models import Lesson, Nation, NationGroup, User
 from lessons.models.nation import nation_group_members
 from lessons.reference import group_rows, nation_rows
 
+# The browser tests' fixtures, for every test module that asks for them by name.
+from tests.browser import chromium, live_server, open_as, open_pages  # noqa: F401
+
 REFERENCE_TABLES = {"nations", "nation_groups", "nation_group_members"}
 
 

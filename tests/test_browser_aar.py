@@ -11,16 +11,9 @@ import pytest
 from playwright.sync_api import expect
 
 from tests import aar_reports as reports
-from tests import test_browser as browser
 from tests import test_browser_axe as axe
+from tests.browser import saved_on_failure
 
-# The browser fixtures, shared with the main flows' tests (bound here, not imported, as
-# the tests' parameters name them).
-chromium = browser.chromium
-live_server = browser.live_server
-open_pages = browser.open_pages
-open_as = browser.open_as
-saved_on_failure = browser.saved_on_failure
 log_in = axe.log_in
 axe_script = axe.axe_script
 

@@ -28,14 +28,8 @@ from sqlalchemy import select
 from lessons import policy
 from lessons.extensions import db
 from lessons.models import Exercise, Lesson, User
-from tests import test_browser as browser
-
-# The browser fixtures, shared with the main flows' tests (bound here, not imported, as
-# the tests' parameters name them).
-chromium = browser.chromium
-live_server = browser.live_server
-open_pages = browser.open_pages
-saved_on_failure = browser.saved_on_failure
+from tests import browser
+from tests.browser import saved_on_failure
 
 pytestmark = pytest.mark.browser
 

@@ -11,15 +11,9 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from tests import test_browser as browser
 from tests import test_browser_axe as axe_tests
+from tests.browser import saved_on_failure
 
-# The browser fixtures (bound here, not imported, as the tests' parameters name them).
-chromium = browser.chromium
-live_server = browser.live_server
-open_pages = browser.open_pages
-open_as = browser.open_as
-saved_on_failure = browser.saved_on_failure
 log_in = axe_tests.log_in
 axe_script = axe_tests.axe_script
 

@@ -10,15 +10,7 @@ from datetime import date, timedelta
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests import test_browser as browser
-
-# The browser fixtures, shared with the main flows' tests (bound here, not imported, as
-# the tests' parameters name them).
-chromium = browser.chromium
-live_server = browser.live_server
-open_pages = browser.open_pages
-open_as = browser.open_as
-saved_on_failure = browser.saved_on_failure
+from tests.browser import saved_on_failure
 
 pytestmark = pytest.mark.browser
 

@@ -9,13 +9,7 @@ from datetime import date, timedelta
 import pytest
 from playwright.sync_api import expect
 
-from tests.test_browser import (  # noqa: F401
-    chromium,
-    live_server,
-    open_as,
-    open_pages,
-    saved_on_failure,
-)
+from tests.browser import saved_on_failure
 
 pytestmark = pytest.mark.browser
 

@@ -9,14 +9,8 @@ from collections.abc import Callable
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests import test_browser as browser
+from tests.browser import saved_on_failure
 from tests.test_browser_phone import LAPTOP, PHONE, sideways_overflow
-
-chromium = browser.chromium
-live_server = browser.live_server
-open_pages = browser.open_pages
-open_as = browser.open_as
-saved_on_failure = browser.saved_on_failure
 
 pytestmark = pytest.mark.browser
 

@@ -14,16 +14,10 @@ import re
 import pytest
 from pypdf import PdfReader
 
-from tests import test_browser as browser
+from tests import browser
 from tests import test_exercises as exercises
 from tests import test_packet_documents as documents
 
-# The browser fixtures and the packet's data, bound here (not imported, as the tests'
-# parameters name them).
-chromium = browser.chromium
-live_server = browser.live_server
-open_pages = browser.open_pages
-open_as = browser.open_as
 people = exercises.people
 create = exercises.create
 packet_lessons = documents.packet_lessons

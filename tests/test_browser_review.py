@@ -8,13 +8,13 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from tests.test_browser import chromium, live_server, open_as, open_pages, saved_on_failure  # noqa: F401
+from tests.browser import saved_on_failure
 
 pytestmark = pytest.mark.browser
 
 
 def test_an_analyst_validates_from_the_top_with_a_note_and_lands_on_the_next_lesson(
-        open_as, open_pages, make_user, make_lesson, tmp_path):  # noqa: F811
+        open_as, open_pages, make_user, make_lesson, tmp_path):
     make_user("gb.author", "GBR", ("contributor",))
     make_user("gb.analyst", "GBR", ("contributor", "analyst"))
     older = make_lesson("gb.author", "submitted", title="Radios on different crypto")

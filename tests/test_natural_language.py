@@ -11,13 +11,7 @@ import pytest
 from playwright.sync_api import expect
 
 from lessons.extensions import db
-from tests.test_browser import (  # noqa: F401 - fixtures
-    chromium,
-    live_server,
-    open_as,
-    open_pages,
-    saved_on_failure,
-)
+from tests.browser import saved_on_failure
 from tests.test_search import hits, total
 
 
@@ -298,7 +292,7 @@ def test_ranking_scores_ignore_a_hidden_lessons_words(corpus, make_lesson, app):
 
 @pytest.mark.browser
 def test_a_natural_language_search_in_the_browser_shows_the_notice(
-        corpus, open_as, open_pages, tmp_path):  # noqa: F811 - fixtures
+        corpus, open_as, open_pages, tmp_path):
     reader = open_as("au.user")
     with saved_on_failure(open_pages, tmp_path):
         reader.get_by_role("navigation", name="Main").get_by_role("link", name="Search").click()

@@ -125,8 +125,8 @@ def upload(client, content: str, filename: str = "lessons.csv"):
 
 
 def preview_rows(html: str) -> dict[int, tuple[str, str]]:
-    rows = re.findall(r'<tr class="outcome-(\w+)" data-line="(\d+)">.*?<td data-label="Why">([^<]*)</td></tr>',
-                      html, re.S)
+    rows = re.findall(r'<tr class="outcome-(\w+)" data-line="(\d+)">'
+                      r'.*?<td data-label="Why">([^<]*)</td></tr>', html, re.S)
     return {int(line): (outcome, unescape(why)) for outcome, line, why in rows}
 
 
