@@ -160,6 +160,12 @@ class Config:
     NOTIFY_RETRY_SECONDS = 60
     NOTIFY_MAX_ATTEMPTS = 5
     NOTIFY_DIGEST_HOURS = 24
+    # Federation (`flask federation`, README): this instance's name and nation as peers
+    # know it, e.g. GBR-army and GBR; both empty until federation is wanted. The signing
+    # key lives in FEDERATION_DIR, never exported. Checked at start (lessons.federation).
+    INSTANCE_NAME = os.environ.get("MUSTER_INSTANCE_NAME", "").strip()
+    INSTANCE_NATION = os.environ.get("MUSTER_INSTANCE_NATION", "").strip().upper()
+    FEDERATION_DIR = os.environ.get("MUSTER_FEDERATION_DIR", str(INSTANCE_DIR / "federation"))
 
 
     @classmethod

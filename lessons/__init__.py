@@ -168,6 +168,9 @@ def _sqlite_pragmas(dbapi_connection, connection_record) -> None:  # noqa: ARG00
 
 def _check_settings(app: Flask) -> None:
     """Refuse to start on a malformed numeric setting, naming it, rather than later."""
+    from lessons.federation.identity import check_settings as check_federation
+
+    check_federation(app.config)
     procs = app.config.get("SEARCH_REINDEX_PROCS", 1)
     try:
         app.config["SEARCH_REINDEX_PROCS"] = int(procs)

@@ -534,6 +534,7 @@ def set_email_command(username: str, email: str) -> None:
 
 
 def register_cli(app: Flask) -> None:
+    from lessons.federation.cli import federation_cli
     from lessons.notify_cli import notify_cli
 
     app.cli.add_command(notify_cli)
@@ -541,5 +542,6 @@ def register_cli(app: Flask) -> None:
     app.cli.add_command(demo_cli)
     app.cli.add_command(search_cli)
     app.cli.add_command(lessons_cli)
+    app.cli.add_command(federation_cli)
     app.cli.add_command(backup_command)
     app.cli.add_command(restore_command)

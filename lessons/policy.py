@@ -130,16 +130,36 @@ def require_view(user: UserLike, lesson: Lesson | None) -> Lesson:
     return lesson
 
 
+def peer_rule(nations: Iterable[str]) -> Rule:
+    """The lessons a user of one of ``nations`` with no role, who wrote none of them, may
+    see (``visibility_rule`` for such a user): what a federation peer serving those
+    nations is sent. A peer's users are then bound by the peer's own policy."""
+    return AllOf((Match("releasable_to", frozenset(nations)),
+                  Match("status", SHARED_STATUSES)))
+
+
+def peer_may_receive(nations: Iterable[str], lesson: Lesson) -> bool:
+    return evaluate(peer_rule(nations), lesson)
+
+
+def is_foreign(lesson: Lesson) -> bool:
+    """Received from another Muster instance (``lessons.federation``): its originator
+    changes it there, so here nobody edits, moves, reviews or manages its actions. The
+    one place this is decided: ``is_author`` and ``is_analyst_for``, from which every
+    such right follows, answer False for it."""
+    return lesson.origin_instance is not None
+
+
 def is_author(user: UserLike, lesson: Lesson) -> bool:
     user = _real_user(user)
-    return user is not None and lesson.author_id == user.id
+    return user is not None and lesson.author_id == user.id and not is_foreign(lesson)
 
 
 def is_analyst_for(user: UserLike, lesson: Lesson) -> bool:
     """An analyst of the lesson's originator nation: validates it and decides release."""
     user = _real_user(user)
     return (user is not None and user.has_role("analyst")
-            and user.nation_code == lesson.originator_nation)
+            and user.nation_code == lesson.originator_nation and not is_foreign(lesson))
 
 
 def can_edit(user: UserLike, lesson: Lesson) -> bool:

@@ -137,6 +137,13 @@ class Lesson(db.Model):
 
     author_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
     author: Mapped[User] = relationship(lazy="joined", innerjoin=True)
+    # A lesson received from another Muster instance (``lessons.federation``): which
+    # instance wrote it, its id and version there, and when it arrived. None for this
+    # instance's own lessons; the policy keeps the others read-only.
+    origin_instance: Mapped[str | None] = mapped_column(String(64), index=True)
+    origin_id: Mapped[str | None] = mapped_column(String(64))
+    origin_version: Mapped[int | None] = mapped_column(Integer)
+    received_at: Mapped[datetime | None] = mapped_column(DateTime)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow,
                                                  index=True)

@@ -1,0 +1,125 @@
+"""What a peer is sent: its nations' share of this instance's own lessons, and the
+revocation of each one it was sent and may no longer see.
+
+A bundle holds everything not yet acknowledged by the peer: a lesson whose current
+version the peer has acknowledged is not sent again; one sent in a bundle the peer has
+not acknowledged yet is sent again (applying it twice changes nothing there). Which
+lessons a peer may see is ``policy.peer_rule``: the rule for a user of its nations with
+no role. Lessons received from other instances are never relayed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+
+from lessons import policy
+from lessons.extensions import db
+from lessons.federation import bundles, identity, peers
+from lessons.models import Lesson, Peer, PeerLesson
+from lessons.models.base import utcnow
+from lessons.services import audit
+from lessons.services.exchange import lesson_record
+
+
+@dataclass(frozen=True)
+class Exported:
+    peer: str
+    sequence: int
+    lessons: int
+    revocations: int
+
+
+def _own_lessons_for(peer: Peer) -> list[Lesson]:
+    query = (select(Lesson).where(Lesson.origin_instance.is_(None),
+                                  policy.to_sql(policy.peer_rule(peer.nations)))
+             .order_by(Lesson.id))
+    # The SQL filter and the Python rule are one rule; the second look costs nothing.
+    return [lesson for lesson in db.session.scalars(query)
+            if policy.peer_may_receive(peer.nations, lesson)]
+
+
+def lesson_entry(instance_name: str, lesson: Lesson) -> dict[str, Any]:
+    return {"type": "lesson",
+            "origin": {"instance": instance_name, "id": lesson.public_id,
+                       "version": lesson.version},
+            "lesson": lesson_record(lesson)}
+
+
+def export(peer_name: str, path: Path) -> Exported:
+    """Write the next bundle for ``peer_name`` to ``path``; audited, and committed only
+    once the file is written (a failed write leaves the sequence as it was)."""
+    name, nation = identity.instance()
+    identity.private_key()  # no key, no bundle: say so before doing anything
+    peer = peers.get(peer_name)
+    sequence = peer.last_out_sequence + 1
+    sent = {row.lesson_id: row for row in db.session.scalars(
+        select(PeerLesson).where(PeerLesson.peer_id == peer.id))}
+    records: list[dict[str, Any]] = []
+    visible = _own_lessons_for(peer)
+    visible_ids = {lesson.id for lesson in visible}
+    lessons_sent = 0
+    for lesson in visible:
+        row = sent.get(lesson.id)
+        if row is not None and row.acked and not row.revoked and row.version == lesson.version:
+            continue
+        records.append(lesson_entry(name, lesson))
+        lessons_sent += 1
+        if row is None:
+            row = PeerLesson(peer_id=peer.id, lesson_id=lesson.id)
+            db.session.add(row)
+        row.version, row.sequence, row.revoked, row.acked = lesson.version, sequence, False, False
+    revoked = [row for lesson_id, row in sent.items()
+               if lesson_id not in visible_ids and not (row.revoked and row.acked)]
+    if revoked:
+        public_ids = dict(db.session.execute(select(Lesson.id, Lesson.public_id).where(
+            Lesson.id.in_([row.lesson_id for row in revoked]))).all())
+        for row in sorted(revoked, key=lambda r: r.lesson_id):
+            records.append({"type": "revocation",
+                            "origin": {"instance": name, "id": public_ids[row.lesson_id]}})
+            row.sequence, row.revoked, row.acked = sequence, True, False
+    now = utcnow()
+    manifest = {
+        "kind": "lessons",
+        "sender": {"name": name, "nation": nation,
+                   "key_fingerprint": identity.fingerprint(identity.public_key())},
+        "recipient": peer.name,
+        "sequence": sequence,
+        "covers": {"after_acknowledged_sequence": peer.acked_sequence,
+                   "up_to": now.isoformat(timespec="seconds") + "Z"},
+        "created": now.isoformat(timespec="seconds") + "Z",
+        "counts": {"lessons": lessons_sent, "revocations": len(revoked)},
+    }
+    peer.last_out_sequence, peer.last_out_at = sequence, now
+    audit.record("federation_bundle_out", actor=None, subject=peer.name,
+                 comment=f"bundle {sequence} for {peer.name}: {lessons_sent} lesson(s), "
+                         f"{len(revoked)} revocation(s)")
+    db.session.flush()
+    try:
+        bundles.write(path, manifest, bundles.records_bytes(records))
+    except BaseException:
+        db.session.rollback()
+        raise
+    try:
+        db.session.commit()
+    except BaseException:
+        Path(path).unlink(missing_ok=True)
+        raise
+    return Exported(peer.name, sequence, lessons_sent, len(revoked))
+
+
+def write_ack(peer: Peer, sequence: int, path: Path) -> None:
+    """A signed acknowledgement of ``peer``'s bundle ``sequence`` (no records)."""
+    name, nation = identity.instance()
+    now = utcnow()
+    bundles.write(path, {
+        "kind": "ack",
+        "sender": {"name": name, "nation": nation,
+                   "key_fingerprint": identity.fingerprint(identity.public_key())},
+        "recipient": peer.name,
+        "acknowledges": sequence,
+        "created": now.isoformat(timespec="seconds") + "Z",
+    }, b"")
