@@ -150,6 +150,15 @@ def is_foreign(lesson: Lesson) -> bool:
     return lesson.origin_instance is not None
 
 
+def sees_withdrawn_by_originator(user: UserLike, lesson: Lesson) -> bool:
+    """A foreign lesson its originator revoked stays named, as withdrawn by its
+    originator, where it was attached, to users of the nations it had been released to:
+    planners learn why it left their exercise. Nothing of its content is shown."""
+    user = _real_user(user)
+    return (user is not None and is_foreign(lesson) and lesson.status == "withdrawn"
+            and user.nation_code in lesson.releasable_to)
+
+
 def is_author(user: UserLike, lesson: Lesson) -> bool:
     user = _real_user(user)
     return user is not None and lesson.author_id == user.id and not is_foreign(lesson)

@@ -391,3 +391,30 @@ def test_refused_bundles_change_nothing(pair, tmp_path: Path) -> None:
     assert snapshot(b) == once
     with b.app.app_context():
         assert "already applied" in db.session.scalar(select(Peer.last_error))
+
+
+def test_revoked_lesson_attached_to_an_exercise_shows_withdrawn_by_originator(
+        pair, tmp_path: Path) -> None:
+    from tests.test_exercises import attach, exercise_form, exercise_id_from
+
+    a, b = pair
+    public_id = make_lesson(a, title="Lyrebirdecho signals drill", releasable_to=["AUS"])
+    ship(a, b, tmp_path, 1)
+    received = foreign(b, "Lyrebirdecho")
+    planner = b.client("aus_analyst")
+    response = planner.post("/exercises/new", data=exercise_form(
+        lead_nation="AUS", nations=["AUS", "NZL"], location="Shoalwater Bay"))
+    assert response.status_code == 302, response.get_data(as_text=True)[:1000]
+    exercise_id = exercise_id_from(response.headers["Location"])
+    assert attach(planner, exercise_id, received.public_id).status_code == 302
+    page = planner.get(f"/exercises/{exercise_id}").get_data(as_text=True)
+    assert "Lyrebirdecho signals drill" in page and "withdrawn by originator" not in page
+    edit(a, public_id, releasable_to=[])  # GBR only again
+    ship(a, b, tmp_path, 2)
+    page = planner.get(f"/exercises/{exercise_id}").get_data(as_text=True)
+    assert "withdrawn by originator" in page and public_id in page
+    assert "Lyrebirdecho" not in page
+    assert planner.get(f"/lessons/{received.public_id}").status_code == 404
+    # NZL never had it at B (REL TO then was GBR and AUS): told nothing.
+    nzl_page = b.client("nzl_user").get(f"/exercises/{exercise_id}").get_data(as_text=True)
+    assert "withdrawn by originator" not in nzl_page and public_id not in nzl_page

@@ -456,6 +456,17 @@ def visible_links(user: User, exercise: Exercise) -> list[ExerciseLesson]:
         link.objective.position if link.objective else 10_000, link.lesson.title.lower()))
 
 
+def withdrawn_by_originator(user: User, exercise: Exercise) -> list[ExerciseLesson]:
+    """Links to lessons received from another instance and since revoked by it, that
+    ``user`` may be told of (``policy.sees_withdrawn_by_originator``)."""
+    policy.require_view_exercise(user, exercise)
+    links = db.session.scalars(
+        select(ExerciseLesson).join(Lesson, ExerciseLesson.lesson_id == Lesson.id)
+        .where(ExerciseLesson.exercise_id == exercise.id, Lesson.status == "withdrawn",
+               Lesson.origin_instance.is_not(None)))
+    return [link for link in links if policy.sees_withdrawn_by_originator(user, link.lesson)]
+
+
 def observations(user: User, exercise: Exercise) -> list[Lesson]:
     """Lessons written from this exercise (their source event) that ``user`` may see."""
     policy.require_view_exercise(user, exercise)

@@ -147,6 +147,7 @@ def _detail_page(exercise: Exercise, *, status: int = 200,
     links = service.visible_links(current_user, exercise)
     return render_template(
         "exercises/detail.html", exercise=exercise, links=links,
+        withdrawn_links=service.withdrawn_by_originator(current_user, exercise),
         can_edit=policy.can_edit_exercise(current_user, exercise),
         can_write=policy.can_write_observation_for(current_user, exercise),
         loop=service.loop_summary(current_user, exercise, links),
