@@ -24,7 +24,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.engine import make_url
 
-from lessons import create_app
+from lessons import create_app, policy
 from lessons.extensions import db
 from lessons.models import AuditRecord, Lesson, Peer, User
 from lessons.services import lessons as lesson_service
@@ -243,10 +243,16 @@ def test_released_lesson_reaches_b_and_only_its_nations_see_it(pair, tmp_path: P
                             observation="Pangolinhush detail only for GBR eyes.")
     draft_id = make_lesson(a, status="draft", title="Narwhalquill draft thought",
                            releasable_to=["AUS", "NZL"])
+    withdrawn_id = make_lesson(a, status="draft", title="Axolotlrune withdrawn idea",
+                               releasable_to=["AUS"])
+    with a.app.app_context():
+        author = db.session.scalar(select(User).where(User.username == "gbr_author"))
+        lesson_service.transition_lesson(author, withdrawn_id, "withdrawn")
     bundle = ship(a, b, tmp_path, 1)
     raw = bundle_bytes(bundle)
     assert b"Quokkaflare" in raw and aus_id.encode() in raw
-    for word in (b"Pangolinhush", secret_id.encode(), b"Narwhalquill", draft_id.encode()):
+    for word in (b"Pangolinhush", secret_id.encode(), b"Narwhalquill", draft_id.encode(),
+                 b"Axolotlrune", withdrawn_id.encode()):
         assert word not in raw, word
 
     aus, nzl = b.client("aus_user"), b.client("nzl_user")
@@ -285,6 +291,33 @@ def test_foreign_lesson_is_read_only_at_b(pair, tmp_path: Path) -> None:
         assert client.post(f"/lessons/{received.public_id}/transition",
                            data={"to": "learned", "note": "x"}).status_code in (403, 404, 409)
     assert foreign(b, "Echidnaspark").title == "Echidnaspark fuel handling"
+    with b.app.app_context():
+        visitor = db.session.scalar(select(User).where(User.username == "gbr_visitor"))
+        lesson = db.session.get(Lesson, received.id)
+        assert policy.can_view(visitor, lesson)  # GBR is in its REL TO: the page is shown
+        assert not policy.can_edit(visitor, lesson)
+        assert not policy.allowed_transitions(visitor, lesson)
+        assert not policy.can_manage_actions(visitor, lesson)
+        assert not policy.can_decide_for_originator(visitor, lesson)
+
+
+def test_acknowledgements(pair, tmp_path: Path) -> None:
+    a, b = pair
+    make_lesson(a, title="Numbatgrove ack", releasable_to=["AUS"])
+    ship(a, b, tmp_path, 1)
+    again = a.cli("federation", "import", str(tmp_path / "ack-1.zip")).output
+    assert "already acknowledged" in again
+    # An acknowledgement of a bundle never written is refused.
+    with b.app.app_context():
+        from lessons.federation import outbound
+
+        peer = db.session.scalar(select(Peer))
+        outbound.write_ack(peer, 5, tmp_path / "ack-5.zip")
+    result = a.cli("federation", "import", str(tmp_path / "ack-5.zip"), ok=False)
+    assert result.exit_code == 2 and "the last bundle written for AUS-army is 1" in result.output
+    with a.app.app_context():
+        assert db.session.scalar(select(Peer.acked_sequence)) == 1
+    assert a.count(AuditRecord, AuditRecord.action == "federation_ack_received") == 1
 
 
 def test_edit_at_a_replaces_the_version_at_b(pair, tmp_path: Path) -> None:

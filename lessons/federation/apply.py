@@ -191,8 +191,8 @@ def _apply_ack(bundle: bundles.Bundle, peer: Peer, source: str) -> Applied:
     if not isinstance(sequence, int) or isinstance(sequence, bool) or sequence < 1:
         raise _refuse("The acknowledgement names no bundle.", peer, source)
     if sequence > peer.last_out_sequence:
-        raise _refuse(f"The acknowledgement is of bundle {sequence}, but only "
-                      f"{peer.last_out_sequence} were written for {peer.name}.", peer, source)
+        raise _refuse(f"The acknowledgement is of bundle {sequence}, but the last bundle "
+                      f"written for {peer.name} is {peer.last_out_sequence}.", peer, source)
     applied = Applied(peer.name, "ack", sequence)
     if sequence <= peer.acked_sequence:
         applied.notes.append(f"bundle {sequence} was already acknowledged")
