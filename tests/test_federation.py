@@ -451,3 +451,21 @@ def test_revoked_lesson_attached_to_an_exercise_shows_withdrawn_by_originator(
     # NZL never had it at B (REL TO then was GBR and AUS): told nothing.
     nzl_page = b.client("nzl_user").get(f"/exercises/{exercise_id}").get_data(as_text=True)
     assert "withdrawn by originator" not in nzl_page and public_id not in nzl_page
+
+
+def test_a_record_this_instance_cannot_store_refuses_the_bundle_by_name(
+        pair, tmp_path: Path) -> None:
+    a, b = pair
+    a.app.config["CLASSIFICATIONS"] = ["UNCLASSIFIED", "NATO RESTRICTED"]
+    make_lesson(a, title="Emuwatch marking", releasable_to=["AUS"],
+                classification="NATO RESTRICTED")
+    bundle = tmp_path / "bundle-1.zip"
+    a.cli("federation", "export", b.name, str(bundle))
+    result = b.cli("federation", "import", str(bundle), ok=False)
+    assert result.exit_code == 2
+    assert "record 1: classification" in result.output and "Nothing was applied" in result.output
+    assert b.count(Lesson) == 0
+    # Once this instance knows the marking, the same bundle applies.
+    b.app.config["CLASSIFICATIONS"] = ["UNCLASSIFIED", "NATO RESTRICTED"]
+    assert "1 new" in b.cli("federation", "import", str(bundle)).output
+    assert foreign(b, "Emuwatch").classification == "NATO RESTRICTED"
