@@ -469,3 +469,26 @@ def test_a_record_this_instance_cannot_store_refuses_the_bundle_by_name(
     b.app.config["CLASSIFICATIONS"] = ["UNCLASSIFIED", "NATO RESTRICTED"]
     assert "1 new" in b.cli("federation", "import", str(bundle)).output
     assert foreign(b, "Emuwatch").classification == "NATO RESTRICTED"
+
+
+def test_manifest_names_sender_recipient_sequence_and_what_it_covers(pair, tmp_path: Path) -> None:
+    import json
+
+    a, b = pair
+    public_id = make_lesson(a, title="Kiwiglade manifest", releasable_to=["AUS"])
+    bundle = ship(a, b, tmp_path, 1)
+    with zipfile.ZipFile(bundle) as archive:
+        assert sorted(archive.namelist()) == ["manifest.json", "records.jsonl", "signature"]
+        manifest = json.loads(archive.read("manifest.json"))
+        records = [json.loads(line) for line in archive.read("records.jsonl").splitlines()]
+    assert manifest["format"] == "muster-federation-bundle" and manifest["format_version"] == 1
+    assert manifest["sender"]["name"] == "GBR-army" and manifest["sender"]["nation"] == "GBR"
+    assert manifest["sender"]["key_fingerprint"].startswith("SHA256:")
+    assert manifest["recipient"] == "AUS-army" and manifest["sequence"] == 1
+    assert manifest["covers"]["after_acknowledged_sequence"] == 0
+    assert manifest["covers"]["change_log_upto"] >= 1
+    assert manifest["counts"] == {"lessons": 1, "revocations": 0}
+    (record,) = records
+    assert record["type"] == "lesson" and record["origin"]["instance"] == "GBR-army"
+    assert record["origin"]["id"] == public_id and record["origin"]["version"] >= 1
+    assert record["lesson"]["title"] == "Kiwiglade manifest"

@@ -19,7 +19,7 @@ from sqlalchemy import select
 from lessons import policy
 from lessons.extensions import db
 from lessons.federation import bundles, identity, peers
-from lessons.models import Lesson, Peer, PeerLesson
+from lessons.models import ChangeLogHead, Lesson, Peer, PeerLesson
 from lessons.models.base import utcnow
 from lessons.services import audit
 from lessons.services.exchange import lesson_record
@@ -88,7 +88,10 @@ def export(peer_name: str, path: Path) -> Exported:
                    "key_fingerprint": identity.fingerprint(identity.public_key())},
         "recipient": peer.name,
         "sequence": sequence,
+        # Everything not acknowledged by bundle ``after_acknowledged_sequence``, as it
+        # stood at change-log position ``change_log_upto`` (each record names its version).
         "covers": {"after_acknowledged_sequence": peer.acked_sequence,
+                   "change_log_upto": db.session.scalar(select(ChangeLogHead.last_id)) or 0,
                    "up_to": now.isoformat(timespec="seconds") + "Z"},
         "created": now.isoformat(timespec="seconds") + "Z",
         "counts": {"lessons": lessons_sent, "revocations": len(revoked)},
