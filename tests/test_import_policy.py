@@ -9,7 +9,6 @@ from __future__ import annotations
 import io
 import json
 import re
-from html import unescape
 from pathlib import Path
 
 import pytest
@@ -18,6 +17,7 @@ from sqlalchemy import select
 from lessons.extensions import db
 from lessons.models import AuditRecord, Lesson
 from tests.test_exchange import record
+from tests.test_spreadsheet import preview_rows
 
 REFUSED = ("external_id: names no lesson you may update (a new lesson's external_id must be "
            "empty or begin with au.analyst:)")
@@ -37,9 +37,7 @@ def upload(client, content: str, **data):
 
 
 def rows(html: str) -> dict[int, tuple[str, str]]:
-    found = re.findall(r'<tr class="outcome-(\w+)" data-line="(\d+)">.*?<td>([^<]*)</td></tr>',
-                       html, re.S)
-    return {int(n): (outcome, unescape(why)) for outcome, n, why in found}
+    return preview_rows(html)
 
 
 def token_of(html: str) -> str | None:

@@ -387,6 +387,7 @@ class Prospect:
     author_id: int | None
     originator_nation: str
     releasable_to: list[str]
+    origin_instance: str | None = None  # received from another instance: read-only here
 
 
 def status_walk(user: User, prospect: Prospect, to: str) -> list[str] | None:
@@ -450,7 +451,8 @@ def _policy_errors(record: CheckedRecord, existing: Lesson | None, importer: Use
     prospect = Prospect(status=existing.status if existing is not None else "draft",
                         author_id=existing.author_id if existing is not None else importer.id,
                         originator_nation=record.originator,
-                        releasable_to=sorted(release | {record.originator}))
+                        releasable_to=sorted(release | {record.originator}),
+                        origin_instance=existing.origin_instance if existing is not None else None)
     walk = status_walk(importer, prospect, record.status)
     if walk is None:
         return None, [LineError(record.line, "status", _refuse_walk(
