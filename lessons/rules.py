@@ -45,6 +45,8 @@ ACTION_STATUSES = ("open", "done")
 # to read, but no longer a lesson anyone stands behind).
 LINKABLE_STATUSES = tuple(status for status in STATUSES if status != "withdrawn")
 ROLES = ("contributor", "analyst", "planner", "admin")
+# External ids of lessons received from another Muster instance: "federation:<sender>:<id>".
+FEDERATED_ID_PREFIX = "federation:"
 
 TITLE_MAX = 300
 TITLE_ADVISED = 75  # JULLS advice; longer titles are allowed up to TITLE_MAX

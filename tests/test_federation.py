@@ -492,3 +492,39 @@ def test_manifest_names_sender_recipient_sequence_and_what_it_covers(pair, tmp_p
     assert record["type"] == "lesson" and record["origin"]["instance"] == "GBR-army"
     assert record["origin"]["id"] == public_id and record["origin"]["version"] >= 1
     assert record["lesson"]["title"] == "Kiwiglade manifest"
+
+
+def test_no_import_at_b_changes_a_received_lesson_or_takes_its_ids(pair, tmp_path: Path
+                                                                   ) -> None:
+    """Received lessons are changed only by the instance that sent them: an analyst's
+    import and an administrator's migration naming one are refused, and neither may
+    start a lesson under an id of the received kind."""
+    import json
+
+    from tests.test_exchange import record
+
+    a, b = pair
+    make_lesson(a, title="Quokkaline bridging drills", releasable_to=["AUS"])
+    ship(a, b, tmp_path, 1)
+    received = foreign(b, "Quokkaline")
+    with b.app.app_context():
+        db.session.add(User(username="aus_admin", display_name="Admin", nation_code="AUS",
+                            password_hash="x"))
+        db.session.commit()
+        admin = db.session.scalar(select(User).where(User.username == "aus_admin"))
+        admin.roles = {"admin", "analyst"}
+        db.session.commit()
+    lines = tmp_path / "in.jsonl"
+    lines.write_text("\n".join(json.dumps(record(
+        external_id=external_id, title="Overwritten here", originator_nation=nation,
+        nations=[nation], releasable_to=["AUS"])) for external_id, nation in (
+            (received.external_id, "GBR"),
+            ("federation:GBR-army:made-up", "AUS"))) + "\n")
+    for who, why in ((["--as", "aus_analyst"], "names no lesson you may update"),
+                     (["--as", "aus_admin", "--as-migration"],
+                      "received from another Muster instance")):
+        result = b.cli("lessons", "import", str(lines), *who, ok=False)
+        assert result.exit_code != 0 and why in result.output, result.output
+    after = foreign(b, "Quokkaline")
+    assert after.title == "Quokkaline bridging drills" and after.version == received.version
+    assert b.count(Lesson, Lesson.external_id == "federation:GBR-army:made-up") == 0

@@ -28,7 +28,7 @@ from lessons.federation import bundles, identity, outbound, peers
 from lessons.federation.identity import FederationError
 from lessons.models import Lesson, Peer, PeerLesson, RemedialAction, User
 from lessons.models.base import new_public_id, utcnow
-from lessons.rules import NATION_CODE
+from lessons.rules import FEDERATED_ID_PREFIX, NATION_CODE
 from lessons.services import audit
 from lessons.services.exchange import check_record
 from lessons.services.lessons import apply_values
@@ -161,7 +161,8 @@ def _store(item: _Checked, lesson: Lesson | None, author: User, sender: str,
     previous = lesson.status if lesson is not None else None
     if lesson is None:
         public_id = new_public_id()
-        lesson = Lesson(public_id=public_id, external_id=f"federation:{sender}:{item.origin_id}",
+        lesson = Lesson(public_id=public_id,
+                        external_id=f"{FEDERATED_ID_PREFIX}{sender}:{item.origin_id}",
                         author=author, originator_nation=record.originator,
                         status=record.status, version=1, title=values["title"],
                         origin_instance=sender, origin_id=item.origin_id)

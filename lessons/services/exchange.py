@@ -25,7 +25,7 @@ from typing import Any, NoReturn
 from flask import current_app
 from sqlalchemy import select
 
-from lessons import policy, search
+from lessons import policy, rules, search
 from lessons.errors import ConcurrentChange, NotAllowed, ValidationFailed
 from lessons.extensions import db
 from lessons.models import Exercise, Lesson, RemedialAction, Tag, User
@@ -512,10 +512,22 @@ def _plan(checked: list[CheckedRecord], importer: User, report: ImportReport, *,
     for chunk in _chunks(checked, LOOKUP_CHUNK):
         named = [r.external_id for r in chunk if r.external_id]
         if migration:
-            versions: dict[str, int] = dict(db.session.execute(
-                select(Lesson.external_id, Lesson.version)
-                .where(Lesson.external_id.in_(named))).all()) if named else {}
-            planned += [Planned(r, None, versions.get(r.external_id or "")) for r in chunk]
+            stored = {external_id: (version, origin) for external_id, version, origin in
+                      db.session.execute(
+                          select(Lesson.external_id, Lesson.version, Lesson.origin_instance)
+                          .where(Lesson.external_id.in_(named))).all()} if named else {}
+            for record in chunk:
+                version, origin = stored.get(record.external_id or "", (None, None))
+                if origin is not None or (record.external_id or "").startswith(
+                        rules.FEDERATED_ID_PREFIX):
+                    # Received lessons are kept by the instance that sent them; their
+                    # ids are that instance's (lessons.federation).
+                    report.errors.append(LineError(
+                        record.line, "external_id",
+                        f"ids beginning {rules.FEDERATED_ID_PREFIX} name lessons received "
+                        f"from another Muster instance, which only it changes"))
+                else:
+                    planned.append(Planned(record, None, version))
             continue
         existing = _lessons_named(named)
         for record in chunk:
