@@ -528,3 +528,22 @@ def test_no_import_at_b_changes_a_received_lesson_or_takes_its_ids(pair, tmp_pat
     after = foreign(b, "Quokkaline")
     assert after.title == "Quokkaline bridging drills" and after.version == received.version
     assert b.count(Lesson, Lesson.external_id == "federation:GBR-army:made-up") == 0
+
+
+def test_the_account_standing_for_a_peer_never_logs_in(pair, tmp_path: Path) -> None:
+    """Received lessons are authored by ``peer:NAME``; an admin at B who activates it and
+    sets a password still cannot log in as it (it would read withdrawn lessons)."""
+    from lessons.services.users import reset_password, set_active
+
+    a, b = pair
+    make_lesson(a, title="Wallabyform crossing sites", releasable_to=["AUS"])
+    ship(a, b, tmp_path, 1)
+    with b.app.app_context():
+        peer_user = db.session.scalar(select(User).where(User.username == "peer:gbr-army"))
+        set_active(peer_user, True, actor=None)
+        reset_password(peer_user, "a-long-enough-password-1", actor=None)
+    client = b.app.test_client()
+    response = client.post("/login", data={"username": "peer:gbr-army",
+                                           "password": "a-long-enough-password-1"})
+    assert response.status_code != 302
+    assert client.get("/lessons").status_code in (302, 401)

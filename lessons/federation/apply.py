@@ -28,6 +28,7 @@ from lessons.federation import bundles, identity, outbound, peers
 from lessons.federation.identity import FederationError
 from lessons.models import Lesson, Peer, PeerLesson, RemedialAction, User
 from lessons.models.base import new_public_id, utcnow
+from lessons.models.user import PEER_ACCOUNT_PREFIX
 from lessons.rules import FEDERATED_ID_PREFIX, NATION_CODE
 from lessons.services import audit
 from lessons.services.exchange import check_record
@@ -117,7 +118,7 @@ def _check_records(bundle: bundles.Bundle, sender: str) -> list[_Checked]:
 
 def _author(peer: Peer, nation: str) -> User:
     """The inactive local account standing as author of ``peer``'s lessons."""
-    username = f"peer:{peer.name}".lower()[:64]
+    username = f"{PEER_ACCOUNT_PREFIX}{peer.name}".lower()[:64]
     user = db.session.scalar(select(User).where(User.username == username))
     if user is None:
         user = User(username=username, display_name=f"{peer.name} (federation peer)"[:120],

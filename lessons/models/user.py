@@ -20,6 +20,10 @@ class UserRole(db.Model):
     role: Mapped[str] = mapped_column(String(20), primary_key=True)
 
 
+# Usernames of the accounts standing for federation peers (lessons.federation).
+PEER_ACCOUNT_PREFIX = "peer:"
+
+
 class User(UserMixin, db.Model):
     __tablename__ = "users"
 
@@ -61,7 +65,13 @@ class User(UserMixin, db.Model):
 
     @property
     def is_active(self) -> bool:  # Flask-Login refuses inactive users at login and reload
-        return self.active
+        return self.active and not self.stands_for_peer
+
+    @property
+    def stands_for_peer(self) -> bool:
+        """The local author of lessons received from another instance (``peer:NAME``, a
+        name no person's account can have): never logs in, whatever an admin sets."""
+        return self.username.startswith(PEER_ACCOUNT_PREFIX)
 
     def __repr__(self) -> str:
         return f"<User {self.username}>"
