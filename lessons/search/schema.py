@@ -70,7 +70,6 @@ class TextAnalyzer(CompositeAnalyzer):
     half the CPU of indexing lesson text)."""
 
     def __init__(self) -> None:
-        self._words = RegexTokenizer(TOKEN_PATTERN).expression.finditer
         super().__init__(RegexTokenizer(TOKEN_PATTERN), LowercaseFilter(),
                          StopFilter(stoplist=STOP_WORDS, minsize=STOP_MIN_LENGTH),
                          SpellingStemFilter())
@@ -78,12 +77,15 @@ class TextAnalyzer(CompositeAnalyzer):
     def index_positions(self, value: str) -> dict[str, list[int]]:
         """Each term of ``value`` with its positions, in order of first appearance, as
         the filter chain numbers them: stop words take no position (``StopFilter``
-        renumbers), except that the first kept word keeps its own."""
+        renumbers), except that the first kept word keeps its own. The tokenizer's
+        pattern and the stop filter's words are the chain's own."""
+        tokenizer, _, stop_filter, _ = self.items
+        stops, minsize = stop_filter.stops, stop_filter.min
         found: dict[str, list[int]] = {}
         pos = -1
-        for n, match in enumerate(self._words(value)):
+        for n, match in enumerate(tokenizer.expression.finditer(value)):
             word = match.group(0).lower()
-            if len(word) < STOP_MIN_LENGTH or word in STOP_WORDS:
+            if len(word) < minsize or word in stops:
                 continue
             pos = n if pos < 0 else pos + 1
             term = fold_and_stem(word)
@@ -93,15 +95,6 @@ class TextAnalyzer(CompositeAnalyzer):
             else:
                 positions.append(pos)
         return found
-
-    def __getstate__(self):  # an index's schema is pickled: keep the chain, not the method
-        state = self.__dict__.copy()
-        del state["_words"]
-        return state
-
-    def __setstate__(self, state) -> None:
-        self.__dict__.update(state)
-        self._words = self.items[0].expression.finditer
 
 
 class TermPositions(Positions):
