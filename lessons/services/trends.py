@@ -47,7 +47,6 @@ from lessons.models import (
     ExerciseLesson,
     ExerciseNation,
     Lesson,
-    Nation,
     ReleaseRequest,
 )
 from lessons.models.base import utcnow
@@ -61,6 +60,7 @@ from lessons.models.lesson import (
 )
 from lessons.rules import DOMAINS, KINDS, STATUSES
 from lessons.search import related
+from lessons.services.nations import nation_codes
 from lessons.services.packets import PACKET_STATUSES  # attached lessons a packet carries
 
 PIPELINE_STEPS = ("proposed", "accepted", "incorporated", "effective", "not_effective")
@@ -118,7 +118,7 @@ def parse_filter(args: Mapping[str, str]) -> tuple[TrendFilter, list[str]]:
     that is not allowed never fails the page: it is ignored and said so."""
     problems: list[str] = []
     nation = (args.get("nation") or "").strip().upper()
-    if nation and (len(nation) > FILTER_MAX or nation not in _nation_codes()):
+    if nation and (len(nation) > FILTER_MAX or nation not in nation_codes()):
         problems.append("That nation is not one Muster knows, so it was left out.")
         nation = ""
     domain = (args.get("domain") or "").strip()
@@ -131,10 +131,6 @@ def parse_filter(args: Mapping[str, str]) -> tuple[TrendFilter, list[str]]:
         problems.append("The from date is after the to date, so the dates were left out.")
         since = until = None
     return TrendFilter(nation=nation, domain=domain, since=since, until=until), problems
-
-
-def _nation_codes() -> set[str]:
-    return set(db.session.scalars(select(Nation.code)))
 
 
 # --- SQL helpers -----------------------------------------------------------------------------
