@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import os
 import stat
+import threading
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,6 +27,8 @@ from sqlalchemy.engine import make_url
 
 from lessons import create_app, policy
 from lessons.extensions import db
+from lessons.federation import apply, outbound
+from lessons.federation.identity import FederationError
 from lessons.models import AuditRecord, Lesson, Peer, User
 from lessons.services import lessons as lesson_service
 from lessons.services.users import create_user
@@ -547,3 +550,65 @@ def test_the_account_standing_for_a_peer_never_logs_in(pair, tmp_path: Path) -> 
                                            "password": "a-long-enough-password-1"})
     assert response.status_code != 302
     assert client.get("/lessons").status_code in (302, 401)
+
+
+def _two_at_once(monkeypatch: pytest.MonkeyPatch, module: Any, name: str, inst: Instance,
+                 call: Any) -> list[Any]:
+    """Run ``call`` twice in threads, each in its own app context, held together at
+    ``module.name`` until both reach it (or 3 s pass: a locked writer waits for the other)."""
+    if make_url(str(inst.app.config["SQLALCHEMY_DATABASE_URI"])).get_backend_name() != "postgresql":
+        pytest.skip("SQLite has no row locks: two writers are kept apart by its file lock")
+    barrier = threading.Barrier(2)
+    original = getattr(module, name)
+
+    def held(*args: Any, **kwargs: Any) -> Any:
+        try:
+            barrier.wait(timeout=3)
+        except threading.BrokenBarrierError:
+            pass
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(module, name, held)
+    results: list[Any] = [None, None]
+
+    def run(index: int) -> None:
+        with inst.app.app_context():
+            try:
+                results[index] = call(index)
+            except Exception as exc:  # noqa: BLE001 - checked by the caller
+                results[index] = exc
+            finally:
+                db.session.remove()
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    return results
+
+
+def test_two_exports_at_once_write_consecutive_bundles(pair, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    a, b = pair
+    make_lesson(a, title="Raced export", releasable_to=["AUS"])
+    results = _two_at_once(monkeypatch, outbound.bundles, "write", a,
+                           lambda i: outbound.export(b.name, tmp_path / f"race-{i}.zip"))
+    assert all(isinstance(r, outbound.Exported) for r in results), results
+    assert sorted(r.sequence for r in results) == [1, 2]
+    with a.app.app_context():
+        assert db.session.scalar(select(Peer.last_out_sequence)) == 2
+
+
+def test_the_same_bundle_imported_twice_at_once_is_applied_once(
+        pair, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    a, b = pair
+    make_lesson(a, title="Raced import", releasable_to=["AUS"])
+    bundle = tmp_path / "bundle-1.zip"
+    a.cli("federation", "export", b.name, str(bundle))
+    results = _two_at_once(monkeypatch, apply, "_check_records", b,
+                           lambda i: apply.import_bundle(bundle))
+    assert sum(isinstance(r, apply.Applied) for r in results) == 1, results
+    assert sum(isinstance(r, FederationError) and "already applied" in str(r)
+               for r in results) == 1, results
+    assert b.count(Lesson, Lesson.origin_instance == a.name) == 1
