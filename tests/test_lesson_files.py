@@ -12,13 +12,13 @@ from pathlib import Path
 
 import docx
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 from werkzeug.datastructures import FileStorage, MultiDict
 from werkzeug.test import encode_multipart
 
 from lessons import create_app
 from lessons.extensions import db
-from lessons.models import AuditRecord, LessonFile
+from lessons.models import AuditRecord, Lesson, LessonFile
 from tests import test_backup as backup_tests
 from tests import test_csrf as csrf_tests
 from tests.conftest import login
@@ -451,3 +451,52 @@ def test_workbook_words_are_searchable(app, lesson, login_as):
     page = login_as("gb.reader").get("/search?q=kluane").text
     assert hits(page) == [lesson.public_id]
     assert "In attachment Movement table.xlsx:" in page
+
+
+def test_two_uploads_at_once_never_take_a_lesson_past_its_limit(app, lesson, login_as,
+                                                                monkeypatch):
+    """A lesson one file short of its limit, two uploads sent at the same moment over real
+    HTTP: one is stored, the other is refused with the limit's message, never a 500."""
+    import http.client
+    import time
+
+    from lessons import filetypes
+    from lessons.services import files
+    from tests.http_client import Http, race, serving
+
+    monkeypatch.setattr(files, "FILES_PER_LESSON_MAX", 2)
+    read_text = filetypes.extract_text
+
+    def slow_text(key: str, data: bytes) -> str:  # both past the count before either stores
+        time.sleep(0.3)
+        return read_text(key, data)
+
+    monkeypatch.setattr(filetypes, "extract_text", slow_text)
+    assert upload(login_as("gb.an"), lesson.public_id, "first.txt", b"note").status_code == 302
+
+    def send_file(tab: Http, name: str) -> tuple[int, str]:
+        boundary, body = encode_multipart(MultiDict({"file": FileStorage(
+            io.BytesIO(b"note"), filename=name, content_type="text/plain")}))
+        connection = http.client.HTTPConnection(tab.address, timeout=30)
+        try:
+            connection.request("POST", f"/lessons/{lesson.public_id}/files", body=body,
+                               headers={"Content-Type":
+                                        f'multipart/form-data; boundary="{boundary}"',
+                                        "Cookie": "; ".join(f"{k}={v}" for k, v
+                                                            in tab.cookies.items())})
+            response = connection.getresponse()
+            return response.status, response.read().decode()
+        finally:
+            connection.close()
+
+    with serving(app) as address:
+        tabs = [Http(address).login("gb.an") for _ in range(2)]
+        replies = race(*[lambda tab=tab, n=n: send_file(tab, f"racer{n}.txt")
+                         for n, tab in enumerate(tabs)])
+    assert sorted(status for status, _ in replies) == [302, 422], [
+        (status, text[:300]) for status, text in replies]
+    assert any("at most 2 files" in text for status, text in replies if status == 422)
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(LessonFile).join(Lesson)
+                                 .where(Lesson.public_id == lesson.public_id)) == 2
+    assert len(stored(app)) == 2
