@@ -11,7 +11,7 @@ from wtforms.validators import EqualTo, InputRequired, Length, Optional
 from lessons.forms.fields import MultiCheckboxField
 from lessons.forms.versioned import VersionedForm
 from lessons.rules import ROLES, SHORT_MAX, USERNAME_MAX
-from lessons.services.notifications import EMAIL_MAX
+from lessons.services.notifications import EMAIL_MAX, EMAIL_RULE
 from lessons.services.users import DISPLAY_NAME_MAX, PASSWORD_MAX, PASSWORD_MIN, SEARCH_MAX
 
 PASSWORD_RULES = (f"At least {PASSWORD_MIN} and at most {PASSWORD_MAX} characters; not "
@@ -24,7 +24,6 @@ ROLE_LABELS = {"contributor": "Contributor (writes lessons)",
                "admin": "Administrator (users, glossary, audit trail)"}
 UNKNOWN_NATION = "Unknown nation; choose an ISO 3166-1 alpha-3 code from the list."
 UNKNOWN_ROLE = f"Unknown role; choose from {', '.join(ROLES)}."
-EMAIL_RULE = f"Give an e-mail address of up to {EMAIL_MAX} characters."
 
 
 def _too_long(limit: int) -> Length:

@@ -61,6 +61,7 @@ EVENTS: dict[str, Event] = {
 }
 DELIVERIES = {"immediately": "Immediately", "digest": "Daily digest", "never": "Never"}
 EMAIL_MAX = 254
+EMAIL_RULE = f"Give an e-mail address of up to {EMAIL_MAX} characters."
 PER_PAGE = 30
 COUNT_CAP = 99  # the header says "99+" past this: the count stays one short query
 BATCH = 200  # rows the sender looks at per run and kind
@@ -326,7 +327,7 @@ def email_problem(email: str | None) -> str | None:
     rule for the settings page, the admins' user page and ``flask users set-email``."""
     if email is not None and (len(email) > EMAIL_MAX or "@" not in email.strip("@")
                               or any(c.isspace() for c in email)):
-        return f"Give an e-mail address of up to {EMAIL_MAX} characters."
+        return EMAIL_RULE
     return None
 
 
