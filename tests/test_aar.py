@@ -412,3 +412,62 @@ def test_the_forms_need_their_csrf_token(csrf_app, people, csrf_client):
     review = csrf.form_on(client.get(response.location).text, None)
     csrf.assert_refused(client.post(response.location, data=review.data(token=False)))
     assert client.post(response.location, data=review.data()).status_code == 303
+
+
+def _upload_over_http(tab, data: bytes, name: str):
+    """A multipart upload through ``tab``'s session (``Http.send`` sends forms only)."""
+    import http.client
+
+    from tests.http_client import Reply
+
+    boundary, body = encode_multipart(MultiDict({"file": FileStorage(io.BytesIO(data),
+                                                                     name)}))
+    connection = http.client.HTTPConnection(tab.address, timeout=30)
+    try:
+        connection.request("POST", "/lessons/aar", body=body, headers={
+            "Content-Type": f"multipart/form-data; boundary={boundary}",
+            "Cookie": "; ".join(f"{k}={v}" for k, v in tab.cookies.items())})
+        response = connection.getresponse()
+        return Reply(response.status, {k.lower(): v for k, v in response.getheaders()},
+                     response.read().decode())
+    finally:
+        connection.close()
+
+
+def test_create_drafts_clicked_twice_at_once_creates_them_once(app, people):
+    """Two "Create drafts" for one report at the same moment (a double click, two tabs):
+    one creates the drafts, the other is told they were already created; never two
+    sets of drafts, never a 500."""
+    from tests.http_client import Http, race, serving
+
+    with serving(app) as address:
+        first = Http(address).login("gb.writer")
+        staged = _upload_over_http(first, reports.five_observation_docx(), "aar.docx")
+        assert staged.status == 303, staged.text[:300]
+        path = staged.headers["location"].split(address, 1)[-1]
+        fields = proposal_form(first.get(path).text)
+        second = Http(address, cookies=dict(first.cookies))
+        replies = race(*[lambda tab=tab: tab.send("POST", path, form=fields)
+                         for tab in (first, second)])
+    assert sorted(reply.status for reply in replies) == [303, 409], \
+        [(r.status, r.text[:300]) for r in replies]
+    assert len(drafts_of(app, "gb.writer")) == 5
+
+
+def test_concurrent_uploads_keep_at_most_five_reports_waiting(app, people):
+    """Eight uploads by one user at the same moment: the five-a-user limit on reports
+    waiting for review holds, and every upload is answered."""
+    from lessons.models import StagedImport
+    from lessons.services import aar_drafts
+    from tests.http_client import Http, race, serving
+
+    with serving(app) as address:
+        tab = Http(address).login("gb.writer")
+        replies = race(*[lambda n=n: _upload_over_http(
+            tab, reports.LABELLED_TXT.encode(), f"r{n}.txt") for n in range(8)])
+    assert [reply.status for reply in replies] == [303] * 8, \
+        [(r.status, r.text[:300]) for r in replies]
+    with app.app_context():
+        waiting = db.session.scalars(select(StagedImport).where(
+            StagedImport.format == aar_drafts.FORMAT)).all()
+        assert len(waiting) == aar_drafts.PENDING_MAX
