@@ -20,7 +20,7 @@ from datetime import date, timedelta
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 
 from lessons import policy, search
 from lessons.errors import InvalidTransition, NotAllowed, NotFound, ValidationFailed
@@ -188,7 +188,15 @@ def create_drafts(user: User, token: str, context: Mapping[str, Any],
     _require(user)
     row = _row(user, token, for_update=True)
     staged = _load(row)
-    if staged.created is not None:
+    # Claimed by a conditional UPDATE before anything is made: SQLite has no row lock, so
+    # two "Create drafts" at once both read the row unmade; the later one's claim waits
+    # for the earlier commit and then matches nothing.
+    claimed = db.session.execute(
+        update(StagedImport).where(StagedImport.id == row.id,
+                                   StagedImport.content == row.content)
+        .values(content=row.content).execution_options(synchronize_session=False))
+    if staged.created is not None or not claimed.rowcount:
+        db.session.rollback()
         raise InvalidTransition("The drafts from this report were already created.")
     try:
         drafts = aar.combine([(aar.Proposal.from_dict(values), keep, merge)
