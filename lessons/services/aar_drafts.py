@@ -101,6 +101,9 @@ def stage(user: User, filename: str, data: bytes) -> Staged:
     except aar.Unreadable as exc:
         raise ValidationFailed({"file": exc.message}) from None
     name = _clean_filename(filename, report.kind)
+    # The uploader's row locked until commit (PostgreSQL; on SQLite the DELETE below
+    # takes the write lock first): uploads at once count, trim and add one at a time.
+    db.session.scalar(locked(select(User).where(User.id == user.id), User))
     db.session.execute(delete(StagedImport).where(
         StagedImport.format == FORMAT, StagedImport.created_at < utcnow() - STAGED_FOR))
     waiting = list(db.session.scalars(select(StagedImport.id).where(
