@@ -14,7 +14,7 @@ from typing import Any
 
 from flask import current_app
 from flask_sqlalchemy.pagination import Pagination
-from sqlalchemy import Select, and_, case, delete, func, or_, select, text
+from sqlalchemy import ColumnElement, Select, and_, case, delete, func, or_, select, text
 from sqlalchemy.exc import IntegrityError
 
 from lessons import policy, search
@@ -750,12 +750,17 @@ def _list_query(user: User, flt: LessonFilter) -> Select:
             AuditRecord.action == "validated",
             AuditRecord.created_at >= datetime.combine(flt.validated_since, time()))))
     if flt.overdue:
-        # Archived lessons are left out: their actions can no longer be closed.
-        query = query.where(
-            Lesson.originator_nation == user.nation_code, Lesson.status != "archived",
-            Lesson.actions.any(and_(RemedialAction.status == "open",
-                                    RemedialAction.due_on < utcnow().date())))
+        query = query.where(Lesson.originator_nation == user.nation_code,
+                            Lesson.actions.any(overdue_action(utcnow().date())))
     return query
+
+
+def overdue_action(today: date) -> ColumnElement[bool]:
+    """A remedial action still open past its due day, on a lesson not archived (an
+    archived lesson's actions can no longer be closed). The lessons list's overdue
+    filter and the dashboard's overdue figure both count by it, so they agree."""
+    return and_(RemedialAction.status == "open", RemedialAction.due_on < today,
+                Lesson.status != "archived")
 
 
 # Every lesson list's default order: newest change first (the review queue's "next"

@@ -60,6 +60,7 @@ from lessons.models.lesson import (
 )
 from lessons.rules import DOMAINS, KINDS, STATUSES
 from lessons.search import related
+from lessons.services.lessons import overdue_action
 from lessons.services.nations import nation_codes
 from lessons.services.packets import PACKET_STATUSES  # attached lessons a packet carries
 
@@ -409,8 +410,7 @@ def _overdue(base: Select, today: date) -> list[Overdue]:
         select(owner, func.count(), func.count(distinct(RemedialAction.lesson_id)),
                func.min(RemedialAction.due_on))
         .join(Lesson, Lesson.id == RemedialAction.lesson_id)
-        .where(RemedialAction.lesson_id.in_(base), RemedialAction.status == "open",
-               RemedialAction.due_on < today, Lesson.status != "archived")
+        .where(RemedialAction.lesson_id.in_(base), overdue_action(today))
         .group_by(owner)).all()
     found = [Overdue(nation=nation or NO_OWNER, actions=actions, lessons=lessons,
                      oldest_due=_as_date(oldest)) for nation, actions, lessons, oldest in rows]
