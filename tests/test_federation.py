@@ -557,7 +557,7 @@ def _two_at_once(monkeypatch: pytest.MonkeyPatch, module: Any, name: str, inst: 
     """Run ``call`` twice in threads, each in its own app context, held together at
     ``module.name`` until both reach it (or 3 s pass: a locked writer waits for the other)."""
     if make_url(str(inst.app.config["SQLALCHEMY_DATABASE_URI"])).get_backend_name() != "postgresql":
-        pytest.skip("SQLite has no row locks: two writers are kept apart by its file lock")
+        pytest.skip("SQLite has no row locks: the race is run on PostgreSQL")
     barrier = threading.Barrier(2)
     original = getattr(module, name)
 

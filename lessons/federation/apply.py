@@ -222,7 +222,7 @@ def import_bundle(path: Path, ack_path: Path | None = None) -> Applied:
     manifest = bundle.manifest
     sender = manifest.get("sender") if isinstance(manifest.get("sender"), dict) else {}
     sender_name = str(sender.get("name") or "")[:64]
-    peer = peers.find(sender_name) if sender_name else None
+    peer = peers.find(sender_name, lock=True) if sender_name else None
     if peer is None:
         raise _refuse(f"The bundle is from {sender_name or 'an unnamed sender'}, which is not "
                       "a registered peer (flask federation peer add). Nothing was applied.",

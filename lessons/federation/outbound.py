@@ -54,7 +54,7 @@ def export(peer_name: str, path: Path) -> Exported:
     once the file is written (a failed write leaves the sequence as it was)."""
     name, nation = identity.instance()
     identity.private_key()  # no key, no bundle: say so before doing anything
-    peer = peers.get(peer_name)
+    peer = peers.get(peer_name, lock=True)
     sequence = peer.last_out_sequence + 1
     sent = {row.lesson_id: row for row in db.session.scalars(
         select(PeerLesson).where(PeerLesson.peer_id == peer.id))}

@@ -12,17 +12,22 @@ from lessons.federation.identity import FederationError
 from lessons.models import Peer
 from lessons.rules import NATIONS_MAX
 from lessons.services import audit
+from lessons.services.lessons import locked
 from lessons.services.nations import nation_codes
 
 URL_MAX = 500
 
 
-def find(name: str) -> Peer | None:
-    return db.session.scalar(select(Peer).where(Peer.name == name.strip()))
+def find(name: str, *, lock: bool = False) -> Peer | None:
+    """With ``lock``, the peer's row is held until commit: its sequence numbers are read,
+    decided on and written by one export or import at a time, and a second one waits and
+    then sees the first one's numbers."""
+    query = select(Peer).where(Peer.name == name.strip())
+    return db.session.scalar(locked(query, Peer) if lock else query)
 
 
-def get(name: str) -> Peer:
-    peer = find(name)
+def get(name: str, *, lock: bool = False) -> Peer:
+    peer = find(name, lock=lock)
     if peer is None:
         raise FederationError(f"No peer named {name!r} (see `flask federation peer list`).")
     return peer
