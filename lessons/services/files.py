@@ -37,6 +37,7 @@ from lessons.extensions import db
 from lessons.models import Lesson, LessonFile, User
 from lessons.rules import FILE_MAX_MB_DEFAULT, FILES_PER_LESSON_MAX
 from lessons.services import audit
+from lessons.services.lessons import _hold_for_linking as hold_lessons
 from lessons.services.lessons import commit_lesson, locked
 
 # Room for the form's other fields and the multipart framing around the file itself.
@@ -171,8 +172,10 @@ def add_file(user: User, lesson: Lesson, filename: str, data: bytes) -> LessonFi
 
 def upload_file(user: User, public_id: str, filename: str, data: bytes) -> LessonFile:
     """The lesson page's upload: ``add_file`` on lesson ``public_id``, committed once.
-    The lesson's row is held until commit, so two uploads count each other's file."""
-    lesson = _load_lesson(user, public_id, for_update=True)
+    The lesson is held until commit before its files are counted (PostgreSQL's row lock,
+    SQLite's write lock), so two uploads count each other's file."""
+    lesson = _load_lesson(user, public_id)
+    hold_lessons(lesson)
     try:
         item = add_file(user, lesson, filename, data)
     except ValidationFailed:
