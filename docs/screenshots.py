@@ -64,14 +64,16 @@ NEW_LESSON = {
 
 
 def build_app(folder: Path) -> Flask:
-    """A Muster over a migrated SQLite file in ``folder``, holding the demo data."""
+    """A Muster over a migrated SQLite file in ``folder``, holding the demo data; its
+    index and lesson files in ``folder`` too, so nothing is left behind."""
     import flask_migrate
 
     from lessons import create_app
     from lessons.demo import load_demo
 
     app = create_app("testing", SQLALCHEMY_DATABASE_URI=f"sqlite:///{folder / 'muster.db'}",
-                     INDEX_DIR=str(folder / "index"), WTF_CSRF_ENABLED=True)
+                     INDEX_DIR=str(folder / "index"), FILES_DIR=str(folder / "files"),
+                     WTF_CSRF_ENABLED=True)
     with app.app_context():
         flask_migrate.upgrade(directory=str(ROOT / "migrations"))
         summary = load_demo()
