@@ -226,20 +226,6 @@ def remove_file(user: User, public_id: str, file_id: str) -> LessonFile:
     return item
 
 
-def attachment_texts(lesson_ids: list[int]) -> dict[int, list[tuple[str, str]]]:
-    """(file name, text) of each lesson's files that hold text, for snippets. Reads only."""
-    found: dict[int, list[tuple[str, str]]] = {}
-    if not lesson_ids:
-        return found
-    rows = db.session.execute(select(
-        LessonFile.lesson_id, LessonFile.original_name, LessonFile.extracted_text)
-        .where(LessonFile.lesson_id.in_(lesson_ids), LessonFile.extracted_text != "")
-        .order_by(LessonFile.id))
-    for lesson_id, name, text in rows:
-        found.setdefault(lesson_id, []).append((name, text))
-    return found
-
-
 # --- backups --------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class FilesArchive:
