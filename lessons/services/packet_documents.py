@@ -23,7 +23,6 @@ paragraph.
 from __future__ import annotations
 
 import io
-import re
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -40,6 +39,7 @@ from lessons.rules import (
     milestone_label,
 )
 from lessons.services.packets import Packet
+from lessons.services.workbooks import packet_filename
 
 FORMATS = {
     "pdf": "application/pdf",
@@ -221,13 +221,9 @@ def packet_content(result: Packet, prepared_by: str, today: date) -> PacketConte
 
 
 def file_name(result: Packet, fmt: str, today: date) -> str:
-    """Says what the file holds: muster-packet-<exercise>-<milestone>-<date>.<fmt>."""
-    def slug(text: str) -> str:
-        return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:60].strip("-")
-
-    name = "-".join(bit for bit in ("muster-packet", slug(result.exercise.name),
-                                    slug(result.milestone.name), today.isoformat()) if bit)
-    return f"{name}.{fmt}"
+    """Says what the file holds: muster-packet-<exercise>-<milestone>-<date>.<fmt>, as
+    the packet's workbook is named."""
+    return packet_filename(result.exercise.name, result.milestone.name, today, fmt)
 
 
 # --- PDF ----------------------------------------------------------------------------------

@@ -287,9 +287,10 @@ def search_filename(query: str, day: date) -> str:
     return f"muster-search-{slug(query, 'all')}-{day.isoformat()}.xlsx"
 
 
-def packet_filename(exercise_name: str, milestone: str, day: date) -> str:
+def packet_filename(exercise_name: str, milestone: str, day: date, ext: str = "xlsx") -> str:
+    """One name for a packet in every format (the workbook, PDF and Word)."""
     return (f"muster-packet-{slug(exercise_name, 'exercise')}-{slug(milestone, 'milestone')}"
-            f"-{day.isoformat()}.xlsx")
+            f"-{day.isoformat()}.{ext}")
 
 
 # --- downloads --------------------------------------------------------------------------------
