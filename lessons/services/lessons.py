@@ -763,10 +763,6 @@ def overdue_action(today: date) -> ColumnElement[bool]:
                 Lesson.status != "archived")
 
 
-# Every lesson list's default order: newest change first (the review queue's "next"
-# follows it, whatever order the viewer picked for the page).
-LIST_ORDER = (Lesson.updated_at.desc(), Lesson.id.desc())
-
 # Status sorts in workflow order, not by its spelling.
 _STATUS_RANK = case({status: rank for rank, status in enumerate(STATUSES)},
                     value=Lesson.status, else_=len(STATUSES))
@@ -787,6 +783,11 @@ def list_order(order: Sort) -> tuple:
     direction = (lambda expr: expr.desc()) if order.descending else (lambda expr: expr.asc())
     nulls_last = (Lesson.observed_on.is_(None),) if order.key == "observed" else ()
     return (*nulls_last, direction(column), direction(Lesson.id))
+
+
+# Every lesson list's default order: newest change first (the review queue's "next"
+# follows it, whatever order the viewer picked for the page).
+LIST_ORDER = list_order(LESSON_SORTS.read("", DEFAULT_SORT))
 
 
 def list_lessons(user: User, flt: LessonFilter, page: int = 1,
