@@ -197,7 +197,7 @@ def create_drafts(user: User, token: str, context: Mapping[str, Any],
     claimed = db.session.execute(
         update(StagedImport).where(StagedImport.id == row.id,
                                    StagedImport.content == row.content)
-        .values(content=row.content).execution_options(synchronize_session=False))
+        .values(content=StagedImport.content).execution_options(synchronize_session=False))
     if staged.created is not None or not claimed.rowcount:
         db.session.rollback()
         raise InvalidTransition("The drafts from this report were already created.")
