@@ -141,16 +141,13 @@ def _over_time(name: str, what: str, series: Series, labels: dict[str, str]) -> 
 
 
 def _medians(name: str, by: str, medians: Medians, labels: dict[str, str]) -> Markup:
-    groups = list(dict.fromkeys([m.group for m in medians.submitted_validated]
-                                + [m.group for m in medians.validated_learned]))
-    first = {m.group: m.days for m in medians.submitted_validated}
-    second = {m.group: m.days for m in medians.validated_learned}
+    rows = medians.rows
     return render(name, f"Median days by {by}",
                   f"Bars: median days from submitted to validated and from validated to "
                   f"learned, for each {by}. The same figures are in the table beside the "
-                  "chart.", "hbar", [labels.get(g, g) for g in groups],
-                  [("Submitted to validated", [first.get(g) for g in groups]),
-                   ("Validated to learned", [second.get(g) for g in groups])],
+                  "chart.", "hbar", [labels.get(g, g) for g, _, _ in rows],
+                  [("Submitted to validated", [sv.days if sv else None for _, sv, _ in rows]),
+                   ("Validated to learned", [vl.days if vl else None for _, _, vl in rows])],
                   size="wide", integer=False)
 
 

@@ -208,6 +208,15 @@ class Medians:
     submitted_validated: list[Median]
     validated_learned: list[Median]
 
+    @property
+    def rows(self) -> list[tuple[str, Median | None, Median | None]]:
+        """Each group with its two medians (``None`` where it has none), in order: the
+        table's rows and the chart's bars, so the two cannot list different groups."""
+        first = {m.group: m for m in self.submitted_validated}
+        second = {m.group: m for m in self.validated_learned}
+        return [(group, first.get(group), second.get(group))
+                for group in dict.fromkeys([*first, *second])]
+
 
 @dataclass
 class Overdue:
