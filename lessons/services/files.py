@@ -37,8 +37,7 @@ from lessons.extensions import db
 from lessons.models import Lesson, LessonFile, User
 from lessons.rules import FILE_MAX_MB_DEFAULT, FILES_PER_LESSON_MAX
 from lessons.services import audit
-from lessons.services.lessons import _hold_for_linking as hold_lessons
-from lessons.services.lessons import commit_lesson, locked
+from lessons.services.lessons import commit_lesson, hold_lessons, locked
 
 # Room for the form's other fields and the multipart framing around the file itself.
 REQUEST_OVERHEAD = 1024 * 1024

@@ -502,7 +502,7 @@ def _link_targets(user: User, public_ids: Iterable[str],
     if source is not None and source not in targets:
         targets.append(source)
     if targets:
-        _hold_for_linking(*targets)
+        hold_lessons(*targets)
         if not all(policy.can_view(user, target) for target in targets):
             db.session.rollback()  # its REL TO changed meanwhile
             raise ValidationFailed({"link_to": _LINK_TARGET_UNAVAILABLE})
@@ -542,11 +542,12 @@ def _nation_link_count(user: User, lesson: Lesson) -> int:
                User.nation_code == user.nation_code)) or 0
 
 
-def _hold_for_linking(*lessons: Lesson) -> None:
-    """Hold ``lessons`` until commit and read them afresh, before anything about their
-    links is counted: every link counts against both its ends (``_link_count``,
-    ``_nation_link_count``), so two links to one lesson sent at once must be counted
-    one after the other, or both find it one short of the cap and both are stored.
+def hold_lessons(*lessons: Lesson) -> None:
+    """Hold ``lessons`` until commit and read them afresh, before anything counted per
+    lesson is counted (links, files): every link counts against both its ends
+    (``_link_count``, ``_nation_link_count``), so two links to one lesson sent at once
+    must be counted one after the other, or both find it one short of the cap and both
+    are stored.
 
     PostgreSQL: both rows are locked in id order, so links sent from either end of one
     pair queue rather than deadlock. SQLite has no row locks, and its driver begins a
@@ -618,7 +619,7 @@ def link_lessons(user: User, public_id: str, other_reference: str) -> Lesson:
     lesson = _load(user, public_id)
     policy.require_edit(user, lesson)
     other = _load_other(user, other_reference)
-    _hold_for_linking(lesson, other)
+    hold_lessons(lesson, other)
     policy.require_edit(user, lesson)  # as they are now, not as first read
     policy.require_view(user, other)
     try:
