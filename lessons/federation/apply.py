@@ -192,9 +192,21 @@ def _apply_ack(bundle: bundles.Bundle, peer: Peer, source: str) -> Applied:
     sequence = bundle.manifest.get("acknowledges")
     if not isinstance(sequence, int) or isinstance(sequence, bool) or sequence < 1:
         raise _refuse("The acknowledgement names no bundle.", peer, source)
+    try:
+        return acknowledge(peer, sequence)
+    except FederationError as exc:
+        raise _refuse(str(exc), peer, source) from None
+
+
+def acknowledge(peer: Peer, sequence: int) -> Applied:
+    """Record that ``peer`` applied this instance's bundle ``sequence`` (and so every
+    one before it): what those bundles carried is not sent again, and their kept bytes
+    are dropped. Committed; an acknowledgement already recorded changes nothing. The
+    file acknowledgement and the online feed's ``after=`` both come here.
+    FederationError (nothing changed, not audited) for a bundle never written."""
     if sequence > peer.last_out_sequence:
-        raise _refuse(f"The acknowledgement is of bundle {sequence}, but the last bundle "
-                      f"written for {peer.name} is {peer.last_out_sequence}.", peer, source)
+        raise FederationError(f"The acknowledgement is of bundle {sequence}, but the last "
+                              f"bundle written for {peer.name} is {peer.last_out_sequence}.")
     applied = Applied(peer.name, "ack", sequence)
     if sequence <= peer.acked_sequence:
         applied.notes.append(f"bundle {sequence} was already acknowledged")
@@ -202,6 +214,7 @@ def _apply_ack(bundle: bundles.Bundle, peer: Peer, source: str) -> Applied:
     for row in db.session.scalars(select(PeerLesson).where(
             PeerLesson.peer_id == peer.id, PeerLesson.sequence <= sequence)):
         row.acked = True
+    outbound.forget_acknowledged(peer, sequence)
     peer.acked_sequence = sequence
     peer.last_error = ""
     audit.record("federation_ack_received", actor=None, subject=peer.name,

@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import io
 import json
 import os
 import zipfile
@@ -73,21 +74,35 @@ def records_bytes(records: list[dict[str, Any]]) -> bytes:
                    for r in records).encode("utf-8")
 
 
-def write(path: Path, manifest: dict[str, Any], records: bytes) -> None:
-    """Sign and write a bundle to ``path`` (through a temporary file: a reader never
-    sees half a bundle). ``manifest`` gains the format and the records' digest."""
+def build(manifest: dict[str, Any], records: bytes) -> bytes:
+    """Sign ``manifest`` and ``records`` and return the bundle's bytes (the file, or the
+    online feed's answer: the same bytes). ``manifest`` gains the format and the
+    records' digest."""
     manifest = {"format": FORMAT, "format_version": FORMAT_VERSION, **manifest,
                 "records_sha256": hashlib.sha256(records).hexdigest()}
     manifest_bytes = json.dumps(manifest, ensure_ascii=False, sort_keys=True,
                                 indent=1).encode("utf-8")
     signature = identity.sign(signed_message(manifest_bytes, records))
-    path = Path(path)
-    temporary = path.with_name(path.name + ".partial")
-    with zipfile.ZipFile(temporary, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         archive.writestr(MANIFEST, manifest_bytes)
         archive.writestr(RECORDS, records)
         archive.writestr(SIGNATURE, base64.b64encode(signature) + b"\n")
+    return buffer.getvalue()
+
+
+def save(path: Path, data: bytes) -> None:
+    """Write bundle bytes to ``path`` through a temporary file: a reader never sees
+    half a bundle."""
+    path = Path(path)
+    temporary = path.with_name(path.name + ".partial")
+    temporary.write_bytes(data)
     os.replace(temporary, path)
+
+
+def write(path: Path, manifest: dict[str, Any], records: bytes) -> None:
+    """Sign and write a bundle to ``path``."""
+    save(path, build(manifest, records))
 
 
 def _read_part(archive: zipfile.ZipFile, name: str, limit: int) -> bytes:

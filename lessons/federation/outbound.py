@@ -14,12 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from lessons import policy
 from lessons.extensions import db
 from lessons.federation import bundles, identity, peers
-from lessons.models import ChangeLogHead, Lesson, Peer, PeerLesson
+from lessons.models import ChangeLogHead, Lesson, Peer, PeerBundle, PeerLesson
 from lessons.models.base import utcnow
 from lessons.services import audit
 from lessons.services.exchange import lesson_record
@@ -50,34 +50,81 @@ def lesson_entry(instance_name: str, lesson: Lesson) -> dict[str, Any]:
 
 
 def export(peer_name: str, path: Path) -> Exported:
-    """Write the next bundle for ``peer_name`` to ``path``; audited, and committed only
-    once the file is written (a failed write leaves the sequence as it was)."""
-    name, nation = identity.instance()
+    """Write the next bundle for ``peer_name`` to ``path``, and keep its bytes until the
+    peer acknowledges it; audited, and committed only once the file is written (a
+    failed write leaves the sequence as it was)."""
+    identity.instance()
     identity.private_key()  # no key, no bundle: say so before doing anything
     peer = peers.get(peer_name, lock=True)
+    staged = _stage(peer, always=True)
+    assert staged is not None  # always: even an empty bundle is written
+    exported, data = staged
+    try:
+        bundles.save(path, data)
+    except BaseException:
+        db.session.rollback()
+        raise
+    try:
+        db.session.commit()
+    except BaseException:
+        Path(path).unlink(missing_ok=True)
+        raise
+    return exported
+
+
+def next_bundle(peer: Peer) -> tuple[Exported, bytes] | None:
+    """The next bundle for ``peer`` (locked by the caller), made and kept exactly as
+    ``export`` makes it, and committed; ``None`` (nothing stored) when it would carry
+    no record. The online feed's answer when the peer has everything written so far."""
+    identity.private_key()
+    staged = _stage(peer, always=False)
+    if staged is None:
+        db.session.rollback()
+        return None
+    db.session.commit()
+    return staged
+
+
+def kept_bundle(peer: Peer, sequence: int) -> bytes | None:
+    """Bundle ``sequence`` for ``peer`` as it was written, while not yet acknowledged."""
+    row = db.session.get(PeerBundle, (peer.id, sequence))
+    return row.body if row is not None else None
+
+
+def forget_acknowledged(peer: Peer, sequence: int) -> None:
+    """Drop the kept bundles the peer acknowledged (``sequence`` and before)."""
+    db.session.execute(delete(PeerBundle).where(PeerBundle.peer_id == peer.id,
+                                                PeerBundle.sequence <= sequence))
+
+
+def _stage(peer: Peer, *, always: bool) -> tuple[Exported, bytes] | None:
+    """Decide and sign the next bundle for ``peer`` and stage its rows (sent records,
+    sequence, kept bytes, audit) in the session, uncommitted. Without ``always``, a
+    bundle with no record is not made (``None``, and nothing staged)."""
+    name, nation = identity.instance()
     sequence = peer.last_out_sequence + 1
     sent = {row.lesson_id: row for row in db.session.scalars(
         select(PeerLesson).where(PeerLesson.peer_id == peer.id))}
-    records: list[dict[str, Any]] = []
     visible = _own_lessons_for(peer)
     visible_ids = {lesson.id for lesson in visible}
-    lessons_sent = 0
-    for lesson in visible:
-        row = sent.get(lesson.id)
-        if row is not None and row.acked and not row.revoked and row.version == lesson.version:
-            continue
+    changed = [lesson for lesson in visible if not _acknowledged(sent.get(lesson.id), lesson)]
+    revoked = sorted((row for lesson_id, row in sent.items()
+                      if lesson_id not in visible_ids and not (row.revoked and row.acked)),
+                     key=lambda r: r.lesson_id)
+    if not always and not changed and not revoked:
+        return None
+    records: list[dict[str, Any]] = []
+    for lesson in changed:
         records.append(lesson_entry(name, lesson))
-        lessons_sent += 1
+        row = sent.get(lesson.id)
         if row is None:
             row = PeerLesson(peer_id=peer.id, lesson_id=lesson.id)
             db.session.add(row)
         row.version, row.sequence, row.revoked, row.acked = lesson.version, sequence, False, False
-    revoked = [row for lesson_id, row in sent.items()
-               if lesson_id not in visible_ids and not (row.revoked and row.acked)]
     if revoked:
         public_ids = dict(db.session.execute(select(Lesson.id, Lesson.public_id).where(
             Lesson.id.in_([row.lesson_id for row in revoked]))).all())
-        for row in sorted(revoked, key=lambda r: r.lesson_id):
+        for row in revoked:
             records.append({"type": "revocation",
                             "origin": {"instance": name, "id": public_ids[row.lesson_id]}})
             row.sequence, row.revoked, row.acked = sequence, True, False
@@ -94,24 +141,22 @@ def export(peer_name: str, path: Path) -> Exported:
                    "change_log_upto": db.session.scalar(select(ChangeLogHead.last_id)) or 0,
                    "up_to": now.isoformat(timespec="seconds") + "Z"},
         "created": now.isoformat(timespec="seconds") + "Z",
-        "counts": {"lessons": lessons_sent, "revocations": len(revoked)},
+        "counts": {"lessons": len(changed), "revocations": len(revoked)},
     }
+    data = bundles.build(manifest, bundles.records_bytes(records))
     peer.last_out_sequence, peer.last_out_at = sequence, now
+    db.session.add(PeerBundle(peer_id=peer.id, sequence=sequence, created_at=now, body=data))
     audit.record("federation_bundle_out", actor=None, subject=peer.name,
-                 comment=f"bundle {sequence} for {peer.name}: {lessons_sent} lesson(s), "
+                 comment=f"bundle {sequence} for {peer.name}: {len(changed)} lesson(s), "
                          f"{len(revoked)} revocation(s)")
     db.session.flush()
-    try:
-        bundles.write(path, manifest, bundles.records_bytes(records))
-    except BaseException:
-        db.session.rollback()
-        raise
-    try:
-        db.session.commit()
-    except BaseException:
-        Path(path).unlink(missing_ok=True)
-        raise
-    return Exported(peer.name, sequence, lessons_sent, len(revoked))
+    return Exported(peer.name, sequence, len(changed), len(revoked)), data
+
+
+def _acknowledged(row: PeerLesson | None, lesson: Lesson) -> bool:
+    """The peer holds this version of the lesson (nothing to send)."""
+    return (row is not None and row.acked and not row.revoked
+            and row.version == lesson.version)
 
 
 def write_ack(peer: Peer, sequence: int, path: Path) -> None:

@@ -11,7 +11,7 @@ from lessons.models.exercise import (
     Objective,
     ReleaseRequest,
 )
-from lessons.models.federation import Peer, PeerLesson
+from lessons.models.federation import Peer, PeerBundle, PeerLesson
 from lessons.models.glossary import GlossaryGroup, GlossaryState
 from lessons.models.idempotency import IdempotentRequest
 from lessons.models.lesson import Lesson, RemedialAction, Tag
@@ -28,6 +28,6 @@ __all__ = [
     "ExerciseLessonStep", "ExerciseNation", "GlossaryGroup", "GlossaryState",
     "IdempotentRequest", "Lesson", "LessonFile", "LessonLink",
     "Milestone", "Nation", "NationGroup", "Notification", "NotificationPreference",
-    "Objective", "Peer", "PeerLesson", "ReleaseRequest", "RemedialAction",
+    "Objective", "Peer", "PeerBundle", "PeerLesson", "ReleaseRequest", "RemedialAction",
     "SearchIndex", "StagedImport", "Tag", "User", "WatchedSearch", "WatchedSearchHit",
 ]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, DateTime, ForeignKey, Integer, String, Text
+from sqlalchemy import Boolean, DateTime, ForeignKey, Integer, LargeBinary, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from lessons.extensions import db
@@ -64,3 +64,17 @@ class PeerLesson(db.Model):
     acked: Mapped[bool] = mapped_column(Boolean, default=False)
 
     peer: Mapped[Peer] = relationship(lazy="joined")
+
+
+class PeerBundle(db.Model):
+    """A bundle written for a peer, byte for byte, kept until the peer acknowledges it:
+    the online feed serves it again, identical to the file, to a peer that asks again
+    (its answer was lost) instead of writing a new bundle under the same number."""
+
+    __tablename__ = "peer_bundles"
+
+    peer_id: Mapped[int] = mapped_column(ForeignKey("peers.id", ondelete="CASCADE"),
+                                         primary_key=True)
+    sequence: Mapped[int] = mapped_column(Integer, primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    body: Mapped[bytes] = mapped_column(LargeBinary)
