@@ -246,6 +246,10 @@ TABLE: dict[str, Access] = {
     # Another user's account; an empty POST keeps its values (a change to nothing).
     "admin.user_edit": Access("user:admin"),
     "admin.user_password": Access("user:admin", act={"GET": OK, "POST": INPUT}),
+    # Federation peers: an empty POST registers nothing (422); removing names the peer in
+    # the query (GET, to confirm) or the form (POST): without one, 400.
+    "admin.peers": Access("admin", act={"GET": OK, "POST": INPUT}),
+    "admin.peer_remove": Access("admin", act=INPUT),
     # lessons
     "lessons.detail": Access("lesson:view"),
     "lessons.edit": Access("lesson:edit", act={"GET": OK, "POST": INPUT}),  # no version

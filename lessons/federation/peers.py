@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from urllib.parse import urlparse
 
 from sqlalchemy import select
@@ -9,8 +11,10 @@ from sqlalchemy import select
 from lessons.extensions import db
 from lessons.federation import identity
 from lessons.federation.identity import FederationError
-from lessons.models import Peer
+from lessons.models import AuditRecord, Peer, User
+from lessons.models.base import utcnow
 from lessons.rules import NATIONS_MAX
+from lessons.search.schema import LOCAL_ORIGIN  # search's name for own lessons: no peer's
 from lessons.services import audit
 from lessons.services.lessons import locked
 from lessons.services.nations import nation_codes
@@ -37,12 +41,17 @@ def all_peers() -> list[Peer]:
     return list(db.session.scalars(select(Peer).order_by(Peer.name)))
 
 
-def add(name: str, nations: list[str], key: str, url: str | None = None) -> Peer:
-    """Register a peer: its instance name, the nations it serves, its public key."""
+def add(name: str, nations: list[str], key: str, url: str | None = None, *,
+        actor: User | None = None) -> Peer:
+    """Register a peer: its instance name, the nations it serves, its public key.
+    ``actor``: the administrator who did it on the web page (None from the command line)."""
     name = name.strip()
     if not identity.INSTANCE_NAME.match(name):
         raise FederationError("A peer's name is its MUSTER_INSTANCE_NAME: 1 to 64 letters, "
                               "digits, dots, hyphens or underscores.")
+    if name.lower() == LOCAL_ORIGIN:
+        raise FederationError(f"{name!r} is reserved: search calls this instance's own "
+                              f"lessons origin:{LOCAL_ORIGIN}.")
     own_name, _ = identity.instance()
     if name == own_name:
         raise FederationError(f"{name} is this instance's own name.")
@@ -68,7 +77,7 @@ def add(name: str, nations: list[str], key: str, url: str | None = None) -> Peer
     peer = Peer(name=name, nations_csv=",".join(codes), public_key=key.strip(), url=url,
                 last_out_sequence=0, acked_sequence=0, last_in_sequence=0, last_error="")
     db.session.add(peer)
-    audit.record("federation_peer_added", actor=None, subject=name,
+    audit.record("federation_peer_added", actor=actor, subject=name,
                  comment=f"peer {name} serving {', '.join(codes)}, key "
                          f"{identity.fingerprint(peer.public_key)}"
                          + (f", at {url}" if url else ""))
@@ -76,10 +85,56 @@ def add(name: str, nations: list[str], key: str, url: str | None = None) -> Peer
     return peer
 
 
-def remove(name: str) -> None:
+def remove(name: str, *, actor: User | None = None) -> None:
     """Forget a peer and what was sent to it; lessons received from it stay, read-only."""
     peer = get(name)
     db.session.delete(peer)
-    audit.record("federation_peer_removed", actor=None, subject=peer.name,
+    audit.record("federation_peer_removed", actor=actor, subject=peer.name,
                  comment=f"peer {peer.name} removed")
     db.session.commit()
+
+
+@dataclass(frozen=True)
+class PeerStatus:
+    """What the admins' peers page shows of one peer beside its own columns: its key's
+    fingerprint and how far behind its acknowledgements are."""
+
+    peer: Peer
+    fingerprint: str
+    unacknowledged: int  # bundles written for it and not acknowledged yet
+    oldest_unacknowledged_at: datetime | None  # when the first of those was written
+    last_ack_at: datetime | None
+
+    @property
+    def waiting(self) -> timedelta | None:
+        """How long the oldest unacknowledged bundle has waited (None: none waits)."""
+        if not self.unacknowledged or self.oldest_unacknowledged_at is None:
+            return None
+        return utcnow() - self.oldest_unacknowledged_at
+
+
+def _audited_at(peer: Peer, action: str, comment_prefix: str = "") -> datetime | None:
+    """When the latest audit record ``action`` about ``peer`` (since it was registered:
+    a peer removed and added again starts afresh) was written. The audit trail is where
+    every bundle out and every acknowledgement is recorded with its time."""
+    query = select(AuditRecord.created_at).where(
+        AuditRecord.action == action, AuditRecord.subject == peer.name.lower())
+    if peer.created_at is not None:
+        query = query.where(AuditRecord.created_at >= peer.created_at)
+    if comment_prefix:
+        query = query.where(AuditRecord.comment.startswith(comment_prefix, autoescape=True))
+    return db.session.scalar(query.order_by(AuditRecord.id.desc()).limit(1))
+
+
+def status(peer: Peer) -> PeerStatus:
+    unacknowledged = max(0, peer.last_out_sequence - peer.acked_sequence)
+    oldest = (_audited_at(peer, "federation_bundle_out", f"bundle {peer.acked_sequence + 1} ")
+              if unacknowledged else None)
+    return PeerStatus(peer=peer, fingerprint=identity.fingerprint(peer.public_key),
+                      unacknowledged=unacknowledged, oldest_unacknowledged_at=oldest,
+                      last_ack_at=_audited_at(peer, "federation_ack_received"))
+
+
+def statuses() -> list[PeerStatus]:
+    """Every peer with its status, by name (a handful of peers: a query or two each)."""
+    return [status(peer) for peer in all_peers()]

@@ -16,6 +16,7 @@ applies the log itself after its commit.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -33,14 +34,14 @@ from whoosh.query import And, Every, Or, Query, Term
 
 from lessons import policy, rules
 from lessons.extensions import db
-from lessons.models import Lesson, LessonFile, User
+from lessons.models import Lesson, LessonFile, Peer, User
 from lessons.models.base import utcnow
 from lessons.reference import nation_rows
 from lessons.search import changelog, index, limits, masks, query, rank, suggest
 from lessons.search.glossary import Glossary
 from lessons.search.index import Drift, IndexBehind, IndexBusy, IndexMissing, ReindexReport
 from lessons.search.limits import TooBroad
-from lessons.search.schema import FACETS
+from lessons.search.schema import FACETS, LOCAL_ORIGIN
 
 __all__ = [
     "FACETS", "GLOSSARY_SOURCE", "PER_PAGE_CHOICES", "Drift", "Facet", "FacetValue",
@@ -378,7 +379,8 @@ TAGS_SHOWN = 20
 MULTI_VALUED = frozenset({"tag", "domain", "function", "nation"})
 FACET_LABELS = {"kind": "Kind", "status": "Status", "domain": "Domain",
                 "function": "Function", "nation": "Nation involved",
-                "originator": "Originator", "tag": "Tag", "year": "Year"}
+                "originator": "Originator", "origin": "Received from", "tag": "Tag",
+                "year": "Year"}
 _SUGGEST_BELOW = 3  # totals under this are "thin": offer a spelling correction
 
 
@@ -455,7 +457,25 @@ def clean_filters(raw: Mapping[str, Iterable[str]] | None) -> dict[str, list[str
                 budget -= 1
         if values:
             cleaned[name] = values
+    if "origin" in cleaned:
+        cleaned["origin"] = list(dict.fromkeys(_own_origin_value(v) for v in cleaned["origin"]))
     return cleaned
+
+
+def _own_origin_value(value: str) -> str:
+    """This instance's own name as an origin is ``local``: its own lessons are indexed
+    so, whatever the instance is (or is later) called."""
+    own = (current_app.config.get("INSTANCE_NAME") or "").lower()
+    return LOCAL_ORIGIN if own and value.lower() == own else value
+
+
+def _own_origin(text: str) -> str:
+    """``origin:<this instance's name>`` in a query, read as ``origin:local``."""
+    own = current_app.config.get("INSTANCE_NAME") or ""
+    if not own or "origin:" not in text:
+        return text
+    return re.sub(r"(?<![\w:])origin:(?i:" + re.escape(own) + r")(?=[\s)]|$)",
+                  f"origin:{LOCAL_ORIGIN}", text)
 
 
 def _filter_query(name: str, values: list[str]) -> Query:
@@ -471,6 +491,16 @@ def _label(name: str, value: str) -> str:
     if name in ("nation", "originator"):
         return value.upper()
     return value
+
+
+def _origin_labels(values: Iterable[str]) -> dict[str, str]:
+    """The ``origin`` facet's words: "This instance", and each peer's name as it was
+    registered (the index holds it lower-cased); a peer since removed, as indexed."""
+    labels = {LOCAL_ORIGIN: "This instance"}
+    others = [value for value in values if value != LOCAL_ORIGIN]
+    if others:
+        labels.update({name.lower(): name for name in db.session.scalars(select(Peer.name))})
+    return labels
 
 
 def visible_masks(user: User, leaves: list[masks.Leaf]) -> list[int]:
@@ -527,8 +557,10 @@ def _facets(found: _Matches, filters: dict[str, list[str]]) -> list[Facet]:
             order = sorted(counts, key=lambda v: (-counts[v], v))
         if name == "tag":
             order = order[:TAGS_SHOWN] + [v for v in active if v not in order[:TAGS_SHOWN]]
+        named = _origin_labels(order) if name == "origin" else {}
         facets.append(Facet(name, FACET_LABELS[name], [
-            FacetValue(value, _label(name, value), counts[value], value in active)
+            FacetValue(value, named.get(value) or _label(name, value), counts[value],
+                       value in active)
             for value in order]))
     return facets
 
@@ -536,7 +568,7 @@ def _facets(found: _Matches, filters: dict[str, list[str]]) -> list[Facet]:
 def _parse(text: str, glossary: Glossary | None) -> query.ParsedQuery:
     if not text or text == "*":  # "*": every lesson the user may see
         return query.ParsedQuery(query=Every())
-    return query.parse(text, glossary)
+    return query.parse(_own_origin(text), glossary)
 
 
 GLOSSARY_SOURCE = "muster.search.glossary"
@@ -671,7 +703,9 @@ def _attachment_snippets(lesson: Lesson, terms: query.Marks) -> list[Markup]:
 _VOCABULARIES = {"kind": rules.KINDS, "status": rules.STATUSES, "domain": rules.DOMAINS,
                  "function": rules.FUNCTIONS}
 _NATION_FIELDS = ("nation", "originator")
-_CHECKED_FIELDS = frozenset({*_VOCABULARIES, *_NATION_FIELDS, "year", "tag"})
+# Values told apart by what the user may see: named with the values in use instead.
+_SEEN_FIELDS = {"tag": "is tagged", "origin": "was received from"}
+_CHECKED_FIELDS = frozenset({*_VOCABULARIES, *_NATION_FIELDS, "year", *_SEEN_FIELDS})
 _TAGS_OFFERED = 10
 
 
@@ -682,8 +716,9 @@ def _nation_codes() -> frozenset[str]:
 
 def _unknown_values(parsed: Query, found: _Matches) -> list[str]:
     """What to say of field values no lesson can hold (``status:foo``, ``nation:XYZ``),
-    with the valid values; and of a tag no lesson the user may see holds, with the tags
-    they may see (never a hidden lesson's: the same answer whether or not one holds it)."""
+    with the valid values; and of a tag (or origin) no lesson the user may see holds, with
+    the tags (origins) they may see (never a hidden lesson's: the same answer whether or
+    not one holds it)."""
     problems: list[str] = []
     for name, value in query.field_values(parsed, _CHECKED_FIELDS):
         if name in _VOCABULARIES and value not in _VOCABULARIES[name]:
@@ -694,13 +729,16 @@ def _unknown_values(parsed: Query, found: _Matches) -> list[str]:
                             "three-letter ISO code such as GBR, USA, AUS or CAN.")
         elif name == "year" and not (value.isdigit() and len(value) == 4):
             problems.append(f"year: {value} is not a year; use four digits, e.g. year:2024.")
-        elif name == "tag" and not any(leaf.term("tag", value) & seen
-                                       for leaf, seen in zip(found.leaves, found.visible,
-                                                             strict=True) if seen):
-            counts = masks.facet_counts(found.leaves, "tag", found.visible)
+        elif name in _SEEN_FIELDS and not any(
+                leaf.term(name, value) & seen
+                for leaf, seen in zip(found.leaves, found.visible, strict=True) if seen):
+            if name == "origin" and value == LOCAL_ORIGIN:
+                continue  # none of this instance's own lessons is seen: nothing to correct
+            counts = masks.facet_counts(found.leaves, name, found.visible)
             offered = sorted(counts, key=lambda v: (-counts[v], v))[:_TAGS_OFFERED]
-            problems.append(f"tag: no lesson you may see is tagged {value}" + (
-                f"; tags in use include: {', '.join(offered)}." if offered else "."))
+            problems.append(f"{name}: no lesson you may see {_SEEN_FIELDS[name]} {value}"
+                            + (f"; {name}s in use include: {', '.join(offered)}."
+                               if offered else "."))
     return problems[:rules.QUERY_NOTES_MAX]
 
 

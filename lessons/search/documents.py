@@ -6,7 +6,7 @@ from datetime import date, datetime, time
 from typing import Any
 
 from lessons.models import Lesson
-from lessons.search.schema import CONTENT_PARTS, SCHEMA_VERSION
+from lessons.search.schema import CONTENT_PARTS, LOCAL_ORIGIN, SCHEMA_VERSION
 
 
 def _keywords(values) -> str:
@@ -46,6 +46,7 @@ def lesson_document(lesson: Lesson) -> dict[str, Any]:
         "function": _keywords(lesson.functions),
         "nation": _keywords(lesson.nations),
         "originator": lesson.originator_nation,
+        "origin": (lesson.origin_instance or LOCAL_ORIGIN).lower(),
         "unit": lesson.unit or "",
         "source_event": lesson.source_event or "",
         "observed": datetime.combine(when, time()),

@@ -316,7 +316,7 @@ def _empty_fields(text: str) -> tuple[str, list[str]]:
 _EXAMPLES = {"tag": "liaison", "kind": "workaround", "status": "validated",
              "domain": "training", "function": "logistics", "nation": "GBR",
              "originator": "GBR", "unit": "brigade", "source_event": "exercise",
-             "observed": "2024", "year": "2024", TITLE: "radio"}
+             "observed": "2024", "year": "2024", TITLE: "radio", "origin": "local"}
 
 
 def _balanced(text: str) -> str:

@@ -28,7 +28,7 @@ from lessons.search.spelling import SpellingStemFilter, fold_and_stem
 
 # Bumped whenever a field or an analyzer changes: an index written under another version
 # is reported as drifted, and `make run` rebuilds it.
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 TITLE = "title"
 CONTENT = "content"
@@ -44,13 +44,18 @@ CONTENT_PARTS = ("observation", "discussion", "conclusion", "recommendation",
                  "friction", "workaround", "limits")
 
 # Facet fields, in the order the search page shows them.
-FACETS = ("kind", "status", "domain", "function", "nation", "originator", "tag", "year")
+FACETS = ("kind", "status", "domain", "function", "nation", "originator", "origin", "tag",
+          "year")
+# Where a lesson came from (``origin``): the Muster instance it was received from, or
+# LOCAL_ORIGIN for this instance's own lessons; lower-cased like every keyword.
+LOCAL_ORIGIN = "local"
 # Query-language field names (what users type before the colon) -> index fields.
 QUERY_FIELDS = {
     "tag": "tag", "kind": "kind", "status": "status", "domain": "domain",
     "function": "function", "nation": "nation", "originator": "originator",
     "unit": "unit", "source_event": "source_event", "event": "source_event",
     "date": "observed", "observed": "observed", "year": "year", "title": TITLE,
+    "origin": "origin",
 }
 TOKEN_PATTERN = r"[^\W_]+(?:['\u2019.][^\W_]+)*"
 # Whoosh's English stop words, but "us" is the United States in these lessons; words
@@ -143,6 +148,8 @@ def build_schema() -> Schema:
         function=KEYWORD(**keyword),
         nation=KEYWORD(**keyword),
         originator=KEYWORD(lowercase=True, scorable=False),
+        # One value per lesson, an instance name kept whole ("gbr-army"): as ``originator``.
+        origin=KEYWORD(lowercase=True, scorable=False),
         unit=TEXT(analyzer=plain_analyzer(), phrase=True),
         source_event=TEXT(analyzer=plain_analyzer(), phrase=True),
         observed=DATETIME(sortable=True),
@@ -152,6 +159,7 @@ def build_schema() -> Schema:
     )
 
 
-__all__ = ["CONTENT", "CONTENT_PARTS", "FACETS", "FILES", "FILES_BOOST", "QUERY_FIELDS",
+__all__ = ["CONTENT", "CONTENT_PARTS", "FACETS", "FILES", "FILES_BOOST", "LOCAL_ORIGIN",
+           "QUERY_FIELDS",
            "SCHEMA_VERSION", "TITLE", "TITLE_BOOST", "build_schema",
            "plain_analyzer", "text_analyzer"]

@@ -1,5 +1,5 @@
-"""Admin pages: user accounts, the coalition glossary editor and the audit trail (read
-only). Thin: parse, call a service, render.
+"""Admin pages: user accounts, the coalition glossary editor, the audit trail (read
+only) and federation peers (``views.peers``). Thin: parse, call a service, render.
 
 Every route is for admins only, checked once for the whole blueprint by the policy (the
 services check again); anonymous users are sent to log in before that check runs.
@@ -269,3 +269,7 @@ def user_password(user_id: int):
             return redirect(url_for("admin.users_list"))
     status = 422 if form.is_submitted() else 200
     return render_template("admin/users_password.html", form=form, user=user), status
+
+
+# The federation peers page lives in its own module on this blueprint (and its admin check).
+from lessons.views import peers as _peers  # noqa: E402,F401
