@@ -373,7 +373,7 @@ def outcome_moves_at_once(user: UserLike, lesson: Lesson) -> bool:
     user = _real_user(user)
     # The author's own outcome waits for another analyst, like their validation would.
     return (user is not None and user.nation_code == lesson.originator_nation
-            and _separated_refusal(user, lesson, "") is None)
+            and not is_foreign(lesson) and _separated_refusal(user, lesson, "") is None)
 
 
 def can_decide_for_originator(user: UserLike, lesson: Lesson) -> bool:

@@ -271,6 +271,8 @@ LINK_STATUS_LABELS = {"proposed": "Proposed", "accepted": "Accepted",
 LINK_STEPS = {"proposed": ("accepted",), "accepted": ("incorporated",),
               "incorporated": ("effective", "not_effective")}
 OUTCOMES = ("effective", "not_effective")
+# Lesson statuses an effective outcome can make learned (the status table's sources).
+LEARNABLE = frozenset({"validated", "action_assigned"})
 # Lessons an exercise may take up: identified ones, and learned ones worth re-checking.
 ATTACHABLE_STATUSES = ("submitted", "validated", "action_assigned", "learned")
 

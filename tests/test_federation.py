@@ -490,7 +490,7 @@ def test_manifest_names_sender_recipient_sequence_and_what_it_covers(pair, tmp_p
     assert manifest["recipient"] == "AUS-army" and manifest["sequence"] == 1
     assert manifest["covers"]["after_acknowledged_sequence"] == 0
     assert manifest["covers"]["change_log_upto"] >= 1
-    assert manifest["counts"] == {"lessons": 1, "revocations": 0}
+    assert manifest["counts"] == {"lessons": 1, "revocations": 0, "returns": 0}
     (record,) = records
     assert record["type"] == "lesson" and record["origin"]["instance"] == "GBR-army"
     assert record["origin"]["id"] == public_id and record["origin"]["version"] >= 1

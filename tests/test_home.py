@@ -71,7 +71,8 @@ def items_listed(client: FlaskClient, href: str) -> int:
     url, anchor = urldefrag(href)
     html = _page(client, url)
     if anchor:
-        item = {"outcomes": "outcome-item", "release-requests": "release-item"}[anchor]
+        item = {"outcomes": "outcome-item", "release-requests": "release-item",
+                "partner-requests": "partner-item"}[anchor]
         found = sum(1 for testid, _ in _parse(html).tags if testid == item)
         if found:
             assert f'id="{anchor}"' in html

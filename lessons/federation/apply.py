@@ -24,7 +24,7 @@ from sqlalchemy import select
 
 from lessons import policy, search
 from lessons.extensions import db
-from lessons.federation import bundles, identity, outbound, peers
+from lessons.federation import bundles, identity, outbound, peers, returns
 from lessons.federation.identity import FederationError
 from lessons.models import Lesson, Peer, PeerLesson, RemedialAction, User
 from lessons.models.base import new_public_id, utcnow
@@ -47,21 +47,30 @@ class Applied:
     updated: int = 0
     unchanged: int = 0
     revoked: int = 0
+    # Outcomes and release requests about our lessons, and decisions on ours
+    # (``returns``); records about something the sender may not see are skipped.
+    received: int = 0
+    settled: int = 0
+    skipped: int = 0
     notes: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
         if self.kind == "ack":
             return f"acknowledgement from {self.peer} of bundle {self.sequence} recorded"
-        return (f"bundle {self.sequence} from {self.peer} applied: {self.created} new, "
+        text = (f"bundle {self.sequence} from {self.peer} applied: {self.created} new, "
                 f"{self.updated} updated, {self.unchanged} unchanged, {self.revoked} revoked")
+        if self.received or self.settled or self.skipped:
+            text += (f"; {self.received} outcome(s) or request(s) received, {self.settled} "
+                     f"decision(s) settled, {self.skipped} skipped")
+        return text
 
 
 @dataclass(frozen=True)
 class _Checked:
-    kind: str  # lesson | revocation
+    kind: str  # lesson | revocation | one of returns.KINDS
     origin_id: str
     version: int = 0
-    record: Any = None  # exchange.CheckedRecord for lessons
+    record: Any = None  # exchange.CheckedRecord for lessons, returns.Returned for returns
 
 
 def _refuse(message: str, peer: Peer | None, source: str) -> FederationError:
@@ -78,11 +87,15 @@ def _refuse(message: str, peer: Peer | None, source: str) -> FederationError:
     return FederationError(message)
 
 
-def _check_records(bundle: bundles.Bundle, sender: str) -> list[_Checked]:
+def _check_records(bundle: bundles.Bundle, sender: str, own_name: str) -> list[_Checked]:
     """Every record checked against the one rule set before anything is stored."""
     nations, codes = nation_codes(), known_codes()
     checked: list[_Checked] = []
     for number, raw in enumerate(bundle.records(), start=1):
+        if raw.get("type") in returns.KINDS:
+            checked.append(_Checked(raw["type"], "",
+                                    record=returns.check(raw, number, sender, own_name)))
+            continue
         origin = raw.get("origin")
         if not isinstance(origin, dict) or origin.get("instance") != sender:
             raise FederationError(f"Record {number}: its origin is not the sender {sender} "
@@ -215,6 +228,7 @@ def acknowledge(peer: Peer, sequence: int) -> Applied:
             PeerLesson.peer_id == peer.id, PeerLesson.sequence <= sequence)):
         row.acked = True
     outbound.forget_acknowledged(peer, sequence)
+    returns.acknowledge(peer, sequence)
     peer.acked_sequence = sequence
     peer.last_error = ""
     audit.record("federation_ack_received", actor=None, subject=peer.name,
@@ -269,7 +283,7 @@ def import_bundle(path: Path, ack_path: Path | None = None) -> Applied:
                       "Nothing was applied.", peer, source)
     nation = str(sender.get("nation") or "")
     try:
-        checked = _check_records(bundle, peer.name)
+        checked = _check_records(bundle, peer.name, name)
     except FederationError as exc:
         raise _refuse(f"Bundle {sequence} from {peer.name}: {exc}. Nothing was applied.",
                       peer, source) from None
@@ -282,6 +296,10 @@ def import_bundle(path: Path, ack_path: Path | None = None) -> Applied:
         existing = _existing(peer.name, [c.origin_id for c in checked])
         with db.session.no_autoflush:
             for item in checked:
+                if item.kind in returns.KINDS:
+                    outcome = returns.apply(item.record, peer, author, label)
+                    setattr(applied, outcome, getattr(applied, outcome) + 1)
+                    continue
                 outcome, lesson = _store(item, existing.get(item.origin_id), author,
                                          peer.name, label)
                 if lesson is not None:

@@ -18,7 +18,7 @@ from sqlalchemy import delete, select
 
 from lessons import policy
 from lessons.extensions import db
-from lessons.federation import bundles, identity, peers
+from lessons.federation import bundles, identity, peers, returns
 from lessons.models import ChangeLogHead, Lesson, Peer, PeerBundle, PeerLesson
 from lessons.models.base import utcnow
 from lessons.services import audit
@@ -31,6 +31,8 @@ class Exported:
     sequence: int
     lessons: int
     revocations: int
+    # Outcomes, release requests and decisions travelling back (``returns``).
+    returns: int = 0
 
 
 def _own_lessons_for(peer: Peer) -> list[Lesson]:
@@ -111,7 +113,8 @@ def _stage(peer: Peer, *, always: bool) -> tuple[Exported, bytes] | None:
     revoked = sorted((row for lesson_id, row in sent.items()
                       if lesson_id not in visible_ids and not (row.revoked and row.acked)),
                      key=lambda r: r.lesson_id)
-    if not always and not changed and not revoked:
+    waiting = returns.waiting(peer)
+    if not always and not changed and not revoked and not waiting:
         return None
     records: list[dict[str, Any]] = []
     for lesson in changed:
@@ -128,6 +131,7 @@ def _stage(peer: Peer, *, always: bool) -> tuple[Exported, bytes] | None:
             records.append({"type": "revocation",
                             "origin": {"instance": name, "id": public_ids[row.lesson_id]}})
             row.sequence, row.revoked, row.acked = sequence, True, False
+    records.extend(returns.carry(waiting, sequence))
     now = utcnow()
     manifest = {
         "kind": "lessons",
@@ -141,16 +145,17 @@ def _stage(peer: Peer, *, always: bool) -> tuple[Exported, bytes] | None:
                    "change_log_upto": db.session.scalar(select(ChangeLogHead.last_id)) or 0,
                    "up_to": now.isoformat(timespec="seconds") + "Z"},
         "created": now.isoformat(timespec="seconds") + "Z",
-        "counts": {"lessons": len(changed), "revocations": len(revoked)},
+        "counts": {"lessons": len(changed), "revocations": len(revoked),
+                   "returns": len(waiting)},
     }
     data = bundles.build(manifest, bundles.records_bytes(records))
     peer.last_out_sequence, peer.last_out_at = sequence, now
     db.session.add(PeerBundle(peer_id=peer.id, sequence=sequence, created_at=now, body=data))
     audit.record("federation_bundle_out", actor=None, subject=peer.name,
                  comment=f"bundle {sequence} for {peer.name}: {len(changed)} lesson(s), "
-                         f"{len(revoked)} revocation(s)")
+                         f"{len(revoked)} revocation(s), {len(waiting)} return(s)")
     db.session.flush()
-    return Exported(peer.name, sequence, len(changed), len(revoked)), data
+    return Exported(peer.name, sequence, len(changed), len(revoked), len(waiting)), data
 
 
 def _acknowledged(row: PeerLesson | None, lesson: Lesson) -> bool:

@@ -19,6 +19,7 @@ from lessons.models.lesson_file import LessonFile
 from lessons.models.link import LessonLink
 from lessons.models.nation import Nation, NationGroup
 from lessons.models.notification import Notification, NotificationPreference
+from lessons.models.partner import PartnerRequest, ReturnMessage
 from lessons.models.token import ApiToken, StagedImport
 from lessons.models.user import User
 from lessons.models.watch import WatchedSearch, WatchedSearchHit
@@ -28,6 +29,7 @@ __all__ = [
     "ExerciseLessonStep", "ExerciseNation", "GlossaryGroup", "GlossaryState",
     "IdempotentRequest", "Lesson", "LessonFile", "LessonLink",
     "Milestone", "Nation", "NationGroup", "Notification", "NotificationPreference",
-    "Objective", "Peer", "PeerBundle", "PeerLesson", "ReleaseRequest", "RemedialAction",
+    "Objective", "PartnerRequest", "Peer", "PeerBundle", "PeerLesson", "ReleaseRequest",
+    "RemedialAction", "ReturnMessage",
     "SearchIndex", "StagedImport", "Tag", "User", "WatchedSearch", "WatchedSearchHit",
 ]

@@ -19,6 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from lessons import policy
 from lessons.errors import InvalidTransition, NotAllowed, NotFound, ValidationFailed
 from lessons.extensions import db
+from lessons.federation import returns
 from lessons.models import (
     Exercise,
     ExerciseLesson,
@@ -33,6 +34,7 @@ from lessons.models.lesson import lesson_tags
 from lessons.rules import (
     ATTACH_BY_TAG_MAX,
     ATTACHABLE_STATUSES,
+    LEARNABLE,
     LINK_STATUS_LABELS,
     LINK_STEPS,
     OUTCOMES,
@@ -45,8 +47,6 @@ from lessons.services import exercises as exercise_service
 from lessons.services import lessons as lesson_service
 from lessons.services.lessons import check_version, locked
 
-# Lesson statuses an effective outcome can make learned (the status table's sources).
-LEARNABLE = frozenset({"validated", "action_assigned"})
 DETACHABLE = frozenset({"proposed", "accepted"})
 
 
@@ -258,17 +258,24 @@ def _advance(user: User, exercise: Exercise, link: ExerciseLesson, to: str,
     audit.record("outcome_recorded" if to in OUTCOMES else "attachment_moved", actor=user,
                  exercise=exercise, lesson=lesson, from_status=previous, to_status=to,
                  comment=note)
+    if policy.is_foreign(lesson):
+        # Its originator decides, on its own instance: the outcome travels there.
+        if to == "effective" and lesson.status in LEARNABLE:
+            link.confirmation = "pending"
+        if to in OUTCOMES:
+            returns.queue_outcome(user, link)
+        return False
     if to == "effective" and lesson.status in LEARNABLE:
         if policy.outcome_moves_at_once(user, lesson):
             flag = policy.self_review_flag(user, lesson)
-            _make_learned(user, lesson, f"({flag}) {note}" if flag else note)
+            make_learned(user, lesson, f"({flag}) {note}" if flag else note)
             link.confirmation = "confirmed"
             return True
         link.confirmation = "pending"
     return False
 
 
-def _make_learned(user: User, lesson: Lesson, evidence: str) -> None:
+def make_learned(user: User, lesson: Lesson, evidence: str) -> None:
     """The status table's ``learned`` move (docs/ARCHITECTURE.md, section 3), made by an
     exercise outcome rather than by the analyst button; audited on the lesson with the
     evidence. The exercise is not named on the lesson's trail: the lesson's readers
@@ -354,7 +361,7 @@ def decide_outcome(user: User, exercise_id: str, lesson_id: str, *, confirm: boo
         if lesson.status not in LEARNABLE:
             raise InvalidTransition(f"The lesson is {lesson.status.replace('_', ' ')}; it "
                                     "can no longer be recorded as learned.")
-        _make_learned(user, lesson, f"{link.evidence} (confirmed by {user.nation_code} "
+        make_learned(user, lesson, f"{link.evidence} (confirmed by {user.nation_code} "
                                     f"analyst{': ' + note if note else ''})")
         link.confirmation = "confirmed"
         link.version += 1

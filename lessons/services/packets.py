@@ -19,6 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from lessons import policy
 from lessons.errors import InvalidTransition, NotAllowed, NotFound, ValidationFailed
 from lessons.extensions import db
+from lessons.federation import returns
 from lessons.models import Exercise, ExerciseLesson, Lesson, Milestone, Objective, ReleaseRequest
 from lessons.models.base import new_public_id, utcnow
 from lessons.rules import check_note, milestone_label, normalise_codes
@@ -181,6 +182,9 @@ def request_release(user, exercise_id: str, lesson_id: str, nations: Iterable[st
                              exercise_id=exercise.id, nations=sorted(missing),
                              reason=(reason or "").strip(), requested_by_id=user.id)
     db.session.add(request)
+    if policy.is_foreign(lesson):
+        # Its originator decides, on its own instance: the request travels there.
+        returns.queue_release_request(user, request, lesson, exercise)
     comment = f"Asked to add {', '.join(sorted(missing))} to REL TO"
     audit.record("release_requested", actor=user, exercise=exercise, lesson=lesson,
                  comment=comment)
@@ -215,6 +219,16 @@ def requests_for(user, exercise: Exercise) -> list[ReleaseRequest]:
     return [r for r in found if policy.can_view(user, r.lesson)]
 
 
+def widen_release(user, lesson: Lesson, nations: Iterable[str], note: str) -> None:
+    """Approving a release request: add ``nations`` to the lesson's REL TO as a new
+    version (the caller commits it with ``commit_lesson``), audited on the lesson."""
+    nations = sorted(set(nations))
+    lesson.releasable_to = sorted(set(lesson.releasable_to) | set(nations))
+    lesson.version += 1
+    audit.record("release_approved", actor=user, lesson=lesson, changes=["releasable_to"],
+                 comment=f"Added {', '.join(nations)} to REL TO. {note}".strip())
+
+
 def decide_release(user, request_id: str, *, approve: bool, note: str = "") -> ReleaseRequest:
     """An originator analyst approves (the nations join the lesson's REL TO, a new
     version is indexed) or declines (a reason is required) a release request. Both are
@@ -242,11 +256,7 @@ def decide_release(user, request_id: str, *, approve: bool, note: str = "") -> R
     request.decision_note = note
     nations = ", ".join(request.nations)
     if approve:
-        lesson.releasable_to = sorted(set(lesson.releasable_to) | set(request.nations))
-        lesson.version += 1
-        audit.record("release_approved", actor=user, lesson=lesson,
-                     changes=["releasable_to"], comment=f"Added {nations} to REL TO. {note}"
-                     .strip())
+        widen_release(user, lesson, request.nations, note)
     else:
         audit.record("release_declined", actor=user, lesson=lesson,
                      comment=f"Declined adding {nations}: {note}")

@@ -14,10 +14,13 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
 
+from flask import current_app
+
 from lessons import policy
 from lessons.models import ExerciseLesson, ReleaseRequest, User
+from lessons.models.partner import PartnerRequest
 from lessons.rules import milestone_label
-from lessons.services import attachments, packets
+from lessons.services import attachments, packets, partner_requests
 from lessons.services import exercises as exercise_service
 from lessons.services.lessons import LessonFilter, count_lessons
 
@@ -98,17 +101,20 @@ class ToReview:
     lessons: int
     confirmations: list[ExerciseLesson]
     releases: list[ReleaseRequest]
+    partner: list[PartnerRequest] = field(default_factory=list)
 
     @property
     def total(self) -> int:
-        return self.lessons + len(self.confirmations) + len(self.releases)
+        return (self.lessons + len(self.confirmations) + len(self.releases)
+                + len(self.partner))
 
 
 def to_review(user: User) -> ToReview:
     """What waits in ``user``'s To review tab (nothing for a non-analyst)."""
     return ToReview(lessons=count_lessons(user, LessonFilter(tab="review")),
                     confirmations=attachments.pending_confirmations(user),
-                    releases=packets.pending_release_requests(user))
+                    releases=packets.pending_release_requests(user),
+                    partner=partner_requests.pending_for(user))
 
 
 def _lessons(user: User, key: str, flt: LessonFilter, one: str, many: str, *,
@@ -120,6 +126,12 @@ def _lessons(user: User, key: str, flt: LessonFilter, one: str, many: str, *,
 def _review(user: User) -> Section:
     """The "To review" section: ``to_review``'s parts, so its total is the tab's count."""
     review, waiting = {"tab": "review"}, to_review(user)
+    # Only an instance that exchanges lessons with others can be asked by a partner.
+    partner = [Entry("partner", len(waiting.partner),
+                     "outcome or request from a partner instance to decide",
+                     "outcomes and requests from partner instances to decide",
+                     "lessons.index", review, anchor="partner-requests")
+               ] if current_app.config.get("INSTANCE_NAME") or waiting.partner else []
     return Section("review", "To review", [
         Entry("review", waiting.lessons, f"submitted lesson of {user.nation_code} to review",
               f"submitted lessons of {user.nation_code} to review", "lessons.index",
@@ -130,6 +142,7 @@ def _review(user: User) -> Section:
         Entry("releases", len(waiting.releases),
               "release request to decide", "release requests to decide",
               "lessons.index", review, anchor="release-requests"),
+        *partner,
     ])
 
 

@@ -57,6 +57,7 @@ def index():
                            sort_choices=service.LESSON_SORTS.choices(),
                            confirmations=waiting.confirmations if flt.tab == "review" else [],
                            releases=waiting.releases if flt.tab == "review" else [],
+                           partner=waiting.partner if flt.tab == "review" else [],
                            decision_form=DecisionForm())
 
 

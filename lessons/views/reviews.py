@@ -1,6 +1,7 @@
 """Analysts' decisions that other nations ask for: confirming an exercise outcome on one
-of their nation's lessons, and widening a lesson's REL TO for an exercise's partners.
-Both are listed in the analyst's review list (the lessons page, "To review")."""
+of their nation's lessons, and widening a lesson's REL TO for an exercise's partners,
+asked here or from a partner instance's exercise. All are listed in the analyst's review
+list (the lessons page, "To review")."""
 
 from __future__ import annotations
 
@@ -9,17 +10,17 @@ from flask_login import current_user
 
 from lessons.errors import ValidationFailed
 from lessons.forms.exercises import DecisionForm
-from lessons.services import attachments, packets
+from lessons.services import attachments, packets, partner_requests
 
 bp = Blueprint("reviews", __name__, url_prefix="/reviews")
 
 REVIEW_LIST = "lessons.index"
+DECISIONS = ("confirm", "approve", "decline")
 
 
 def _decision() -> tuple[DecisionForm, str]:
     form = DecisionForm()
-    if not form.validate_on_submit() or form.decision.data not in (
-            "confirm", "approve", "decline"):
+    if not form.validate_on_submit() or form.decision.data not in DECISIONS:
         abort(400, "The form was incomplete or expired; reload the page and try again.")
     return form, form.decision.data
 
@@ -53,4 +54,19 @@ def release(request_id: str):
     except ValidationFailed as exc:
         return _refused(exc)
     flash(f"Release {request.status}: {', '.join(request.nations)}.", "success")
+    return redirect(url_for(REVIEW_LIST, tab="review"))
+
+
+@bp.post("/partner/<public_id>")
+def partner(public_id: str):
+    """An outcome or release request from a partner instance: decided as a local one,
+    and the decision travels back to the partner."""
+    form, decision = _decision()
+    try:
+        request = partner_requests.decide(current_user, public_id, decision,
+                                          form.note.data or "")
+    except ValidationFailed as exc:
+        return _refused(exc)
+    flash(f"{'Outcome' if request.kind == 'outcome' else 'Release'} {request.status}; "
+          f"the decision goes to {request.peer.name} with the next bundle.", "success")
     return redirect(url_for(REVIEW_LIST, tab="review"))
