@@ -89,6 +89,8 @@ def test_an_outcome_recorded_at_b_is_confirmed_at_a_and_the_decision_returns(
     response = step(planner, exercise_id, received.public_id, "effective",
                     "The relay held all night with AUS radios.")
     assert response.status_code == 302
+    page = planner.get(f"/exercises/{exercise_id}").get_data(as_text=True)
+    assert "awaiting confirmation by a GBR analyst on GBR-army" in page
     # At B nobody decides it: the lesson stays as its originator last sent it.
     assert link_at(b, exercise_id, received.public_id) == ("effective", "pending")
     assert status_at(b, received.public_id) == "validated"
@@ -131,6 +133,8 @@ def test_an_outcome_recorded_at_b_is_confirmed_at_a_and_the_decision_returns(
                for r in records(bundle))
     assert link_at(b, exercise_id, received.public_id) == ("effective", "confirmed")
     assert status_at(b, received.public_id) == "learned"
+    page = planner.get(f"/exercises/{exercise_id}").get_data(as_text=True)
+    assert "lesson recorded as learned" in page
     with b.app.app_context():
         assert db.session.scalar(select(AuditRecord.comment).where(
             AuditRecord.action == "outcome_confirmed")).startswith("GBR-army analyst (GBR)")

@@ -317,8 +317,10 @@ def _step_message(link: ExerciseLesson) -> str:
     if link.status == "effective" and link.confirmation == "confirmed":
         return "Outcome recorded: effective. The lesson is now learned."
     if link.status == "effective" and link.confirmation == "pending":
-        return (f"Outcome recorded: effective. An analyst of {link.lesson.originator_nation} "
-                "will confirm it before the lesson is recorded as learned.")
+        where = (f" on {link.lesson.origin_instance} (the outcome goes there with the next "
+                 "bundle)" if link.lesson.origin_instance else "")
+        return (f"Outcome recorded: effective. An analyst of {link.lesson.originator_nation}"
+                f"{where} will confirm it before the lesson is recorded as learned.")
     if link.status == "effective":
         return "Outcome recorded: effective."
     if link.status == "not_effective":
