@@ -217,6 +217,9 @@ TABLE: dict[str, Access] = {
     "notifications.read": Access("login", act=INPUT),
     "notifications.read_all": Access("login"),
     "notifications.settings": Access("login", act={"GET": OK, "POST": INPUT}),
+    # Answers only another Muster instance signing its request (its own tests); a user's
+    # token is no peer's signature: 401 for everyone here.
+    "api.federation_feed": Access("login", act=UNAUTH),
     "api.list_lessons": Access("login"),
     "api.list_exercises": Access("login"),
     "api.create_lesson": Access("contributor", act=OK, json={

@@ -1,4 +1,5 @@
-"""The JSON API, ``/api/v1``: bearer tokens only (no cookies, so no CSRF), the same
+"""The JSON API, ``/api/v1``: bearer tokens only (no cookies, so no CSRF; the federation
+feed alone is called by peer instances signing each request instead), the same
 services and policy as the pages, RFC 9457 problems for every error, and ``ETag`` /
 ``If-Match`` on everything that can be changed.
 
@@ -25,6 +26,8 @@ bp = Blueprint("api", __name__, url_prefix="/api/v1")
 # A lesson is eight 50,000-character texts at most; escaped JSON of that fits in 2 MB.
 API_MAX_BODY = 2 * 1024 * 1024
 PUBLIC = frozenset({"api.openapi"})
+# Called by other Muster instances, which sign each request (``federation.online``).
+PEER_SIGNED = frozenset({"api.federation_feed"})
 
 Model = TypeVar("Model", bound=BaseModel)
 Created = TypeVar("Created")
@@ -34,7 +37,7 @@ Created = TypeVar("Created")
 def authenticate() -> Response | None:
     """Every API call names its user by a bearer token; the session cookie is ignored."""
     request.max_content_length = API_MAX_BODY
-    if request.endpoint in PUBLIC:
+    if request.endpoint in PUBLIC or request.endpoint in PEER_SIGNED:
         return None
     header = request.headers.get("Authorization", "")
     scheme, _, secret = header.partition(" ")
@@ -45,11 +48,11 @@ def authenticate() -> Response | None:
                        "or with `flask users token`).",
                        headers={"WWW-Authenticate": 'Bearer realm="muster"'})
     g.api_user = user
-    _check_query_names()
+    check_query_names()
     return None
 
 
-def _check_query_names() -> None:
+def check_query_names() -> None:
     """Refuse query parameters the operation does not take: a misspelt filter
     (``?stauts=``) would otherwise be ignored silently and return everything. Values
     longer than the document declares are refused too (``openapi.too_long``)."""
@@ -173,7 +176,13 @@ def create_once(create: Callable[[], Created], made: type[Created],
 
 
 def register_api(app: Flask) -> None:
-    from lessons.api import docs, exercises, lessons, openapi  # noqa: F401  (routes)
+    from lessons.api import (  # noqa: F401  (routes)
+        docs,
+        exercises,
+        federation,
+        lessons,
+        openapi,
+    )
 
     csrf.exempt(bp)
     app.register_blueprint(bp)

@@ -14,6 +14,7 @@ from pydantic import BaseModel
 
 from lessons.api import API_MAX_BODY, bp
 from lessons.api import schemas as s
+from lessons.federation.bundles import BUNDLE_FILE_MAX
 from lessons.rules import NATIONS_MAX, QUERY_MAX, TAG_MAX
 from lessons.search import FILTER_VALUE_MAX, FILTERS_MAX
 
@@ -58,6 +59,10 @@ class Operation:
     errors: tuple[int, ...] = (401, 404)
     etag: bool = False
     idempotent: bool = False  # takes an Idempotency-Key
+    media: str = "application/json"  # of the success answer
+    empty: int | None = None  # a second success status, with no body (204)
+    peer_signed: bool = False  # called by a peer instance signing it, not with a token
+    error_text: tuple[tuple[int, str], ...] = ()  # this operation's words for a status
 
 
 ID = {"type": "string", "minLength": 1, "maxLength": s.PUBLIC_ID_MAX}
@@ -75,6 +80,13 @@ LIST = {"type": "string", "description": "One value, or several comma separated.
         "maxLength": FILTERS_MAX * (FILTER_VALUE_MAX + 1)}
 CODES = {"type": "string", "maxLength": NATIONS_MAX * (s.CODE_MAX + 1)}
 INT64_MAX = 2**63 - 1
+# What the feed's bundle answer carries besides the rate limit's headers.
+FEED_HEADERS = {
+    "Muster-Sequence": {"description": "The bundle's sequence number.", "schema": {
+        "type": "integer", "format": "int32", "minimum": 1, "maximum": s.INT32_MAX}},
+    "Content-Disposition": {"description": "attachment, with a file name.", "schema": {
+        "type": "string", "maxLength": 200}},
+}
 # The rate limit's headers, on every answer of the API (Flask-Limiter's names).
 RATE_LIMIT_HEADERS = {
     "X-RateLimit-Limit": ("Requests this token may make in the current window.",
@@ -181,8 +193,43 @@ OPERATIONS: tuple[Operation, ...] = (
                   Param("audience", "query", "Participating nations, comma separated "
                                              "(default: all of them).", CODES)),
               errors=(401, 404, 422)),
+    Operation("get", "/federation/feed", "api.federation_feed",
+              "For a peer Muster instance: this instance's next signed bundle for it (the "
+              "file `flask federation export` writes, byte for byte)", None, params=(
+                  Param("after", "query", "The sequence number of the last bundle from "
+                        "this instance the caller applied (0: none yet). Naming it "
+                        "acknowledges it; the answer is the bundle after it.",
+                        {"type": "integer", "format": "int32", "minimum": 0,
+                         "maximum": s.INT32_MAX}, required=True),),
+              errors=(400, 401, 404, 409, 410), media="application/zip", empty=204,
+              peer_signed=True, error_text=(
+                  (400, "after= is missing or not a whole number."),
+                  (401, "The request is not signed by a registered peer: a header is "
+                        "missing or malformed, the caller is unknown, the signature does "
+                        "not match its key, or Muster-Date is more than 300 seconds off."),
+                  (404, "This instance takes no part in federation."),
+                  (409, "after= names a bundle never written for the caller."),
+                  (410, "The bundle after after= was acknowledged earlier and is no longer "
+                        "kept: the caller's state is behind what it acknowledged."))),
     Operation("get", "/openapi.json", "api.openapi", "This document", None, errors=()),
 )
+
+PEER_SECURITY = {"musterPeer": [], "musterDate": [], "musterSignature": []}
+PEER_SCHEMES = {
+    "musterPeer": {"type": "apiKey", "in": "header", "name": "Muster-Peer",
+                   "description": "The calling instance's name (its MUSTER_INSTANCE_NAME), "
+                                  "registered here as a peer."},
+    "musterDate": {"type": "apiKey", "in": "header", "name": "Muster-Date",
+                   "description": "When the request was signed, UTC, e.g. "
+                                  "2026-12-06T17:00:00Z; at most 300 seconds off this "
+                                  "server's clock."},
+    "musterSignature": {"type": "apiKey", "in": "header", "name": "Muster-Signature",
+                        "description": "Base64 Ed25519 signature, with the calling "
+                                       "instance's key, of the bytes \"muster-feed-1\\n\" "
+                                       "METHOD \"\\n\" path-with-query \"\\n\" this "
+                                       "instance's name \"\\n\" Muster-Peer \"\\n\" "
+                                       "Muster-Date."},
+}
 
 _SPECIAL = {"api.exercise_lessons": {
     "type": "object", "required": ["items"],
@@ -190,7 +237,9 @@ _SPECIAL = {"api.exercise_lessons": {
         "type": "array", "items": {"$ref": "#/components/schemas/LinkOut"},
         "description": "Every attached lesson the caller may see: as many as the exercise "
                        "has attached (no cap)."}}},
-    "api.openapi": {"type": "object"}}
+    "api.openapi": {"type": "object"},
+    "api.federation_feed": {"type": "string", "contentMediaType": "application/zip",
+                            "maxLength": BUNDLE_FILE_MAX}}
 
 
 def query_names(endpoint: str, method: str) -> set[str] | None:
@@ -253,8 +302,10 @@ def document() -> dict[str, Any]:
         success: dict[str, Any] = {"description": op.summary}
         schema = (_schema(op.response, components, "serialization") if op.response
                   else _SPECIAL[op.endpoint])
-        success["content"] = {"application/json": {"schema": schema}}
+        success["content"] = {op.media: {"schema": schema}}
         success["headers"] = _rate_limit_headers()
+        if op.peer_signed:
+            success["headers"].update(FEED_HEADERS)
         if op.etag:
             success["headers"]["ETag"] = {"description": "The version, for If-Match.",
                                           "schema": ETAG}
@@ -264,6 +315,10 @@ def document() -> dict[str, Any]:
                                "request with the same Idempotency-Key.",
                 "schema": {"type": "string", "enum": ["true"]}}
         responses: dict[str, Any] = {str(op.status): success}
+        if op.empty is not None:
+            responses[str(op.empty)] = {"description": "Nothing new: the caller has every "
+                                                       "bundle (its after= is acknowledged).",
+                                        "headers": _rate_limit_headers()}
         # Any operation refuses query parameters it does not take (422), and NUL
         # characters in its address or query (400).
         # Every operation counts toward the token's rate limit (429), may fail (500), and
@@ -272,7 +327,7 @@ def document() -> dict[str, Any]:
             {422} if op.endpoint != "api.openapi" else set()))
         for code in codes:
             text = (IDEMPOTENT_ERRORS.get(code, ERROR_TEXT[code]) if op.idempotent
-                    else ERROR_TEXT[code])
+                    else dict(op.error_text).get(code) or ERROR_TEXT[code])
             responses[str(code)] = {"description": text, "content": {
                 "application/problem+json": {"schema": problem}}}
             if code < 500:
@@ -290,6 +345,8 @@ def document() -> dict[str, Any]:
                 "schema": _schema(op.body, components, "validation")}}}
         if op.endpoint == "api.openapi":
             operation["security"] = []
+        if op.peer_signed:
+            operation["security"] = [PEER_SECURITY]
         paths.setdefault(op.path, {})[op.method] = operation
     return {
         "openapi": "3.1.0",
@@ -306,7 +363,8 @@ def document() -> dict[str, Any]:
         "paths": paths,
         "components": {"schemas": components, "securitySchemes": {
             "bearerAuth": {"type": "http", "scheme": "bearer",
-                           "description": "A personal API token from your account page."}}},
+                           "description": "A personal API token from your account page."},
+            **PEER_SCHEMES}},
     }
 
 

@@ -9,7 +9,7 @@ from typing import NoReturn
 import click
 from flask.cli import AppGroup
 
-from lessons.federation import apply, identity, outbound, peers
+from lessons.federation import apply, identity, online, outbound, peers
 from lessons.federation.identity import FederationError
 
 federation_cli = AppGroup("federation", help="Exchange lessons with other Muster instances "
@@ -53,7 +53,7 @@ def key_command() -> None:
               help="A nation the peer serves (repeat for each), e.g. --nation AUS.")
 @click.option("--key", required=True, help="The peer's public key (`flask federation key` "
                                            "on the peer).")
-@click.option("--url", default=None, help="The peer's address, for online exchange later.")
+@click.option("--url", default=None, help="The peer's address, for `flask federation sync`.")
 def peer_add_command(name: str, nations: tuple[str, ...], key: str, url: str | None) -> None:
     """Register peer NAME (its MUSTER_INSTANCE_NAME)."""
     try:
@@ -117,3 +117,25 @@ def import_command(file: Path, ack: Path | None) -> None:
         click.echo(note)
     if ack is not None and result.kind == "lessons":
         click.echo(f"acknowledgement written to {ack}")
+
+
+@federation_cli.command("sync")
+@click.argument("peer")
+@click.option("--limit", type=click.IntRange(1, online.SYNC_MAX), default=online.SYNC_MAX,
+              show_default=True, help="Apply at most this many bundles in this run.")
+def sync_command(peer: str, limit: int) -> None:
+    """Pull and apply PEER's new bundles from its online feed (the URL registered with
+    `peer add --url`), signed with this instance's key; each request acknowledges the
+    bundle applied before it."""
+    applied = 0
+    try:
+        for result in online.sync(peer, limit):
+            applied += 1
+            click.echo(result.summary())
+    except FederationError as exc:
+        _fail(exc)
+    if applied == limit:
+        click.echo(f"{peer}: {applied} bundle(s) applied, the most one run applies; run "
+                   "sync again for the rest.")
+    else:
+        click.echo(f"{peer}: {applied} bundle(s) applied; nothing more to fetch.")
