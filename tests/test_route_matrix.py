@@ -62,6 +62,8 @@ from lessons.models import (
     WatchedSearch,
 )
 from lessons.models.exercise import ReleaseRequest
+from lessons.models.federation import Peer
+from lessons.models.partner import PartnerRequest
 from lessons.services import aar_drafts, attachments, imports, tokens, watches
 from lessons.services import exercises as exercise_service
 from lessons.services import files as lesson_files
@@ -293,6 +295,7 @@ TABLE: dict[str, Access] = {
     # analysts' decisions asked for by other nations
     "reviews.outcome": Access("outcome:decide", act=INPUT, form=decline),
     "reviews.release": Access("release:decide", act=INPUT, form=decline),
+    "reviews.partner": Access("partner:decide", act=INPUT, form=decline),
 }
 
 # Run after every other endpoint, in this order: each changes what the others would see.
@@ -422,6 +425,7 @@ def build_world(app: Flask) -> World:
                 lesson_service.link_lessons(user, mine.public_id, other.public_id)
             if mine is not None:  # and a file, for the file routes
                 lesson_files.upload_file(user, mine.public_id, "matrix.txt", MATRIX_FILE)
+        _partner_requests(lessons)
         group_id = db.session.scalars(select(GlossaryGroup.id).order_by(GlossaryGroup.id)).first()
         spare = {name: tokens.create_token(u, "matrix spare")[0].id for name, u in users.items()}
         secrets = {name: tokens.create_token(u, "matrix")[1] for name, u in users.items()}
@@ -445,6 +449,7 @@ def build_world(app: Flask) -> World:
             select(LessonFile).order_by(LessonFile.id))]
         pending = [link for link in links if link.confirmation == "pending"]
         requests = list(db.session.scalars(select(ReleaseRequest).order_by(ReleaseRequest.id)))
+        partner = list(db.session.scalars(select(PartnerRequest).order_by(PartnerRequest.id)))
         assert pending and requests, "the demo data should hold a pending outcome and request"
 
         for name, user in users.items():
@@ -484,6 +489,9 @@ def build_world(app: Flask) -> World:
             v[(name, "release:decide")] = _decision_variants(
                 user, requests, lambda r: {"request_id": r.public_id}, lambda r: True,
                 {"request_id": MISSING})
+            v[(name, "partner:decide")] = _decision_variants(
+                user, partner, lambda r: {"public_id": r.public_id}, lambda r: True,
+                {"public_id": MISSING})
             other = next(n for n in users if n != name)
             v[(name, "token:own")] = [("act", {"token_id": str(spare[name])}),
                                       ("hidden", {"token_id": str(spare[other])}),
@@ -565,6 +573,25 @@ def _lessonfile_variants(user: User, items: list[tuple[Lesson, LessonFile]],
             out.append(("hidden_inner", {"public_id": mine, "file_id": hidden[1].public_id}))
         out.append(("missing_inner", {"public_id": mine, "file_id": MISSING}))
     return out
+
+
+def _partner_requests(lessons: list[Lesson]) -> None:
+    """Release requests from a partner instance, one on a shared lesson of each
+    originator nation (the demo has no peer)."""
+    peer = Peer(name="AUS-army", nations_csv="AUS", public_key="A" * 43 + "=",
+                last_out_sequence=0, acked_sequence=0, last_in_sequence=0, last_error="")
+    db.session.add(peer)
+    db.session.flush()
+    firsts: dict[str, Lesson] = {}
+    for lesson in lessons:
+        if lesson.status == "validated" and policy.peer_may_receive(["AUS"], lesson):
+            firsts.setdefault(lesson.originator_nation, lesson)
+    for number, lesson in enumerate(firsts.values()):
+        db.session.add(PartnerRequest(
+            peer_id=peer.id, kind="release", remote_id=f"matrix{number}",
+            lesson_id=lesson.id, exercise_name="Exercise MATRIX PARTNER",
+            planner_nation="AUS", nations=["NZL"], text="", status="pending"))
+    db.session.commit()
 
 
 def _decision_variants(user: User, items: list, values: Callable, takes_part: Callable,

@@ -29,6 +29,7 @@ from lessons.models.base import utcnow
 from lessons.models.partner import PartnerRequest, ReturnMessage
 from lessons.rules import LEARNABLE, NATION_CODE, NOTE_MAX, OUTCOMES
 from lessons.services import audit
+from lessons.services.nations import nation_codes
 
 # Sent by the instance holding the received copy, about the originator's lesson.
 ASKING = frozenset({"outcome", "release_request"})
@@ -220,7 +221,10 @@ def _receive(item: Returned, peer: Peer, label: str) -> str:
             PartnerRequest.remote_id == item.id)) is not None:
         return "unchanged"
     values = dict(item.values)
-    nations = values.pop("nations", [])
+    # Nations this instance does not know could be in no REL TO here.
+    nations = sorted(set(values.pop("nations", [])) & nation_codes())
+    if kind == "release" and not nations:
+        return "skipped"
     # As here: only an effective outcome on a lesson that can still become learned
     # waits for a decision; any other is recorded for its analysts to read.
     status = "pending" if kind == "release" or (
