@@ -17,7 +17,7 @@ from sqlalchemy import select
 
 from lessons.extensions import db
 from lessons.federation import bundles, identity
-from lessons.models import AuditRecord, Exercise, ExerciseLesson, Lesson, ReleaseRequest
+from lessons.models import AuditRecord, Exercise, ExerciseLesson, Lesson, Peer, ReleaseRequest
 from lessons.models.partner import PartnerRequest, ReturnMessage
 from tests.test_exercises import attach, day, exercise_form, exercise_id_from, step, walk
 from tests.test_federation import (  # noqa: F401 - pair is a fixture
@@ -289,3 +289,56 @@ def test_a_malformed_return_record_refuses_the_whole_bundle(pair, tmp_path: Path
     result = a.cli("federation", "import", str(bad), ok=False)
     assert result.exit_code == 2 and "unknown outcome" in result.output
     assert snapshot(a) == before and a.count(PartnerRequest) == 0
+
+
+def test_two_analysts_deciding_one_partner_request_at_once_decide_it_once(
+        pair, tmp_path: Path) -> None:
+    """Through real HTTP, confirm against decline (an outcome) and approve against
+    decline (a release request): one decides, the other is told it was decided, and one
+    decision travels back."""
+    from functools import partial
+
+    from lessons.services.users import create_user
+    from tests.http_client import Http, race, serving
+
+    a, _ = pair
+    with a.app.app_context():
+        create_user("gbr_analyst2", nation="GBR", roles=("analyst",), password="demo",
+                    weak_password_ok=True)
+    for kind, choices in (("outcome", ("confirm", "decline")),
+                          ("release", ("approve", "decline"))):
+        public_id = make_lesson(a, title=f"Numbatsift {kind} drill", releasable_to=["AUS"])
+        with a.app.app_context():
+            peer = db.session.scalar(select(Peer))
+            lesson = db.session.scalar(select(Lesson).where(Lesson.public_id == public_id))
+            request = PartnerRequest(
+                peer_id=peer.id, kind=kind, remote_id=f"race-{kind}", lesson_id=lesson.id,
+                exercise_name="Exercise RACE", planner_nation="AUS",
+                result="effective" if kind == "outcome" else "",
+                nations=[] if kind == "outcome" else ["NZL"], status="pending")
+            db.session.add(request)
+            db.session.commit()
+            request_id = request.public_id
+        with serving(a.app) as address:
+            analysts = [Http(address).login("gbr_analyst"), Http(address).login("gbr_analyst2")]
+            path = f"/reviews/partner/{request_id}"
+            responses = race(
+                partial(analysts[0].send, "POST", path, form={"decision": choices[0]}),
+                partial(analysts[1].send, "POST", path, form={"decision": choices[1],
+                                                              "note": "Not ours."}))
+        statuses = [r.status for r in responses]
+        assert sorted(statuses) == [302, 409], [r.text[:300] for r in responses]
+        with a.app.app_context():
+            decided = db.session.scalar(select(PartnerRequest).where(
+                PartnerRequest.public_id == request_id))
+            messages = list(db.session.scalars(select(ReturnMessage).where(
+                ReturnMessage.key == f"race-{kind}")))
+            status = db.session.scalar(select(Lesson.status).where(
+                Lesson.public_id == public_id))
+            releasable = db.session.scalar(select(Lesson).where(
+                Lesson.public_id == public_id)).releasable_to
+        won = choices[0] if statuses[0] == 302 else choices[1]
+        assert decided.version == 2 and len(messages) == 1
+        assert messages[0].payload["decision"] == decided.status
+        assert (status == "learned") == (won == "confirm")
+        assert ("NZL" in releasable) == (won == "approve")
