@@ -226,13 +226,13 @@ def feed_url(base: str, after: int) -> tuple[str, str]:
     return f"{parts.scheme}://{parts.netloc}{target}", target
 
 
-def fetch(peer: Peer, base_url: str, after: int, path: Path) -> Fetched:
-    """Ask ``peer``'s feed (at ``base_url``) for the bundle after ``after``, signed as
-    this instance; a bundle is written to ``path``. FederationError with the peer's
-    own message for any other answer, or when it cannot be reached."""
+def fetch(peer_name: str, base_url: str, after: int, path: Path) -> Fetched:
+    """Ask peer ``peer_name``'s feed (at ``base_url``) for the bundle after ``after``,
+    signed as this instance; a bundle is written to ``path``. FederationError with the
+    peer's own message for any other answer, or when it cannot be reached."""
     url, target = feed_url(base_url, after)
     request = urllib.request.Request(url, method="GET", headers={
-        **signed_headers("GET", target, peer.name), "Accept": "application/zip"})
+        **signed_headers("GET", target, peer_name), "Accept": "application/zip"})
     opener = urllib.request.build_opener(_NoRedirect)
     try:
         with opener.open(request, timeout=TIMEOUT_SECONDS) as response:
@@ -240,19 +240,19 @@ def fetch(peer: Peer, base_url: str, after: int, path: Path) -> Fetched:
             if status == 204:
                 return Fetched(204)
             if status != 200:
-                raise FederationError(f"{peer.name} answered {status} {response.reason}.")
+                raise FederationError(f"{peer_name} answered {status} {response.reason}.")
             length = response.headers.get("Content-Length")
             if length and length.isdigit() and int(length) > RESPONSE_MAX:
-                raise FederationError(f"{peer.name} sent {int(length):,} bytes, more than "
+                raise FederationError(f"{peer_name} sent {int(length):,} bytes, more than "
                                       "any bundle may be.")
-            _save(response, path, peer.name)
+            _save(response, path, peer_name)
             sequence = response.headers.get(SEQUENCE_HEADER, "")
             return Fetched(200, int(sequence) if sequence.isdigit() else None)
     except urllib.error.HTTPError as exc:
-        raise FederationError(f"{peer.name} refused: {exc.code} {_problem(exc)}") from None
+        raise FederationError(f"{peer_name} refused: {exc.code} {_problem(exc)}") from None
     except (urllib.error.URLError, TimeoutError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
-        raise FederationError(f"{peer.name} could not be reached at {base_url}: "
+        raise FederationError(f"{peer_name} could not be reached at {base_url}: "
                               f"{reason}") from None
 
 
@@ -304,7 +304,7 @@ def sync(peer_name: str, limit: int = SYNC_MAX) -> Iterator[Applied]:
             db.session.rollback()  # hold nothing open while the peer answers
             path = Path(folder) / f"{name}-bundle-{after + 1}.zip"
             try:
-                fetched = fetch(peer, base, after, path)
+                fetched = fetch(name, base, after, path)
             except FederationError as exc:
                 record_error(name, f"sync: {exc}")
                 raise
