@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Column, Date, DateTime, ForeignKey, Integer, String, Table, Text
+from sqlalchemy import Column, Date, DateTime, ForeignKey, Index, Integer, String, Table, Text
 from sqlalchemy.ext.associationproxy import AssociationProxy, association_proxy
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -101,6 +101,9 @@ def _sorted_proxy(attr: str, child: type, key: str) -> AssociationProxy:
 
 class Lesson(db.Model):
     __tablename__ = "lessons"
+    # One copy per lesson of another instance (own lessons have no origin: NULLs differ).
+    __table_args__ = (Index("uq_lessons_origin", "origin_instance", "origin_id",
+                            unique=True),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     public_id: Mapped[str] = mapped_column(String(16), unique=True, default=new_public_id)

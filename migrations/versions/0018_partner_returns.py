@@ -1,5 +1,6 @@
 """Federation: outcomes and release requests travelling back to a lesson's originating
-instance (return_messages), and those received from partners (partner_requests).
+instance (return_messages), those received from partners (partner_requests), and one
+stored copy per lesson of another instance (uq_lessons_origin).
 
 Revision ID: 0018
 Revises: 0017
@@ -17,6 +18,8 @@ depends_on = None
 
 
 def upgrade():
+    op.create_index('uq_lessons_origin', 'lessons', ['origin_instance', 'origin_id'],
+                    unique=True)
     op.create_table(
         'return_messages',
         sa.Column('id', sa.Integer(), nullable=False),
@@ -83,3 +86,4 @@ def upgrade():
 def downgrade():
     op.drop_table('partner_requests')
     op.drop_table('return_messages')
+    op.drop_index('uq_lessons_origin', table_name='lessons')
