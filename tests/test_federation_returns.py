@@ -342,3 +342,40 @@ def test_two_analysts_deciding_one_partner_request_at_once_decide_it_once(
         assert messages[0].payload["decision"] == decided.status
         assert (status == "learned") == (won == "confirm")
         assert ("NZL" in releasable) == (won == "approve")
+
+
+def test_the_whole_loop_online(pair) -> None:
+    """Each instance serves its feed over real HTTP and pulls the other's with
+    ``flask federation sync``: the lesson goes to B, B's outcome comes to A, A's
+    confirmation goes back to B, with no file moved by hand."""
+    from sqlalchemy import update
+
+    from lessons.models import Peer
+    from tests.http_client import serving
+
+    a, b = pair
+    public_id = make_lesson(a, title="Platypusdive river crossing", releasable_to=["AUS"])
+    with serving(a.app) as address_a, serving(b.app) as address_b:
+        for inst, peer, address in ((a, "AUS-army", address_b), (b, "GBR-army", address_a)):
+            with inst.app.app_context():
+                db.session.execute(update(Peer).where(Peer.name == peer)
+                                   .values(url=f"http://{address}"))
+                db.session.commit()
+        assert "1 new" in b.cli("federation", "sync", "GBR-army").output
+        received = foreign(b, "Platypusdive")
+        exercise_id = exercise_at_b(b, received.public_id)
+        step(b.client("aus_analyst"), exercise_id, received.public_id, "effective",
+             "Crossed twice without loss.")
+        assert "1 outcome(s) or request(s) received" in a.cli(
+            "federation", "sync", "AUS-army").output
+        analyst = a.client("gbr_analyst")
+        assert analyst.post(f"/reviews/partner/{partner_id(a)}",
+                            data={"decision": "confirm"}).status_code == 302
+        out = b.cli("federation", "sync", "GBR-army").output
+        assert "1 updated" in out and "1 decision(s) settled" in out
+        assert link_at(b, exercise_id, received.public_id) == ("effective", "confirmed")
+        assert status_at(b, received.public_id) == "learned"
+        # Each side's next pull acknowledged what it applied: nothing waits to go back.
+        a.cli("federation", "sync", "AUS-army")
+        assert a.count(ReturnMessage) == 0 and b.count(ReturnMessage) == 0
+    assert status_at(a, public_id) == "learned"
