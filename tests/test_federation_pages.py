@@ -345,3 +345,22 @@ def test_origin_filter_finds_lessons_by_where_they_came_from(pair, tmp_path: Pat
     assert "Potoroocreek" in found(a.client("gbr_author"), "origin:local")
     assert "Potoroocreek" in found(a.client("gbr_author"), "origin:GBR-army")
     assert "Potoroocreek" not in found(a.client("gbr_author"), "origin:AUS-army")
+    # The API filters the same way (its parameter and its facet).
+    from lessons.services import tokens
+
+    with b.app.app_context():
+        secrets = {name: tokens.create_token(db.session.scalar(
+            select(User).where(User.username == name)), "origin")[1]
+            for name in ("aus_user", "nzl_user")}
+
+    def api(name: str) -> dict:
+        response = b.app.test_client().get(
+            "/api/v1/lessons", query_string={"origin": "GBR-army"},
+            headers={"Authorization": f"Bearer {secrets[name]}"})
+        assert response.status_code == 200, response.get_data(as_text=True)
+        return response.get_json()
+
+    listed = api("aus_user")
+    assert [item["title"] for item in listed["items"]] == ["Potoroocreek ration resupply"]
+    assert {v["value"] for v in listed["facets"]["origin"]} >= {"gbr-army", "local"}
+    assert api("nzl_user")["total"] == 0

@@ -23,7 +23,8 @@ from lessons.services import lessons as service
 from lessons.services.exchange import lesson_record
 
 # Query parameters that filter, by search facet name.
-LESSON_FILTERS = ("kind", "status", "tag", "nation", "domain", "function", "originator", "year")
+LESSON_FILTERS = ("kind", "status", "tag", "nation", "domain", "function", "originator",
+                  "origin", "year")
 
 
 def lesson_json(lesson: Lesson) -> dict:

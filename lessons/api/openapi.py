@@ -128,6 +128,8 @@ OPERATIONS: tuple[Operation, ...] = (
                   *(Param(name, "query", f"Filter by {name}.", LIST)
                     for name in ("kind", "status", "tag", "nation", "domain", "function",
                                  "originator", "year")),
+                  Param("origin", "query", "Filter by the instance a lesson was received "
+                        "from (its name, or local for this instance's own).", LIST),
                   Param("sort", "query", "relevance (default) or newest.",
                         {"type": "string", "enum": ["relevance", "newest"]}),
                   Param("page", "query", "From 1.", {"type": "integer", "format": "int32",
