@@ -264,6 +264,7 @@ def test_an_outcome_on_a_lesson_a_no_longer_shares_with_b_is_skipped(
     edit(a, public_id, releasable_to=[])  # GBR only, before B's bundle arrives
     result = b.cli("federation", "export", a.name, str(back(tmp_path) / "b-1.zip"))
     assert "bundle 1" in result.output
+    assert "1 outcome(s), request(s) or decision(s)" in result.output
     applied = a.cli("federation", "import", str(back(tmp_path) / "b-1.zip"))
     assert "1 skipped" in applied.output
     assert a.count(PartnerRequest) == 0

@@ -99,7 +99,8 @@ def export_command(peer: str, file: Path) -> None:
     except FederationError as exc:
         _fail(exc)
     click.echo(f"bundle {result.sequence} for {result.peer}: {result.lessons} lesson(s), "
-               f"{result.revocations} revocation(s) written to {file}")
+               f"{result.revocations} revocation(s), {result.returns} outcome(s), request(s) "
+               f"or decision(s) written to {file}")
 
 
 @federation_cli.command("import")
