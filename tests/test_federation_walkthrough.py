@@ -7,12 +7,14 @@ files and key folder point into the copy, and B's come from the settings file th
 walk-through writes. Each ``make run`` is the Makefile's ``run`` recipe itself, read from
 the Makefile (minus installing, done already), its server left running on a free port.
 Then, as the README says, ``au.planner`` logs in at B and searches: the GBR lesson
-released to AUS is there, a lesson released to GBR alone is not. SQLite, whatever the
-suite's database: the README's instances are SQLite files.
+released to AUS is there, a lesson released to GBR alone is not. Last, the online step:
+a lesson new at A reaches B by ``flask federation sync`` from A's running server. SQLite,
+whatever the suite's database: the README's instances are SQLite files.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -27,6 +29,7 @@ from urllib.parse import quote
 import pytest
 
 from tests.http_client import Http
+from tests.test_exchange import record
 from tests.test_readme import KEPT, README, ROOT, Block, free_port, shell_blocks
 
 SECTION = "### Two instances (federation)"
@@ -133,9 +136,10 @@ def search_until(client: Http, words: str, wanted: str, seconds: float = 20) -> 
 
 def test_the_two_instance_walk_through_runs_as_printed(checkout: Checkout) -> None:
     blocks = section_blocks()
-    assert len(blocks) == 3, [block.text[:40] for block in blocks]
+    assert len(blocks) == 4, [block.text[:40] for block in blocks]
+    *by_file, online = blocks
     outputs = []
-    for block in blocks:
+    for block in by_file:
         result = checkout.run(block.text)
         assert result.returncode == 0, f"{block.text}\n{result.stdout}\n{result.stderr}"
         assert "Traceback" not in result.stderr, result.stderr
@@ -163,3 +167,18 @@ def test_the_two_instance_walk_through_runs_as_printed(checkout: Checkout) -> No
     refused = stranger.send("POST", "/login", form={
         "username": "gb.planner", "password": "demo", "csrf_token": token.group(1)})
     assert refused.status == 401, refused.text[:300]
+
+    # Online: a lesson new at A (submitted there by import), pulled by B's sync in
+    # terminal 3, whose gbr and aus the README defined there.
+    functions = "\n".join(line for line in by_file[-1].text.splitlines()
+                          if line.startswith(("gbr()", "aus()")))
+    (checkout.folder / "new.jsonl").write_text(json.dumps(record(
+        external_id="gb.analyst:walk-1", title="Kookaburrasync relay codes went stale",
+        releasable_to=["AUS", "GBR"], status="submitted", actions=[])) + "\n")
+    imported = checkout.run(f"{functions}\ngbr lessons import new.jsonl --as gb.analyst")
+    assert imported.returncode == 0, imported.stdout + imported.stderr
+    synced = checkout.run(f"{functions}\n{online.text}")
+    assert synced.returncode == 0, f"{online.text}\n{synced.stdout}\n{synced.stderr}"
+    assert "bundle 2 from GBR-army applied: 1 new" in synced.stdout, synced.stdout
+    title = "Kookaburrasync relay codes went stale"
+    assert title in search_until(planner, "kookaburrasync", title)
