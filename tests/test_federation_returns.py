@@ -380,3 +380,27 @@ def test_the_whole_loop_online(pair) -> None:
         a.cli("federation", "sync", "AUS-army")
         assert a.count(ReturnMessage) == 0 and b.count(ReturnMessage) == 0
     assert status_at(a, public_id) == "learned"
+
+
+def test_archiving_the_lesson_declines_what_partners_asked_and_tells_them(
+        pair, tmp_path: Path) -> None:
+    a, b = pair
+    public_id = make_lesson(a, title="Tasmandevil ford markers", releasable_to=["AUS"])
+    ship(a, b, tmp_path, 1)
+    received = foreign(b, "Tasmandevil")
+    exercise_id = exercise_at_b(b, received.public_id, nations=["AUS", "NZL"])
+    b.client("aus_analyst").post(f"/exercises/{exercise_id}/release-requests", data={
+        "lesson_id": received.public_id, "nations": "NZL"})
+    ship(b, a, back(tmp_path), 1)
+    assert a.count(PartnerRequest, PartnerRequest.status == "pending") == 1
+    response = a.client("gbr_analyst").post(f"/lessons/{public_id}/transition", data={
+        "to": "archived", "note": "Superseded by the 2027 drill."})
+    assert response.status_code == 302, response.get_data(as_text=True)[:500]
+    assert status_at(a, public_id) == "archived"
+    assert a.count(PartnerRequest, PartnerRequest.status == "declined") == 1
+    ship(a, b, tmp_path, 2)
+    with b.app.app_context():
+        request = db.session.scalar(select(ReleaseRequest))
+        assert request.status == "declined"
+        assert "The lesson was archived: Superseded by the 2027 drill." in \
+            request.decision_note

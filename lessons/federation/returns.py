@@ -19,6 +19,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from flask import current_app
 from sqlalchemy import delete, select
 
 from lessons import policy
@@ -115,6 +116,24 @@ def queue_decision(own_name: str, request: PartnerRequest, decider: User) -> Non
         "decision": request.status, "note": request.decision_note,
         "nation": decider.nation_code,
         "decided": (request.decided_at or utcnow()).isoformat(timespec="seconds") + "Z"})
+
+
+def decline_waiting(user: User, lesson: Lesson, reason: str) -> None:
+    """An archived lesson no longer changes: what partners asked about it and still
+    waits is declined with the archive's reason, and the decision goes back to them
+    (as local release requests on it are declined). Part of the caller's transaction."""
+    waiting = list(db.session.scalars(select(PartnerRequest).where(
+        PartnerRequest.lesson_id == lesson.id, PartnerRequest.status == "pending")))
+    own_name = current_app.config.get("INSTANCE_NAME") or ""
+    for request in waiting:
+        request.status = "declined"
+        request.version += 1
+        request.decided_by_id, request.decided_at = user.id, utcnow()
+        request.decision_note = f"The lesson was archived: {reason}".strip()
+        audit.record(f"partner_{request.kind}_declined", actor=user, lesson=lesson,
+                     comment=f"{request.peer.name} exercise {request.exercise_name}: "
+                             f"{request.decision_note}"[:1000])
+        queue_decision(own_name, request, user)
 
 
 # --- in and out of bundles -------------------------------------------------------------------

@@ -20,6 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from lessons import policy, search
 from lessons.errors import NotAllowed, NotFound, PreconditionFailed, ValidationFailed
 from lessons.extensions import db
+from lessons.federation import returns
 from lessons.models import (
     AuditRecord,
     Exercise,
@@ -310,7 +311,8 @@ def _move(user: User, lesson: Lesson, to: str, note: str,
 def _decline_release_requests(user: User, lesson: Lesson, reason: str) -> None:
     """An archived lesson's release no longer changes, so requests still waiting on it
     are declined with the archive's reason: they leave the analysts' list, and the
-    planners who asked see why (audited on their exercise, as a decision would be)."""
+    planners who asked see why (audited on their exercise, as a decision would be);
+    so are those from partner instances, whose planners are told by the next bundle."""
     waiting = db.session.scalars(select(ReleaseRequest).where(
         ReleaseRequest.lesson_id == lesson.id, ReleaseRequest.status == "pending"))
     for request in waiting:
@@ -322,6 +324,7 @@ def _decline_release_requests(user: User, lesson: Lesson, reason: str) -> None:
         if request.exercise is not None:
             audit.record("release_declined", actor=user, exercise=request.exercise,
                          lesson=lesson, comment=", ".join(request.nations))
+    returns.decline_waiting(user, lesson, reason)
 
 
 # The move that may widen REL TO in the same step: the analyst who validates a lesson
