@@ -227,6 +227,28 @@ def test_peer_add_refuses_bad_input(pair) -> None:
         assert result.exit_code == 2 and words in result.output, result.output
 
 
+def test_a_new_key_is_given_to_the_peer_without_losing_the_sequence(pair, tmp_path: Path
+                                                                      ) -> None:
+    a, b = pair
+    public_id = make_lesson(a, title="Bandicootlane key rotation", releasable_to=["AUS"])
+    ship(a, b, tmp_path, 1)
+    new_key = a.cli("federation", "init", "--force").output.strip().splitlines()[-1]
+    edit(a, public_id, title="Bandicootlane key rotation, revised")
+    bundle = tmp_path / "bundle-2.zip"
+    a.cli("federation", "export", b.name, str(bundle))
+    refused = b.cli("federation", "import", str(bundle), ok=False)
+    assert refused.exit_code == 2 and "another key" in refused.output
+    for args, words in ((["GBR-army", "not-a-key"], "base64"),
+                        (["USA-army", new_key], "No peer named")):
+        result = b.cli("federation", "peer", "key", *args, ok=False)
+        assert result.exit_code == 2 and words in result.output, result.output
+    assert "key is now" in b.cli("federation", "peer", "key", "GBR-army", new_key).output
+    assert "1 updated" in b.cli("federation", "import", str(bundle)).output
+    assert foreign(b, "Bandicootlane").title == "Bandicootlane key rotation, revised"
+    assert "in 2" in b.cli("federation", "peer", "list").output
+    assert b.count(AuditRecord, AuditRecord.action == "federation_peer_key_changed") == 1
+
+
 def test_settings_are_checked_at_start(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match="MUSTER_INSTANCE_NATION"):
         create_app("testing", INSTANCE_NAME="GBR-army", INSTANCE_NATION="GB")

@@ -24,8 +24,10 @@ def _fail(exc: FederationError) -> NoReturn:
 
 
 @federation_cli.command("init")
-@click.option("--force", is_flag=True, help="Replace an existing key (peers must then be "
-                                            "given the new public key).")
+@click.option("--force", is_flag=True, help="Replace an existing key: each peer then runs "
+              "`flask federation peer key` with the new one. Best once every bundle "
+              "written is acknowledged (those kept for the feed stay signed with the old "
+              "key).")
 def init_command(force: bool) -> None:
     """Make this instance's Ed25519 key pair; prints the public key for peers."""
     try:
@@ -76,6 +78,19 @@ def peer_list_command() -> None:
                    f"out {peer.last_out_sequence} (acknowledged {peer.acked_sequence})\t"
                    f"in {peer.last_in_sequence}\t{peer.url or '-'}"
                    + (f"\tlast error: {peer.last_error}" if peer.last_error else ""))
+
+
+@peer_cli.command("key")
+@click.argument("name")
+@click.argument("key")
+def peer_key_command(name: str, key: str) -> None:
+    """Give peer NAME its new public KEY (after it ran `flask federation init --force`),
+    keeping the bundle sequence numbers both sides count on."""
+    try:
+        peer = peers.set_key(name, key)
+    except FederationError as exc:
+        _fail(exc)
+    click.echo(f"peer {peer.name} key is now {identity.fingerprint(peer.public_key)}")
 
 
 @peer_cli.command("remove")

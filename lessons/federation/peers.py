@@ -6,12 +6,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from urllib.parse import urlparse
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from lessons.extensions import db
 from lessons.federation import identity
 from lessons.federation.identity import FederationError
-from lessons.models import AuditRecord, Peer, User
+from lessons.models import AuditRecord, Peer, PeerBundle, User
 from lessons.models.base import utcnow
 from lessons.rules import NATIONS_MAX
 from lessons.search.schema import LOCAL_ORIGIN  # search's name for own lessons: no peer's
@@ -85,6 +85,22 @@ def add(name: str, nations: list[str], key: str, url: str | None = None, *,
     return peer
 
 
+def set_key(name: str, key: str, *, actor: User | None = None) -> Peer:
+    """Give a registered peer its new public key (after `flask federation init --force`
+    there), keeping its sequence numbers and what it was sent: removing and adding it
+    again would start both sides' numbering afresh and the peer would refuse it."""
+    identity.decode_public(key)
+    peer = get(name, lock=True)
+    old = identity.fingerprint(peer.public_key)
+    peer.public_key = key.strip()
+    peer.last_error = ""
+    audit.record("federation_peer_key_changed", actor=actor, subject=peer.name,
+                 comment=f"peer {peer.name} key {old} replaced by "
+                         f"{identity.fingerprint(peer.public_key)}")
+    db.session.commit()
+    return peer
+
+
 def remove(name: str, *, actor: User | None = None) -> None:
     """Forget a peer and what was sent to it; lessons received from it stay, read-only."""
     peer = get(name)
@@ -113,23 +129,21 @@ class PeerStatus:
         return utcnow() - self.oldest_unacknowledged_at
 
 
-def _audited_at(peer: Peer, action: str, comment_prefix: str = "") -> datetime | None:
+def _audited_at(peer: Peer, action: str) -> datetime | None:
     """When the latest audit record ``action`` about ``peer`` (since it was registered:
-    a peer removed and added again starts afresh) was written. The audit trail is where
-    every bundle out and every acknowledgement is recorded with its time."""
+    a peer removed and added again starts afresh) was written."""
     query = select(AuditRecord.created_at).where(
         AuditRecord.action == action, AuditRecord.subject == peer.name.lower())
     if peer.created_at is not None:
         query = query.where(AuditRecord.created_at >= peer.created_at)
-    if comment_prefix:
-        query = query.where(AuditRecord.comment.startswith(comment_prefix, autoescape=True))
     return db.session.scalar(query.order_by(AuditRecord.id.desc()).limit(1))
 
 
 def status(peer: Peer) -> PeerStatus:
     unacknowledged = max(0, peer.last_out_sequence - peer.acked_sequence)
-    oldest = (_audited_at(peer, "federation_bundle_out", f"bundle {peer.acked_sequence + 1} ")
-              if unacknowledged else None)
+    # The bundles kept for it are exactly those it has not acknowledged.
+    oldest = (db.session.scalar(select(func.min(PeerBundle.created_at)).where(
+        PeerBundle.peer_id == peer.id)) if unacknowledged else None)
     return PeerStatus(peer=peer, fingerprint=identity.fingerprint(peer.public_key),
                       unacknowledged=unacknowledged, oldest_unacknowledged_at=oldest,
                       last_ack_at=_audited_at(peer, "federation_ack_received"))
