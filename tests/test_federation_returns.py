@@ -100,7 +100,17 @@ def test_an_outcome_recorded_at_b_is_confirmed_at_a_and_the_decision_returns(
                         data={"decision": "confirm"}).status_code in (403, 404)
     assert link_at(b, exercise_id, received.public_id) == ("effective", "pending")
 
+    # B's administrators see it waiting to go back.
+    from lessons.services.users import create_user
+
+    with b.app.app_context():
+        create_user("aus_admin", nation="AUS", roles=("admin",), password="demo",
+                    weak_password_ok=True)
+    peers_page = b.client("aus_admin").get("/admin/peers").get_data(as_text=True)
+    assert "1 outcome, request or decision to go back" in peers_page
     bundle = ship(b, a, back(tmp_path), 1)
+    assert "to go back" not in b.client("aus_admin").get("/admin/peers").get_data(
+        as_text=True)
     sent = [r for r in records(bundle) if r["type"] == "outcome"]
     assert len(sent) == 1 and sent[0]["lesson"] == {"instance": "GBR-army", "id": public_id}
     assert sent[0]["exercise"]["name"] == "Exercise TALISMAN SABRE 2027"

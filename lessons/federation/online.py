@@ -155,13 +155,15 @@ class Served:
     body: bytes
     lessons: int
     revocations: int
+    returns: int
 
 
-def _counts(data: bytes) -> tuple[int, int]:
+def _counts(data: bytes) -> tuple[int, int, int]:
     """The counts this instance wrote into one of its own bundles' manifest."""
     with zipfile.ZipFile(io.BytesIO(data)) as archive:
         counts = json.loads(archive.read(bundles.MANIFEST)).get("counts") or {}
-    return int(counts.get("lessons", 0)), int(counts.get("revocations", 0))
+    return (int(counts.get("lessons", 0)), int(counts.get("revocations", 0)),
+            int(counts.get("returns", 0)))
 
 
 def feed(peer_name: str, after: int) -> Served | None:
@@ -192,11 +194,13 @@ def feed(peer_name: str, after: int) -> Served | None:
         if made is None:
             return None
         exported, data = made
-        served = Served(exported.sequence, data, exported.lessons, exported.revocations)
+        served = Served(exported.sequence, data, exported.lessons, exported.revocations,
+                        exported.returns)
         peer = peers.get(peer_name)
     audit.record("federation_bundle_sent", actor=None, subject=peer.name,
                  comment=f"bundle {served.sequence} served online to {peer.name}: "
-                         f"{served.lessons} lesson(s), {served.revocations} revocation(s)")
+                         f"{served.lessons} lesson(s), {served.revocations} revocation(s), "
+                         f"{served.returns} return(s)")
     db.session.commit()
     return served
 

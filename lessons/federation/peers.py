@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from lessons.extensions import db
 from lessons.federation import identity
 from lessons.federation.identity import FederationError
-from lessons.models import AuditRecord, Peer, PeerBundle, User
+from lessons.models import AuditRecord, Peer, PeerBundle, ReturnMessage, User
 from lessons.models.base import utcnow
 from lessons.rules import NATIONS_MAX
 from lessons.search.schema import LOCAL_ORIGIN  # search's name for own lessons: no peer's
@@ -120,6 +120,8 @@ class PeerStatus:
     unacknowledged: int  # bundles written for it and not acknowledged yet
     oldest_unacknowledged_at: datetime | None  # when the first of those was written
     last_ack_at: datetime | None
+    # Outcomes, release requests and decisions waiting to reach it (``returns``).
+    returns_waiting: int = 0
 
     @property
     def waiting(self) -> timedelta | None:
@@ -146,7 +148,10 @@ def status(peer: Peer) -> PeerStatus:
         PeerBundle.peer_id == peer.id)) if unacknowledged else None)
     return PeerStatus(peer=peer, fingerprint=identity.fingerprint(peer.public_key),
                       unacknowledged=unacknowledged, oldest_unacknowledged_at=oldest,
-                      last_ack_at=_audited_at(peer, "federation_ack_received"))
+                      last_ack_at=_audited_at(peer, "federation_ack_received"),
+                      returns_waiting=db.session.scalar(
+                          select(func.count()).select_from(ReturnMessage).where(
+                              ReturnMessage.peer_id == peer.id)) or 0)
 
 
 def statuses() -> list[PeerStatus]:
