@@ -280,6 +280,29 @@ def test_an_outcome_on_a_lesson_a_no_longer_shares_with_b_is_skipped(
     assert a.count(PartnerRequest) == 0
 
 
+def test_an_outcome_on_a_lesson_never_sent_to_b_is_skipped(pair, tmp_path: Path) -> None:
+    """Released to AUS but created after B's last bundle: B cannot know its id, and a
+    record naming it (forged here with B's key) decides nothing."""
+    a, b = pair
+    make_lesson(a, title="Dugongbay first lesson", releasable_to=["AUS"])
+    ship(a, b, tmp_path, 1)
+    unsent = make_lesson(a, title="Dugongbay second lesson", releasable_to=["AUS"])
+    forged = tmp_path / "forged.zip"
+    with b.app.app_context():
+        bundles.write(forged, {
+            "kind": "lessons", "recipient": "GBR-army", "sequence": 1,
+            "sender": {"name": "AUS-army", "nation": "AUS",
+                       "key_fingerprint": identity.fingerprint(identity.public_key())}},
+            bundles.records_bytes([{
+                "type": "outcome", "id": "x.y", "lesson": {"instance": "GBR-army",
+                                                           "id": unsent},
+                "result": "effective", "evidence": "Guessed.",
+                "exercise": {"name": "X", "starts": "", "ends": ""},
+                "planner_nation": "AUS"}]))
+    assert "1 skipped" in a.cli("federation", "import", str(forged)).output
+    assert a.count(PartnerRequest) == 0
+
+
 def test_a_malformed_return_record_refuses_the_whole_bundle(pair, tmp_path: Path) -> None:
     a, b = pair
     public_id = make_lesson(a, title="Quollscent ration plan", releasable_to=["AUS"])

@@ -25,7 +25,15 @@ from sqlalchemy import delete, select
 from lessons import policy
 from lessons.extensions import db
 from lessons.federation.identity import FederationError
-from lessons.models import Exercise, ExerciseLesson, Lesson, Peer, ReleaseRequest, User
+from lessons.models import (
+    Exercise,
+    ExerciseLesson,
+    Lesson,
+    Peer,
+    PeerLesson,
+    ReleaseRequest,
+    User,
+)
 from lessons.models.base import utcnow
 from lessons.models.partner import PartnerRequest, ReturnMessage
 from lessons.rules import LEARNABLE, NATION_CODE, NOTE_MAX, OUTCOMES
@@ -233,6 +241,10 @@ def _receive(item: Returned, peer: Peer, label: str) -> str:
     lesson = db.session.scalar(select(Lesson).where(Lesson.public_id == item.lesson_id,
                                                     Lesson.origin_instance.is_(None)))
     if lesson is None or not policy.peer_may_receive(peer.nations, lesson):
+        return "skipped"
+    # And one it was sent: a peer speaks only of lessons it holds from us.
+    sent = db.session.get(PeerLesson, (peer.id, lesson.id))
+    if sent is None or sent.revoked:
         return "skipped"
     kind = "outcome" if item.kind == "outcome" else "release"
     if db.session.scalar(select(PartnerRequest.id).where(
