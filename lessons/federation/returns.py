@@ -10,7 +10,8 @@ settles the outcome or the release request.
 
 Records of this kind always name the lesson by its id at the originating instance, which
 the peer received; nothing else about a lesson travels. A record about a lesson the
-sender may not see (any more) is skipped, with a note, and decides nothing.
+sender was never sent, or may not see any more, is skipped (counted in the import's
+summary) and decides nothing.
 """
 
 from __future__ import annotations

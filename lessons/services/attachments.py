@@ -362,7 +362,7 @@ def decide_outcome(user: User, exercise_id: str, lesson_id: str, *, confirm: boo
             raise InvalidTransition(f"The lesson is {lesson.status.replace('_', ' ')}; it "
                                     "can no longer be recorded as learned.")
         make_learned(user, lesson, f"{link.evidence} (confirmed by {user.nation_code} "
-                                    f"analyst{': ' + note if note else ''})")
+                                   f"analyst{': ' + note if note else ''})")
         link.confirmation = "confirmed"
         link.version += 1
         audit.record("outcome_confirmed", actor=user, exercise=link.exercise, lesson=lesson,
