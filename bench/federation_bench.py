@@ -311,9 +311,10 @@ def state_at_b(b: Instance) -> dict[str, int | bool]:
 
     with app_context(b):
         counts = dict(db.session.execute(
-            select(Lesson.status == "withdrawn", func.count()).where(
-                Lesson.origin_instance == A_NAME).group_by(Lesson.status == "withdrawn")).all())
-        return {"received_live": counts.get(False, 0), "received_withdrawn": counts.get(True, 0),
+            select(Lesson.status, func.count()).where(Lesson.origin_instance == A_NAME)
+            .group_by(Lesson.status)).all())
+        withdrawn = counts.pop("withdrawn", 0)
+        return {"received_live": sum(counts.values()), "received_withdrawn": withdrawn,
                 "index_clean": search.check().clean}
 
 
