@@ -476,7 +476,8 @@ def run(args: argparse.Namespace, workdir: Path, checks: Checks, stack: ExitStac
         "full_export_per_s": per_s(full["exported"], full["export_s"]),
         "full_import_s": full["import_s"], "full_import_cpu_s": full["import_cpu_s"],
         "full_import_per_s": per_s(full["exported"], full["import_s"]),
-        "full_search_sync_s": full["search_sync_s"], "full_ack_s": full["ack_s"],
+        "full_search_sync_s": full["search_sync_s"], "full_sync_applied": full["sync_applied"],
+        "full_ack_s": full["ack_s"],
     }
     print(f"full round: {full['exported']:,} lessons; export {full['export_s']:.1f} s "
           f"({full_figures['full_export_per_s']:,} lessons/s, {full['bundle_mb']} MB), "
@@ -582,7 +583,7 @@ def file_round(a: Instance, b: Instance, workdir: Path, sequence: int, checks: C
     exported = out.split(": ", 1)[1].split(" lesson(s)")[0]
     revocations = out.split(", ", 1)[1].split(" revocation(s)")[0]
     import_s, import_cpu_s, imported = b.run("federation", "import", str(bundle), "--ack", str(ack))
-    search_sync_s = b.run("search", "sync")[0]
+    search_sync_s, _, synced = b.run("search", "sync")
     ack_s, _, acked = a.run("federation", "import", str(ack))
     text = bundle_records(bundle)
     checks(f"bundle {sequence}: the GBR-only word is not in its records",
@@ -595,6 +596,8 @@ def file_round(a: Instance, b: Instance, workdir: Path, sequence: int, checks: C
             "bundle_mb": round(bundle.stat().st_size / 1e6, 3),
             "import_s": round(import_s, 2), "import_cpu_s": round(import_cpu_s, 2),
             "search_sync_s": round(search_sync_s, 2), "ack_s": round(ack_s, 2),
+            # Changes the import left for ``search sync`` (it indexes what it applied).
+            "sync_applied": int(synced.split()[1]) if synced.startswith("Applied") else -1,
             "applied": applied_counts(imported)}
 
 
