@@ -40,6 +40,7 @@ import argparse
 import json
 import os
 import random
+import re
 import shutil
 import socket
 import subprocess
@@ -512,6 +513,10 @@ def run(args: argparse.Namespace, workdir: Path, checks: Checks, stack: ExitStac
     with serving(a, port, workdir / "server-a.log") as server_start_s:
         sync_s, sync_cpu_s, out = b.run("federation", "sync", A_NAME)
         _, _, peers_at_a = a.run("federation", "peer", "list")
+    # A's access log: how long the feed took to make and send the bundle it answered.
+    served_ms = [float(ms) for ms in re.findall(
+        r"GET /api/v1/federation/feed 200 ([0-9.]+)ms", (workdir / "server-a.log").read_text())]
+    checks("online: A's feed served one bundle", len(served_ms) == 1, str(served_ms))
     applied = applied_counts(out)
     online_result = {"applied": applied}
     check_applied(online_result, online, checks, "online")
@@ -523,11 +528,13 @@ def run(args: argparse.Namespace, workdir: Path, checks: Checks, stack: ExitStac
     check_b(b, expected, "online", checks, limit)
     online_figures = {
         "online_changed": online.changed, "online_sync_s": round(sync_s, 2),
-        "online_sync_cpu_s": round(sync_cpu_s, 2), "online_search_sync_s": round(sync_search_s, 2),
+        "online_sync_cpu_s": round(sync_cpu_s, 2),
+        "online_feed_ms": round(sum(served_ms), 1), "online_search_sync_s": round(sync_search_s, 2),
         "server_start_s": round(server_start_s, 2),
     }
     print(f"online round: {online.changed} changed; federation sync at B {sync_s:.1f} s "
-          f"(A's server up in {server_start_s:.1f} s)")
+          f"(A's feed answered in {sum(served_ms):.0f} ms; A's server up in "
+          f"{server_start_s:.1f} s)")
 
     full_per_lesson = (full["export_s"] + full["import_s"]) / max(full["exported"], 1)
     inc_per_record = (inc["export_s"] + inc["import_s"]) / max(incremental.changed, 1)
