@@ -517,6 +517,9 @@ def run(args: argparse.Namespace, workdir: Path, checks: Checks, stack: ExitStac
     served_ms = [float(ms) for ms in re.findall(
         r"GET /api/v1/federation/feed 200 ([0-9.]+)ms", (workdir / "server-a.log").read_text())]
     checks("online: A's feed served one bundle", len(served_ms) == 1, str(served_ms))
+    # ... and how long its "nothing new" (204) took: it looks through every lesson too.
+    empty_ms = [float(ms) for ms in re.findall(
+        r"GET /api/v1/federation/feed 204 ([0-9.]+)ms", (workdir / "server-a.log").read_text())]
     applied = applied_counts(out)
     online_result = {"applied": applied}
     check_applied(online_result, online, checks, "online")
@@ -529,7 +532,9 @@ def run(args: argparse.Namespace, workdir: Path, checks: Checks, stack: ExitStac
     online_figures = {
         "online_changed": online.changed, "online_sync_s": round(sync_s, 2),
         "online_sync_cpu_s": round(sync_cpu_s, 2),
-        "online_feed_ms": round(sum(served_ms), 1), "online_search_sync_s": round(sync_search_s, 2),
+        "online_feed_ms": round(sum(served_ms), 1),
+        "online_empty_feed_ms": round(sum(empty_ms), 1),
+        "online_search_sync_s": round(sync_search_s, 2),
         "server_start_s": round(server_start_s, 2),
     }
     print(f"online round: {online.changed} changed; federation sync at B {sync_s:.1f} s "
