@@ -14,6 +14,7 @@ import zipfile
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import pytest
@@ -46,6 +47,12 @@ def signed(caller: Flask, target: str, recipient: str = "GBR-army", *,
     """The headers ``caller`` signs a GET of ``target`` with."""
     with caller.app_context():
         return online.signed_headers("GET", target, recipient, now=now)
+
+
+def records_of(data: bytes) -> bytes:
+    """A served bundle's records (the zip's parts are compressed)."""
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        return archive.read("records.jsonl")
 
 
 def ask(a: Instance, b: Instance, after: int | str, **kw):
@@ -328,3 +335,48 @@ def test_sync_refuses_a_server_signing_with_another_key(pair, impostor: Instance
     assert snapshot(b) == before and b.count(Lesson) == 0
     assert "another key" in peer_at(b, "GBR-army").last_error
     assert b.count(AuditRecord, AuditRecord.action == "federation_bundle_refused") == 1
+
+
+def test_nothing_new_is_answered_without_reading_the_lessons_again(
+        pair, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A peer polling the feed: once it is found up to date, the answer "nothing new"
+    does not read every lesson it may see again until the change log moves; any change
+    to a lesson (an edit, a narrowed REL TO) or anything waiting to go back is found."""
+    from lessons.federation import outbound
+
+    a, b = pair
+    public_id = make_lesson(a, title="Ningauiridge polling", releasable_to=["AUS"])
+    assert ask(a, b, 0).status_code == 200
+    assert ask(a, b, 1).status_code == 204  # acknowledged; the lessons were read once
+    staged = outbound._stage
+    reads: list[int] = []
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        reads.append(1)
+        return staged(*args, **kwargs)
+
+    monkeypatch.setattr(outbound, "_stage", counted)
+    for _ in range(3):
+        assert ask(a, b, 1).status_code == 204
+    assert reads == []
+    edit(a, public_id, title="Ningauiridge polling, revised")
+    answer = ask(a, b, 1)
+    assert answer.status_code == 200 and answer.headers["Muster-Sequence"] == "2"
+    assert b"Ningauiridge polling, revised" in records_of(answer.data)
+    # Bundle 2 holds everything up to where the log stood: acknowledged, nothing new.
+    assert ask(a, b, 2).status_code == 204 and len(reads) == 1
+    assert ask(a, b, 2).status_code == 204 and len(reads) == 1
+    edit(a, public_id, releasable_to=[])
+    answer = ask(a, b, 2)
+    assert answer.status_code == 200 and b'"revocation"' in records_of(answer.data)
+    assert ask(a, b, 3).status_code == 204
+    # A decision waiting to go back moves no lesson, and is sent all the same.
+    from lessons.models import ReturnMessage
+
+    with a.app.app_context():
+        peer = db.session.scalar(select(Peer).where(Peer.name == "AUS-army"))
+        db.session.add(ReturnMessage(peer_id=peer.id, kind="release_decision", key="rq1",
+                                     payload={"type": "release_decision", "id": "rq1"}))
+        db.session.commit()
+    answer = ask(a, b, 3)
+    assert answer.status_code == 200 and b'"release_decision"' in records_of(answer.data)

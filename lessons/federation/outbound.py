@@ -58,7 +58,7 @@ def export(peer_name: str, path: Path) -> Exported:
     identity.instance()
     identity.private_key()  # no key, no bundle: say so before doing anything
     peer = peers.get(peer_name, lock=True)
-    staged = _stage(peer, always=True)
+    staged = _stage(peer, always=True, position=change_position())
     assert staged is not None  # always: even an empty bundle is written
     exported, data = staged
     try:
@@ -79,12 +79,28 @@ def next_bundle(peer: Peer) -> tuple[Exported, bytes] | None:
     ``export`` makes it, and committed; ``None`` (nothing stored) when it would carry
     no record. The online feed's answer when the peer has everything written so far."""
     identity.private_key()
-    staged = _stage(peer, always=False)
-    if staged is None:
+    # Read before the lessons: a change committed after this is seen by the next call.
+    position = change_position()
+    if (peer.change_position == position and peer.acked_sequence == peer.last_out_sequence
+            and not returns.waiting(peer)):
+        # Nothing changed since the peer was last found up to date: no need to read
+        # every lesson it may see again (a peer may poll the feed every minute).
         db.session.rollback()
+        return None
+    staged = _stage(peer, always=False, position=position)
+    if staged is None:
+        peer.change_position = position
+        db.session.commit()
         return None
     db.session.commit()
     return staged
+
+
+def change_position() -> str:
+    """Where the change log stands (its epoch and last number): every change to a lesson
+    moves it, in the change's own transaction."""
+    head = db.session.scalar(select(ChangeLogHead))
+    return f"{head.epoch}:{head.last_id}" if head is not None else ""
 
 
 def kept_bundle(peer: Peer, sequence: int) -> bytes | None:
@@ -99,7 +115,7 @@ def forget_acknowledged(peer: Peer, sequence: int) -> None:
                                                 PeerBundle.sequence <= sequence))
 
 
-def _stage(peer: Peer, *, always: bool) -> tuple[Exported, bytes] | None:
+def _stage(peer: Peer, *, always: bool, position: str) -> tuple[Exported, bytes] | None:
     """Decide and sign the next bundle for ``peer`` and stage its rows (sent records,
     sequence, kept bytes, audit) in the session, uncommitted. Without ``always``, a
     bundle with no record is not made (``None``, and nothing staged)."""
@@ -149,7 +165,7 @@ def _stage(peer: Peer, *, always: bool) -> tuple[Exported, bytes] | None:
                    "returns": len(waiting)},
     }
     data = bundles.build(manifest, bundles.records_bytes(records))
-    peer.last_out_sequence, peer.last_out_at = sequence, now
+    peer.last_out_sequence, peer.last_out_at, peer.change_position = sequence, now, position
     db.session.add(PeerBundle(peer_id=peer.id, sequence=sequence, created_at=now, body=data))
     audit.record("federation_bundle_out", actor=None, subject=peer.name,
                  comment=f"bundle {sequence} for {peer.name}: {len(changed)} lesson(s), "

@@ -36,6 +36,9 @@ class Peer(db.Model):
     last_in_sequence: Mapped[int] = mapped_column(Integer, default=0)
     last_in_at: Mapped[datetime | None] = mapped_column(DateTime)
     last_error: Mapped[str] = mapped_column(Text, default="")
+    # The change log's position (epoch:number) when the lessons were last read for this
+    # peer: while it has not moved, the feed answers "nothing new" without reading them.
+    change_position: Mapped[str | None] = mapped_column(String(60))
 
     @property
     def nations(self) -> list[str]:
