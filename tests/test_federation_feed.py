@@ -376,7 +376,8 @@ def test_nothing_new_is_answered_without_reading_the_lessons_again(
     with a.app.app_context():
         peer = db.session.scalar(select(Peer).where(Peer.name == "AUS-army"))
         db.session.add(ReturnMessage(peer_id=peer.id, kind="release_decision", key="rq1",
-                                     payload={"type": "release_decision", "id": "rq1"}))
+                                     payload={"type": "release_decision", "id": "rq1",
+                                              "lesson": {"id": public_id}}))
         db.session.commit()
     answer = ask(a, b, 3)
     assert answer.status_code == 200 and b'"release_decision"' in records_of(answer.data)

@@ -147,7 +147,7 @@ def _stage(peer: Peer, *, always: bool, position: str) -> tuple[Exported, bytes]
             records.append({"type": "revocation",
                             "origin": {"instance": name, "id": public_ids[row.lesson_id]}})
             row.sequence, row.revoked, row.acked = sequence, True, False
-    records.extend(returns.carry(waiting, sequence))
+    records.extend(returns.carry(peer, waiting, sequence, name))
     now = utcnow()
     manifest = {
         "kind": "lessons",
@@ -156,9 +156,10 @@ def _stage(peer: Peer, *, always: bool, position: str) -> tuple[Exported, bytes]
         "recipient": peer.name,
         "sequence": sequence,
         # Everything not acknowledged by bundle ``after_acknowledged_sequence``, as it
-        # stood at change-log position ``change_log_upto`` (each record names its version).
+        # stood at change-log position ``change_log_upto`` (read before the lessons; each
+        # record names its version).
         "covers": {"after_acknowledged_sequence": peer.acked_sequence,
-                   "change_log_upto": db.session.scalar(select(ChangeLogHead.last_id)) or 0,
+                   "change_log_upto": int(position.rpartition(":")[2] or 0),
                    "up_to": now.isoformat(timespec="seconds") + "Z"},
         "created": now.isoformat(timespec="seconds") + "Z",
         "counts": {"lessons": len(changed), "revocations": len(revoked),

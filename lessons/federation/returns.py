@@ -20,7 +20,6 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from flask import current_app
 from sqlalchemy import delete, select
 
 from lessons import policy
@@ -62,14 +61,15 @@ def _peer_named(name: str | None) -> Peer | None:
 
 def _queue(peer: Peer, kind: str, key: str, payload: dict[str, Any]) -> None:
     """Add (or replace, when not yet acknowledged) the message ``kind``/``key`` for
-    ``peer``; part of the caller's transaction."""
+    ``peer``; part of the caller's transaction. Its lesson is named by id only: which
+    instance holds it is said when the message is carried (``carry``)."""
     row = db.session.scalar(select(ReturnMessage).where(
         ReturnMessage.peer_id == peer.id, ReturnMessage.kind == kind,
         ReturnMessage.key == key))
     if row is None:
         row = ReturnMessage(peer_id=peer.id, kind=kind, key=key)
         db.session.add(row)
-    row.payload, row.sequence, row.acked, row.created_at = payload, None, False, utcnow()
+    row.payload, row.sequence, row.created_at = payload, None, utcnow()
 
 
 def _exercise(exercise: Exercise | None) -> dict[str, str]:
@@ -84,44 +84,40 @@ def outcome_key(link: ExerciseLesson) -> str:
     return f"{link.exercise.public_id}.{link.lesson.public_id}"
 
 
-def queue_outcome(user: User, link: ExerciseLesson) -> bool:
-    """Send ``link``'s outcome on a received lesson to its originator; False when the
-    originator is no longer a peer (nothing can reach it)."""
+def queue_outcome(user: User, link: ExerciseLesson) -> None:
+    """Send ``link``'s outcome on a received lesson to its originator (unless it is no
+    longer a peer: then nothing can reach it)."""
     lesson = link.lesson
     peer = _peer_named(lesson.origin_instance)
     if peer is None:
-        return False
+        return
     key = outcome_key(link)
     _queue(peer, "outcome", key, {
-        "type": "outcome", "id": key,
-        "lesson": {"instance": lesson.origin_instance, "id": lesson.origin_id},
+        "type": "outcome", "id": key, "lesson": {"id": lesson.origin_id},
         "result": link.status, "evidence": link.evidence,
         "exercise": _exercise(link.exercise), "planner_nation": user.nation_code,
         "recorded": utcnow().isoformat(timespec="seconds") + "Z"})
-    return True
 
 
 def queue_release_request(user: User, request: ReleaseRequest, lesson: Lesson,
-                          exercise: Exercise | None) -> bool:
+                          exercise: Exercise | None) -> None:
     """Send a wider-release request on a received lesson to its originator."""
     peer = _peer_named(lesson.origin_instance)
     if peer is None:
-        return False
+        return
     _queue(peer, "release_request", request.public_id, {
         "type": "release_request", "id": request.public_id,
-        "lesson": {"instance": lesson.origin_instance, "id": lesson.origin_id},
+        "lesson": {"id": lesson.origin_id},
         "nations": list(request.nations), "reason": request.reason,
         "exercise": _exercise(exercise), "planner_nation": user.nation_code,
         "recorded": utcnow().isoformat(timespec="seconds") + "Z"})
-    return True
 
 
-def queue_decision(own_name: str, request: PartnerRequest, decider: User) -> None:
+def queue_decision(request: PartnerRequest, decider: User) -> None:
     """The originator's decision on ``request``, for the peer that asked."""
     kind = "outcome_decision" if request.kind == "outcome" else "release_decision"
     _queue(request.peer, kind, request.remote_id, {
-        "type": kind, "id": request.remote_id,
-        "lesson": {"instance": own_name, "id": request.lesson.public_id},
+        "type": kind, "id": request.remote_id, "lesson": {"id": request.lesson.public_id},
         "decision": request.status, "note": request.decision_note,
         "nation": decider.nation_code,
         "decided": (request.decided_at or utcnow()).isoformat(timespec="seconds") + "Z"})
@@ -133,7 +129,6 @@ def decline_waiting(user: User, lesson: Lesson, reason: str) -> None:
     (as local release requests on it are declined). Part of the caller's transaction."""
     waiting = list(db.session.scalars(select(PartnerRequest).where(
         PartnerRequest.lesson_id == lesson.id, PartnerRequest.status == "pending")))
-    own_name = current_app.config.get("INSTANCE_NAME") or ""
     for request in waiting:
         request.status = "declined"
         request.version += 1
@@ -142,22 +137,27 @@ def decline_waiting(user: User, lesson: Lesson, reason: str) -> None:
         audit.record(f"partner_{request.kind}_declined", actor=user, lesson=lesson,
                      comment=f"{request.peer.name} exercise {request.exercise_name}: "
                              f"{request.decision_note}"[:1000])
-        queue_decision(own_name, request, user)
+        queue_decision(request, user)
 
 
 # --- in and out of bundles -------------------------------------------------------------------
 def waiting(peer: Peer) -> list[ReturnMessage]:
     """Every message for ``peer`` not yet acknowledged, oldest first."""
     return list(db.session.scalars(select(ReturnMessage).where(
-        ReturnMessage.peer_id == peer.id, ReturnMessage.acked.is_(False))
-        .order_by(ReturnMessage.id)))
+        ReturnMessage.peer_id == peer.id).order_by(ReturnMessage.id)))
 
 
-def carry(rows: list[ReturnMessage], sequence: int) -> list[dict[str, Any]]:
-    """The records of ``rows``, now carried by bundle ``sequence``."""
+def carry(peer: Peer, rows: list[ReturnMessage], sequence: int,
+          own_name: str) -> list[dict[str, Any]]:
+    """The records of ``rows``, now carried by bundle ``sequence`` from ``own_name`` to
+    ``peer``: a question is about one of the peer's lessons, an answer about ours."""
+    records = []
     for row in rows:
         row.sequence = sequence
-    return [dict(row.payload) for row in rows]
+        holder = own_name if row.kind in ANSWERS else peer.name
+        records.append({**row.payload, "lesson": {**row.payload["lesson"],
+                                                  "instance": holder}})
+    return records
 
 
 def acknowledge(peer: Peer, sequence: int) -> None:

@@ -11,21 +11,21 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, DateTime, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from lessons.extensions import db
 from lessons.models.base import new_public_id, utcnow
 from lessons.models.federation import Peer
 from lessons.models.lesson import Lesson
-from lessons.models.user import User
 
 
 class ReturnMessage(db.Model):
     """One record waiting to travel to a peer in its next bundles: an ``outcome`` or
     ``release_request`` about one of the peer's lessons, or an ``outcome_decision`` or
     ``release_decision`` on something the peer asked. ``key`` names it at the side that
-    will answer (re-queueing the same key replaces its payload)."""
+    will answer (re-queueing the same key replaces its payload). Deleted once the peer
+    acknowledges a bundle that carried it."""
 
     __tablename__ = "return_messages"
     __table_args__ = (UniqueConstraint("peer_id", "kind", "key"),)
@@ -36,9 +36,8 @@ class ReturnMessage(db.Model):
     key: Mapped[str] = mapped_column(String(80))
     payload: Mapped[dict] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
-    # The last bundle that carried it, and whether the peer acknowledged that bundle.
+    # The last bundle that carried it (None: not sent yet).
     sequence: Mapped[int | None] = mapped_column(Integer)
-    acked: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
 class PartnerRequest(db.Model):
@@ -61,7 +60,7 @@ class PartnerRequest(db.Model):
     exercise_name: Mapped[str] = mapped_column(String(200))
     exercise_starts: Mapped[str] = mapped_column(String(10), default="")
     exercise_ends: Mapped[str] = mapped_column(String(10), default="")
-    planner_nation: Mapped[str] = mapped_column(String(3))
+    planner_nation: Mapped[str] = mapped_column(String(10))
     # ``effective`` / ``not_effective`` for an outcome; empty for a release request.
     result: Mapped[str] = mapped_column(String(20), default="")
     nations: Mapped[list] = mapped_column(JSON, default=list)
@@ -78,6 +77,5 @@ class PartnerRequest(db.Model):
 
     peer: Mapped[Peer] = relationship(lazy="joined", innerjoin=True)
     lesson: Mapped[Lesson] = relationship(lazy="joined", innerjoin=True)
-    decided_by: Mapped[User | None] = relationship(lazy="joined")
 
     __mapper_args__ = {"version_id_col": version, "version_id_generator": False}

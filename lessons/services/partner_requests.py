@@ -16,8 +16,7 @@ from sqlalchemy import select
 from lessons import policy
 from lessons.errors import InvalidTransition, NotAllowed, NotFound, ValidationFailed
 from lessons.extensions import db
-from lessons.federation import identity, returns
-from lessons.federation.identity import FederationError
+from lessons.federation import returns
 from lessons.models import Lesson, User
 from lessons.models.base import utcnow
 from lessons.models.partner import PartnerRequest
@@ -71,10 +70,6 @@ def decide(user: User, public_id: str, decision: str, note: str = "") -> Partner
     problem = check_note(note, label="reason", required=decision == "decline")
     if problem:
         raise ValidationFailed({"note": problem})
-    try:
-        own_name, _ = identity.instance()
-    except FederationError as exc:
-        raise InvalidTransition(f"{exc} The decision could not be sent back.") from None
     note = (note or "").strip()
     flag = policy.self_review_flag(user, lesson)
     if flag:
@@ -99,7 +94,7 @@ def decide(user: User, public_id: str, decision: str, note: str = "") -> Partner
     request.decided_by_id, request.decided_at, request.decision_note = user.id, utcnow(), note
     audit.record(f"partner_{request.kind}_{request.status}", actor=user, lesson=lesson,
                  comment=f"{where}{': ' + note if note else ''}"[:1000])
-    returns.queue_decision(own_name, request, user)
+    returns.queue_decision(request, user)
     if changed:
         lesson_service.commit_lesson(lesson)
     else:
