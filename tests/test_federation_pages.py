@@ -364,3 +364,29 @@ def test_origin_filter_finds_lessons_by_where_they_came_from(pair, tmp_path: Pat
     assert [item["title"] for item in listed["items"]] == ["Potoroocreek ration resupply"]
     assert {v["value"] for v in listed["facets"]["origin"]} >= {"gbr-army", "local"}
     assert api("nzl_user")["total"] == 0
+
+
+def test_one_peer_registered_twice_at_once_is_stored_once(pair) -> None:
+    """Two administrators register the same instance at the same moment, through real
+    HTTP: one is stored, the other is told it is registered already (no 500)."""
+    from functools import partial
+
+    from tests.http_client import Http, race, serving
+
+    _, b = pair
+    admin_of(b, "AUS")
+    with b.app.app_context():
+        create_user("aus_admin2", nation="AUS", roles=("admin",), password="demo",
+                    weak_password_ok=True)
+    form = {"name": "NZL-army", "nations": "NZL", "public_key": new_key()}
+    with serving(b.app) as address:
+        admins = [Http(address).login("aus_admin"), Http(address).login("aus_admin2")]
+        replies = race(*[partial(admin.send, "POST", "/admin/peers", form=form)
+                         for admin in admins])
+    statuses = sorted(reply.status for reply in replies)
+    assert statuses == [302, 422], [reply.text[:300] for reply in replies]
+    refused = next(reply for reply in replies if reply.status == 422)
+    assert "already registered" in refused.text
+    assert peer_names(b) == ["GBR-army", "NZL-army"]
+    assert len([row for row in audited(b, "federation_peer_added")
+                if row[1] == "nzl-army"]) == 1

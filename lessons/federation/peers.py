@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 from urllib.parse import urlparse
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 
 from lessons.extensions import db
 from lessons.federation import identity
@@ -20,6 +21,7 @@ from lessons.services.lessons import locked
 from lessons.services.nations import nation_codes
 
 URL_MAX = 500
+_ALREADY = "A peer named {name} is already registered; remove it first to change it."
 
 
 def find(name: str, *, lock: bool = False) -> Peer | None:
@@ -56,8 +58,7 @@ def add(name: str, nations: list[str], key: str, url: str | None = None, *,
     if name == own_name:
         raise FederationError(f"{name} is this instance's own name.")
     if find(name) is not None:
-        raise FederationError(f"A peer named {name} is already registered; remove it first "
-                              "to change it.")
+        raise FederationError(_ALREADY.format(name=name))
     codes = sorted({code.strip().upper() for code in nations if code.strip()})
     if not codes:
         raise FederationError("Name at least one nation the peer serves (--nation AUS).")
@@ -81,7 +82,12 @@ def add(name: str, nations: list[str], key: str, url: str | None = None, *,
                  comment=f"peer {name} serving {', '.join(codes)}, key "
                          f"{identity.fingerprint(peer.public_key)}"
                          + (f", at {url}" if url else ""))
-    db.session.commit()
+    try:
+        db.session.commit()
+    except IntegrityError:
+        # Registered by another request since ``find`` above (the name is unique).
+        db.session.rollback()
+        raise FederationError(_ALREADY.format(name=name)) from None
     return peer
 
 
