@@ -390,3 +390,25 @@ def test_one_peer_registered_twice_at_once_is_stored_once(pair) -> None:
     assert peer_names(b) == ["GBR-army", "NZL-army"]
     assert len([row for row in audited(b, "federation_peer_added")
                 if row[1] == "nzl-army"]) == 1
+
+
+def test_one_peer_removed_twice_at_once_is_removed_once(pair) -> None:
+    """Two removals of one peer at the same moment: one removes it, the other finds
+    nothing to remove (no 500), and the removal is audited once."""
+    from functools import partial
+
+    from tests.http_client import Http, race, serving
+
+    _, b = pair
+    admin_of(b, "AUS")
+    with b.app.app_context():
+        create_user("aus_admin2", nation="AUS", roles=("admin",), password="demo",
+                    weak_password_ok=True)
+    with serving(b.app) as address:
+        admins = [Http(address).login("aus_admin"), Http(address).login("aus_admin2")]
+        replies = race(*[partial(admin.send, "POST", "/admin/peers/remove",
+                                 form={"name": "GBR-army"}) for admin in admins])
+    statuses = sorted(reply.status for reply in replies)
+    assert statuses == [302, 404], [reply.text[:300] for reply in replies]
+    assert peer_names(b) == []
+    assert len(audited(b, "federation_peer_removed")) == 1

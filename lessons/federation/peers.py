@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from urllib.parse import urlparse
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 
 from lessons.extensions import db
@@ -108,11 +108,17 @@ def set_key(name: str, key: str, *, actor: User | None = None) -> Peer:
 
 
 def remove(name: str, *, actor: User | None = None) -> None:
-    """Forget a peer and what was sent to it; lessons received from it stay, read-only."""
+    """Forget a peer and what was sent to it (the database cascades); lessons received
+    from it stay, read-only. Of two removals at once the second finds no peer: the
+    DELETE itself says whether it removed one."""
     peer = get(name)
-    db.session.delete(peer)
-    audit.record("federation_peer_removed", actor=actor, subject=peer.name,
-                 comment=f"peer {peer.name} removed")
+    name = peer.name
+    removed = db.session.execute(delete(Peer).where(Peer.id == peer.id)).rowcount
+    if not removed:
+        db.session.rollback()
+        raise FederationError(f"No peer named {name!r} (removed meanwhile).")
+    audit.record("federation_peer_removed", actor=actor, subject=name,
+                 comment=f"peer {name} removed")
     db.session.commit()
 
 

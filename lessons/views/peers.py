@@ -93,6 +93,9 @@ def peer_remove():
         return render_template("admin/peers_confirm.html", form=form,
                                status=service.status(peer))
     name = peer.name
-    service.remove(name, actor=current_user._get_current_object())
+    try:
+        service.remove(name, actor=current_user._get_current_object())
+    except FederationError as exc:  # removed by another request meanwhile
+        abort(404, str(exc))
     flash(f"Peer {name} removed. Lessons received from it stay, read-only.", "success")
     return redirect(url_for("admin.peers"))
