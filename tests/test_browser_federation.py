@@ -7,7 +7,6 @@ its own, named GBR-army with a key made by ``flask federation init``."""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,12 +14,11 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from flask import Flask
 from playwright.sync_api import Browser, expect
-from werkzeug.serving import make_server
 
 from lessons import create_app
-from lessons.extensions import db
 from lessons.federation import identity
 from tests.browser import TIMEOUT_MS, saved_on_failure
+from tests.http_client import serving
 
 pytestmark = pytest.mark.browser
 
@@ -37,18 +35,8 @@ def federated_server(app: Flask, database_url: str, tmp_path: Path
     result = served.test_cli_runner().invoke(args=["federation", "init"])
     assert result.exit_code == 0, result.output
     public_key = result.output.strip().splitlines()[-1]
-    server = make_server("127.0.0.1", 0, served, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1},
-                              name="federated-server", daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}", public_key
-    finally:
-        server.shutdown()
-        thread.join(timeout=5)
-        server.server_close()
-        with served.app_context():
-            db.engine.dispose()
+    with serving(served) as address:  # disposes of the app's connections after
+        yield f"http://{address}", public_key
 
 
 def test_an_admin_registers_a_peer_and_sees_it_in_the_table(
