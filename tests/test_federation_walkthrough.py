@@ -28,8 +28,9 @@ from urllib.parse import quote
 
 import pytest
 
-from tests.http_client import Http
+from tests.http_client import CSRF_FIELD, Http
 from tests.test_exchange import record
+from tests.test_exercises import day, exercise_form
 from tests.test_readme import KEPT, README, ROOT, Block, free_port, shell_blocks
 
 SECTION = "### Two instances (federation)"
@@ -134,10 +135,38 @@ def search_until(client: Http, words: str, wanted: str, seconds: float = 20) -> 
         time.sleep(0.3)
 
 
+def csrf(client: Http) -> str:
+    """The session's CSRF token (one per session: any form of the app carries it)."""
+    token = CSRF_FIELD.search(client.get("/account").text)
+    assert token, "no CSRF token on the account page"
+    return token.group(1)
+
+
+def record_effective(planner: Http, lesson_id: str) -> str:
+    """As the README says a planner at B does, through B's pages: an exercise with AUS,
+    started yesterday, the lesson attached, incorporated and recorded effective.
+    Returns the exercise's id."""
+    made = planner.send("POST", "/exercises/new", form={
+        **exercise_form(lead_nation="AUS", nations=["AUS"], starts_on=day(-1)),
+        "csrf_token": csrf(planner)})
+    assert made.status == 302, made.text[:500]
+    exercise_id = made.headers["location"].rstrip("/").rsplit("/", 1)[-1]
+    steps = [(f"/exercises/{exercise_id}/attach?lesson={lesson_id}",
+              {"purpose": "training_objective", "objective": "",
+               "milestone": "initial_planning_conference", "note": ""})]
+    steps += [(f"/exercises/{exercise_id}/lessons/{lesson_id}/step", {"to": to, "note": note})
+              for to, note in (("accepted", ""), ("incorporated", ""),
+                               ("effective", "The coalition network carried all planning."))]
+    for path, form in steps:
+        reply = planner.send("POST", path, form={**form, "csrf_token": csrf(planner)})
+        assert reply.status == 302, (path, reply.text[:500])
+    return exercise_id
+
+
 def test_the_two_instance_walk_through_runs_as_printed(checkout: Checkout) -> None:
     blocks = section_blocks()
-    assert len(blocks) == 4, [block.text[:40] for block in blocks]
-    *by_file, online = blocks
+    assert len(blocks) == 6, [block.text[:40] for block in blocks]
+    *by_file, online, pull_outcome, pull_decision = blocks
     outputs = []
     for block in by_file:
         result = checkout.run(block.text)
@@ -182,3 +211,28 @@ def test_the_two_instance_walk_through_runs_as_printed(checkout: Checkout) -> No
     assert "bundle 2 from GBR-army applied: 1 new" in synced.stdout, synced.stdout
     title = "Kookaburrasync relay codes went stale"
     assert title in search_until(planner, "kookaburrasync", title)
+
+    # And back: the README's lesson, effective in an exercise at B, pulled to A,
+    # confirmed there by gb.analyst, and the confirmation pulled back to B.
+    title = "Coalition network was built, but US staff kept working on SIPRNet"
+    found = re.search(r'href="/lessons/([a-z0-9]+)"[^>]*>' + re.escape(title),
+                      search_until(planner, "SIPRNet", title))
+    assert found, "the README's lesson is not found at B"
+    lesson_id = found.group(1)
+    exercise_id = record_effective(planner, lesson_id)
+    pulled = checkout.run(f"{functions}\n{pull_outcome.text}")
+    assert pulled.returncode == 0, pulled.stdout + pulled.stderr
+    assert "1 outcome(s) or request(s) received" in pulled.stdout, pulled.stdout
+    analyst = Http(f"127.0.0.1:{checkout.ports[5000]}").login("gb.analyst")
+    review = analyst.get("/lessons?tab=review").text
+    item = re.search(r'action="/reviews/partner/([a-z0-9]+)"', review)
+    assert item and "From partner instances" in review, review[:500]
+    assert "Exercise SOUTHERN JACKAL 2027" in review
+    confirmed = analyst.send("POST", f"/reviews/partner/{item.group(1)}", form={
+        "decision": "confirm", "csrf_token": csrf(analyst)})
+    assert confirmed.status == 302, confirmed.text[:300]
+    back = checkout.run(f"{functions}\n{pull_decision.text}")
+    assert back.returncode == 0, back.stdout + back.stderr
+    assert "1 decision(s) settled" in back.stdout, back.stdout
+    page = planner.get(f"/exercises/{exercise_id}").text
+    assert "lesson recorded as learned" in page, page[:500]
