@@ -438,3 +438,34 @@ def test_archiving_the_lesson_declines_what_partners_asked_and_tells_them(
         assert request.status == "declined"
         assert "The lesson was archived: Superseded by the 2027 drill." in \
             request.decision_note
+
+
+def test_a_planner_of_the_originator_nation_at_b_does_not_make_it_learned_there(
+        pair, tmp_path: Path) -> None:
+    """At A a GBR planner's effective outcome makes a GBR lesson learned at once. At B the
+    lesson is A's: a GBR planner there records the outcome, which waits for A."""
+    from lessons.services.users import create_user
+
+    a, b = pair
+    public_id = make_lesson(a, title="Thylacinetrail liaison desk", releasable_to=["AUS"])
+    ship(a, b, tmp_path, 1)
+    received = foreign(b, "Thylacinetrail")
+    with b.app.app_context():
+        create_user("gbr_planner", nation="GBR", roles=("planner",), password="demo",
+                    weak_password_ok=True)
+    response = b.client("aus_analyst").post("/exercises/new", data=exercise_form(
+        name="Exercise TALISMAN SABRE 2027", lead_nation="AUS", nations=["AUS", "GBR"],
+        starts_on=day(-1), planners="gbr_planner"))
+    assert response.status_code == 302, response.get_data(as_text=True)[:1000]
+    exercise_id = exercise_id_from(response.headers["Location"])
+    planner = b.client("gbr_planner")
+    assert attach(planner, exercise_id, received.public_id).status_code == 302
+    walk(planner, exercise_id, received.public_id)
+    assert step(planner, exercise_id, received.public_id, "effective",
+                "Worked for us too.").status_code == 302
+    assert link_at(b, exercise_id, received.public_id) == ("effective", "pending")
+    assert status_at(b, received.public_id) == "validated"
+    assert b.count(ReturnMessage) == 1
+    ship(b, a, back(tmp_path), 1)
+    assert a.count(PartnerRequest, PartnerRequest.status == "pending") == 1
+    assert status_at(a, public_id) == "validated"

@@ -258,13 +258,6 @@ def _advance(user: User, exercise: Exercise, link: ExerciseLesson, to: str,
     audit.record("outcome_recorded" if to in OUTCOMES else "attachment_moved", actor=user,
                  exercise=exercise, lesson=lesson, from_status=previous, to_status=to,
                  comment=note)
-    if policy.is_foreign(lesson):
-        # Its originator decides, on its own instance: the outcome travels there.
-        if to == "effective" and lesson.status in LEARNABLE:
-            link.confirmation = "pending"
-        if to in OUTCOMES:
-            returns.queue_outcome(user, link)
-        return False
     if to == "effective" and lesson.status in LEARNABLE:
         if policy.outcome_moves_at_once(user, lesson):
             flag = policy.self_review_flag(user, lesson)
@@ -272,6 +265,9 @@ def _advance(user: User, exercise: Exercise, link: ExerciseLesson, to: str,
             link.confirmation = "confirmed"
             return True
         link.confirmation = "pending"
+    if to in OUTCOMES and policy.is_foreign(lesson):
+        # Its originator's analysts decide, on their own instance: the outcome goes there.
+        returns.queue_outcome(user, link)
     return False
 
 
